@@ -1,0 +1,1 @@
+//! DuckDB binding layer.

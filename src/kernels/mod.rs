@@ -1,0 +1,1 @@
+//! Correlation kernels (owned by kernels work).

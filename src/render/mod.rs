@@ -1,0 +1,1 @@
+//! PNG rendering (owned by render work).
