@@ -1,0 +1,63 @@
+# layercorr: the two set-up commands are `make demo` and `make test`.
+# Everything the project needs (Python packages, the DuckDB shell) comes from
+# the pinned virtual environment made here; the cargo target directory lives
+# outside the checkout so that repeated CI runs on one machine are incremental.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DUCKDB := $(VENV)/bin/duckdb
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/layercorr/target
+EXT := build/release/layercorr.duckdb_extension
+CARGO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+DEMO_STAMP := data/.demo-assets
+
+.PHONY: all build venv demo test test-rust test-python bench lint fmt clean assets
+
+all: build
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The extension: release cdylib + DuckDB footer. cargo decides what to rebuild.
+build: venv
+	cargo build --release --lib
+	$(PY) scripts/append_footer.py $(CARGO_TARGET_DIR)/release/liblayercorr.so $(EXT) --extension-version v$(CARGO_VERSION)
+
+$(DEMO_STAMP): venv scripts/fetch_demo.py scripts/convert_efficientnet_lite.py
+	$(PY) scripts/fetch_demo.py --data data
+	touch $@
+
+assets: $(DEMO_STAMP)
+
+demo: build assets
+	mkdir -p out
+	$(DUCKDB) -unsigned data/demo.duckdb < sql/demo.sql
+
+test: build assets test-rust test-python
+
+test-rust:
+	cargo test --release --workspace
+
+test-python: build assets
+	$(PY) -m pytest -q tests
+
+bench: build assets
+	$(PY) benches/bench_inference.py
+	$(PY) benches/bench_corr.py
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --release --workspace --all-targets -- -D warnings
+
+fmt:
+	cargo fmt --all
+
+clean:
+	rm -rf build out
