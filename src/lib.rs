@@ -2,14 +2,13 @@
 //! images listed in a table, keeps chosen layers' activations as `FLOAT[]`
 //! columns, and compares the layers' correlation structure in SQL.
 //!
-//! The engine (`model`, `image`, `kernels`, `render`) knows nothing of
-//! DuckDB; `duckdb` is the thin binding layer that converts vectors and
+//! The engine (`model`, `image`, and the `layercorr-kernels` and
+//! `layercorr-render` crates) knows nothing of DuckDB; `duckdb` is the thin binding layer that converts vectors and
 //! calls the engine. This file only declares the modules; the entry point
 //! lives in `duckdb::entry`.
 
 pub mod image;
-pub mod kernels;
 pub mod model;
-pub mod render;
+pub mod pipeline;
 
 mod duckdb;

@@ -1,1 +1,22 @@
-//! DuckDB binding layer.
+//! The DuckDB binding layer: one file per SQL function, each converting
+//! DuckDB vectors to engine calls and back. This file only lists them.
+
+mod entry;
+mod ffi;
+mod register;
+
+mod nn_activations;
+mod nn_activations_table;
+mod nn_layers;
+
+use ::duckdb::ffi::duckdb_connection;
+
+use register::{register_scalar, register_table};
+
+/// Every SQL function of the extension, registered on `con`.
+pub fn register_all(con: duckdb_connection) -> Result<(), String> {
+    register_table::<nn_layers::NnLayers>(con)?;
+    register_scalar::<nn_activations::NnActivations>(con)?;
+    register_table::<nn_activations_table::NnActivationsTable>(con)?;
+    Ok(())
+}

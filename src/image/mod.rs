@@ -1,1 +1,14 @@
-//! Image decoding and preprocessing.
+//! Image files to network input tensors.
+//!
+//! Decoding (`decode`) and the resize / crop / normalise step
+//! (`preprocess`) are separate so that tests can compare each with an
+//! independent Pillow/numpy implementation, and so that the model layer only
+//! sees a flat `f32` tensor. Nothing here knows about DuckDB or tract.
+
+mod decode;
+mod error;
+mod preprocess;
+
+pub use decode::{load_rgb, DEFAULT_MAX_PIXELS};
+pub use error::ImageError;
+pub use preprocess::{preprocess, Layout, Preprocessing, ResizeMode};

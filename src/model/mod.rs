@@ -1,1 +1,21 @@
-//! ONNX model loading and inference.
+//! ONNX models through tract: loading, layer listing, layer selection and
+//! batched forward passes that return chosen intermediate tensors.
+//!
+//! `loaded` parses a model once and lists its capturable layers; `selection`
+//! turns the user's names and glob patterns into layers (with "did you mean"
+//! suggestions); `plan` builds an optimised tract plan whose outputs are
+//! exactly those layers; `cache` shares parsed models and plans across
+//! DuckDB threads and queries. Nothing here knows about DuckDB.
+
+mod cache;
+mod error;
+mod loaded;
+mod metadata;
+mod plan;
+mod selection;
+
+pub use cache::{cached_model, cached_plan};
+pub use error::ModelError;
+pub use loaded::{LayerInfo, LoadedModel, INPUT_LAYER};
+pub use plan::{ImageActivations, Plan};
+pub use selection::select_layers;

@@ -1,0 +1,61 @@
+//! The extension's entry point, written by hand.
+//!
+//! duckdb-rs' `duckdb_entrypoint_c_api` macro hands over only a
+//! `Connection`, but aggregates need the raw connection, and the macro does
+//! not catch panics. This function initialises the C API function table
+//! (minimum DuckDB version v1.5.6, matching the file footer), opens a raw
+//! connection on the host database — valid only during this call —,
+//! registers every function, and reports any failure through
+//! `access.set_error` instead of unwinding into the host.
+
+use ::duckdb::ffi;
+
+use super::ffi::c_string;
+
+/// Minimum C API version; must equal the footer's (see `scripts/append_footer.py`).
+const MIN_DUCKDB_VERSION: &str = "v1.5.6";
+
+unsafe fn init(info: ffi::duckdb_extension_info, access: *const ffi::duckdb_extension_access) -> Result<bool, String> {
+    let have_api = ffi::duckdb_rs_extension_api_init(info, access, MIN_DUCKDB_VERSION).map_err(str::to_string)?;
+    if !have_api {
+        return Ok(false);
+    }
+    let get_database = (*access)
+        .get_database
+        .ok_or("the host gave no get_database function")?;
+    let db_ptr = get_database(info);
+    if db_ptr.is_null() {
+        return Ok(false);
+    }
+    let mut con: ffi::duckdb_connection = std::ptr::null_mut();
+    if ffi::duckdb_connect(*db_ptr, &mut con) != ffi::DuckDBSuccess {
+        return Err("cannot open a connection to register functions".into());
+    }
+    let result = super::register_all(con);
+    ffi::duckdb_disconnect(&mut con);
+    result.map(|_| true)
+}
+
+/// Called by DuckDB on `LOAD 'layercorr.duckdb_extension'`.
+///
+/// # Safety
+/// `info` and `access` must be the pointers DuckDB passes to an extension
+/// entry point.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn layercorr_init_c_api(
+    info: ffi::duckdb_extension_info,
+    access: *const ffi::duckdb_extension_access,
+) -> bool {
+    let outcome = std::panic::catch_unwind(|| init(info, access))
+        .unwrap_or_else(|_| Err("layercorr: panic while loading the extension".into()));
+    match outcome {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            if let Some(set_error) = (*access).set_error {
+                let message = c_string(&format!("layercorr: {message}"));
+                set_error(info, message.as_ptr());
+            }
+            false
+        }
+    }
+}

@@ -1,0 +1,406 @@
+//! Small safe-ish helpers over DuckDB's C API vectors, types and values.
+//!
+//! duckdb-rs has no aggregate wrapper and its scalar wrapper hides the bind
+//! and per-thread hooks we need, so every SQL function here is registered
+//! through the raw C API; these helpers keep the `unsafe` in one place:
+//! owned logical types, reading strings and `FLOAT[]` lists out of flat
+//! vectors (DuckDB flattens C API inputs), appending lists to result
+//! vectors, and turning panics into errors before they reach C.
+
+use std::ffi::{c_char, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use ::duckdb::ffi;
+
+/// A logical type we created and must destroy.
+pub struct LogicalType(pub ffi::duckdb_logical_type);
+
+impl LogicalType {
+    fn of(id: ffi::DUCKDB_TYPE) -> LogicalType {
+        // SAFETY: creating a primitive logical type has no preconditions.
+        LogicalType(unsafe { ffi::duckdb_create_logical_type(id) })
+    }
+    /// `VARCHAR`.
+    pub fn varchar() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR)
+    }
+    /// `FLOAT`.
+    pub fn float() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT)
+    }
+    /// `DOUBLE`.
+    pub fn double() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE)
+    }
+    /// `BIGINT`.
+    pub fn bigint() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT)
+    }
+    /// `INTEGER`.
+    pub fn integer() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER)
+    }
+    /// `BOOLEAN`.
+    pub fn boolean() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN)
+    }
+    /// `BLOB`.
+    pub fn blob() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB)
+    }
+    /// `ANY` (table function parameters that accept several types).
+    pub fn any() -> LogicalType {
+        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_ANY)
+    }
+    /// `child[]`.
+    pub fn list(child: &LogicalType) -> LogicalType {
+        // SAFETY: `child` is a live logical type; DuckDB copies it.
+        LogicalType(unsafe { ffi::duckdb_create_list_type(child.0) })
+    }
+    /// `STRUCT(name type, ...)`.
+    pub fn structure(fields: &[(&str, &LogicalType)]) -> LogicalType {
+        let names: Vec<CString> = fields.iter().map(|(n, _)| c_string(n)).collect();
+        let mut name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
+        let mut types: Vec<ffi::duckdb_logical_type> = fields.iter().map(|(_, t)| t.0).collect();
+        // SAFETY: both arrays hold `fields.len()` live entries; DuckDB copies them.
+        LogicalType(unsafe {
+            ffi::duckdb_create_struct_type(types.as_mut_ptr(), name_ptrs.as_mut_ptr(), fields.len() as u64)
+        })
+    }
+}
+
+impl Drop for LogicalType {
+    fn drop(&mut self) {
+        // SAFETY: we own this type.
+        unsafe { ffi::duckdb_destroy_logical_type(&mut self.0) };
+    }
+}
+
+/// A C string for DuckDB, with interior NULs replaced so it never fails.
+pub fn c_string(text: &str) -> CString {
+    CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default()
+}
+
+/// Runs `body`, turning a panic into an error message so that it never
+/// unwinds into DuckDB (which would abort the host process).
+pub fn guard<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match catch_unwind(AssertUnwindSafe(body)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(format!("layercorr internal error: {what}"))
+        }
+    }
+}
+
+/// Number of rows in a data chunk.
+///
+/// # Safety
+/// `chunk` must be a live data chunk.
+pub unsafe fn chunk_len(chunk: ffi::duckdb_data_chunk) -> usize {
+    ffi::duckdb_data_chunk_get_size(chunk) as usize
+}
+
+/// Column `index` of a data chunk.
+///
+/// # Safety
+/// `chunk` must be live and have more than `index` columns.
+pub unsafe fn column(chunk: ffi::duckdb_data_chunk, index: usize) -> ffi::duckdb_vector {
+    ffi::duckdb_data_chunk_get_vector(chunk, index as u64)
+}
+
+/// Number of columns in a data chunk.
+///
+/// # Safety
+/// `chunk` must be a live data chunk.
+pub unsafe fn column_count(chunk: ffi::duckdb_data_chunk) -> usize {
+    ffi::duckdb_data_chunk_get_column_count(chunk) as usize
+}
+
+/// Read access to a flat vector's validity mask.
+#[derive(Clone, Copy)]
+pub struct Validity(*mut u64);
+
+impl Validity {
+    /// The mask of `vector` (all valid when DuckDB has none).
+    ///
+    /// # Safety
+    /// `vector` must be a live flat vector.
+    pub unsafe fn of(vector: ffi::duckdb_vector) -> Validity {
+        Validity(ffi::duckdb_vector_get_validity(vector))
+    }
+    /// Whether `row` holds a value (is not NULL).
+    pub fn is_valid(&self, row: usize) -> bool {
+        if self.0.is_null() {
+            return true;
+        }
+        // SAFETY: the mask covers every row of its vector.
+        unsafe { (*self.0.add(row / 64) >> (row % 64)) & 1 == 1 }
+    }
+}
+
+/// The string at `row` of a flat VARCHAR vector.
+///
+/// # Safety
+/// `vector` must be a live flat VARCHAR vector with more than `row` rows,
+/// and the row must be valid; the result borrows the vector's memory.
+pub unsafe fn str_at<'a>(vector: ffi::duckdb_vector, row: usize) -> std::borrow::Cow<'a, str> {
+    let base = ffi::duckdb_vector_get_data(vector) as *const u8;
+    let entry = base.add(row * 16);
+    let len = (entry as *const u32).read_unaligned() as usize;
+    let bytes: &[u8] = if len <= 12 {
+        std::slice::from_raw_parts(entry.add(4), len)
+    } else {
+        let ptr = (entry.add(8) as *const *const u8).read_unaligned();
+        std::slice::from_raw_parts(ptr, len)
+    };
+    String::from_utf8_lossy(bytes)
+}
+
+/// The list entries (offset, length) of a flat LIST vector.
+///
+/// # Safety
+/// `vector` must be a live flat LIST vector.
+pub unsafe fn list_entries<'a>(vector: ffi::duckdb_vector, rows: usize) -> &'a [ffi::duckdb_list_entry] {
+    let data = ffi::duckdb_vector_get_data(vector) as *const ffi::duckdb_list_entry;
+    if rows == 0 || data.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(data, rows)
+}
+
+/// Reads `FLOAT[]` values out of a flat list vector.
+pub struct FloatLists<'a> {
+    entries: &'a [ffi::duckdb_list_entry],
+    validity: Validity,
+    values: *const f32,
+    value_validity: Validity,
+}
+
+impl<'a> FloatLists<'a> {
+    /// Wraps a flat `FLOAT[]` vector of `rows` rows.
+    ///
+    /// # Safety
+    /// `vector` must be a live flat `FLOAT[]` vector that outlives `'a`.
+    pub unsafe fn new(vector: ffi::duckdb_vector, rows: usize) -> FloatLists<'a> {
+        let child = ffi::duckdb_list_vector_get_child(vector);
+        FloatLists {
+            entries: list_entries(vector, rows),
+            validity: Validity::of(vector),
+            values: ffi::duckdb_vector_get_data(child) as *const f32,
+            value_validity: Validity::of(child),
+        }
+    }
+
+    /// The list at `row`: `Ok(None)` for NULL, an error naming the position
+    /// of a NULL element.
+    pub fn get(&self, row: usize) -> Result<Option<&'a [f32]>, String> {
+        if !self.validity.is_valid(row) {
+            return Ok(None);
+        }
+        let entry = self.entries[row];
+        let (offset, len) = (entry.offset as usize, entry.length as usize);
+        if let Some(bad) = (offset..offset + len).find(|i| !self.value_validity.is_valid(*i)) {
+            return Err(format!("element {} of the list is NULL", bad - offset + 1));
+        }
+        if len == 0 {
+            return Ok(Some(&[]));
+        }
+        // SAFETY: the entry lies within the child vector.
+        Ok(Some(unsafe { std::slice::from_raw_parts(self.values.add(offset), len) }))
+    }
+}
+
+/// Marks `row` of an output vector as NULL.
+///
+/// # Safety
+/// `vector` must be a live writable vector with more than `row` rows.
+pub unsafe fn set_null(vector: ffi::duckdb_vector, row: usize) {
+    ffi::duckdb_vector_ensure_validity_writable(vector);
+    let validity = ffi::duckdb_vector_get_validity(vector);
+    ffi::duckdb_validity_set_row_invalid(validity, row as u64);
+}
+
+/// Writes a string into `row` of a VARCHAR output vector.
+///
+/// # Safety
+/// `vector` must be a live writable VARCHAR vector with more than `row` rows.
+pub unsafe fn set_str(vector: ffi::duckdb_vector, row: usize, text: &str) {
+    ffi::duckdb_vector_assign_string_element_len(vector, row as u64, text.as_ptr() as *const c_char, text.len() as u64);
+}
+
+/// Writes bytes into `row` of a BLOB output vector.
+///
+/// # Safety
+/// `vector` must be a live writable BLOB vector with more than `row` rows.
+pub unsafe fn set_blob(vector: ffi::duckdb_vector, row: usize, bytes: &[u8]) {
+    ffi::duckdb_vector_assign_string_element_len(vector, row as u64, bytes.as_ptr() as *const c_char, bytes.len() as u64);
+}
+
+/// Writes a plain value (number) into `row` of a fixed-width output vector.
+///
+/// # Safety
+/// `vector` must be a live writable vector of type `T` with more than `row` rows.
+pub unsafe fn set_value<T: Copy>(vector: ffi::duckdb_vector, row: usize, value: T) {
+    let data = ffi::duckdb_vector_get_data(vector) as *mut T;
+    data.add(row).write(value);
+}
+
+/// Makes `row` of a LIST output vector a list of `len` new elements and
+/// returns the child vector and the offset of the first new element.
+///
+/// # Safety
+/// `vector` must be a live writable LIST vector with more than `row` rows.
+pub unsafe fn append_list(vector: ffi::duckdb_vector, row: usize, len: usize) -> (ffi::duckdb_vector, usize) {
+    let offset = ffi::duckdb_list_vector_get_size(vector) as usize;
+    let new_size = (offset + len) as u64;
+    ffi::duckdb_list_vector_reserve(vector, new_size);
+    ffi::duckdb_list_vector_set_size(vector, new_size);
+    let entries = ffi::duckdb_vector_get_data(vector) as *mut ffi::duckdb_list_entry;
+    entries.add(row).write(ffi::duckdb_list_entry {
+        offset: offset as u64,
+        length: len as u64,
+    });
+    (ffi::duckdb_list_vector_get_child(vector), offset)
+}
+
+/// Writes `values` as the list at `row` of a `FLOAT[]` output vector.
+///
+/// # Safety
+/// `vector` must be a live writable `FLOAT[]` vector with more than `row` rows.
+pub unsafe fn set_f32_list(vector: ffi::duckdb_vector, row: usize, values: &[f32]) {
+    let (child, offset) = append_list(vector, row, values.len());
+    let data = ffi::duckdb_vector_get_data(child) as *mut f32;
+    std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+}
+
+/// Writes `values` as the list at `row` of a `DOUBLE[]` output vector.
+///
+/// # Safety
+/// `vector` must be a live writable `DOUBLE[]` vector with more than `row` rows.
+pub unsafe fn set_f64_list(vector: ffi::duckdb_vector, row: usize, values: &[f64]) {
+    let (child, offset) = append_list(vector, row, values.len());
+    let data = ffi::duckdb_vector_get_data(child) as *mut f64;
+    std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+}
+
+/// Writes `values` as the list at `row` of a `BIGINT[]` output vector.
+///
+/// # Safety
+/// `vector` must be a live writable `BIGINT[]` vector with more than `row` rows.
+pub unsafe fn set_i64_list(vector: ffi::duckdb_vector, row: usize, values: &[i64]) {
+    let (child, offset) = append_list(vector, row, values.len());
+    let data = ffi::duckdb_vector_get_data(child) as *mut i64;
+    std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+}
+
+/// Writes `values` as the list at `row` of a `VARCHAR[]` output vector.
+///
+/// # Safety
+/// `vector` must be a live writable `VARCHAR[]` vector with more than `row` rows.
+pub unsafe fn set_str_list<S: AsRef<str>>(vector: ffi::duckdb_vector, row: usize, values: &[S]) {
+    let (child, offset) = append_list(vector, row, values.len());
+    for (i, v) in values.iter().enumerate() {
+        set_str(child, offset + i, v.as_ref());
+    }
+}
+
+/// Child `index` of a STRUCT vector.
+///
+/// # Safety
+/// `vector` must be a live STRUCT vector with more than `index` fields.
+pub unsafe fn struct_child(vector: ffi::duckdb_vector, index: usize) -> ffi::duckdb_vector {
+    ffi::duckdb_struct_vector_get_child(vector, index as u64)
+}
+
+/// An owned `duckdb_value` (bind-time parameters).
+pub struct Value(pub ffi::duckdb_value);
+
+impl Drop for Value {
+    fn drop(&mut self) {
+        if !self.0.is_null() {
+            // SAFETY: we own this value.
+            unsafe { ffi::duckdb_destroy_value(&mut self.0) };
+        }
+    }
+}
+
+impl Value {
+    /// Whether the value is missing or SQL NULL.
+    pub fn is_null(&self) -> bool {
+        // SAFETY: checked for null pointer first.
+        self.0.is_null() || unsafe { ffi::duckdb_is_null_value(self.0) }
+    }
+
+    /// The DuckDB type id of the value.
+    pub fn type_id(&self) -> ffi::DUCKDB_TYPE {
+        // SAFETY: the value is live; the returned type is owned by the value.
+        unsafe { ffi::duckdb_get_type_id(ffi::duckdb_get_value_type(self.0)) }
+    }
+
+    /// The value as text (any type is cast), `None` for NULL.
+    pub fn as_string(&self) -> Option<String> {
+        if self.is_null() {
+            return None;
+        }
+        // SAFETY: the value is live; DuckDB returns a malloc'd C string we free.
+        unsafe {
+            let raw = ffi::duckdb_get_varchar(self.0);
+            if raw.is_null() {
+                return None;
+            }
+            let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
+            ffi::duckdb_free(raw as *mut std::ffi::c_void);
+            Some(text)
+        }
+    }
+
+    /// The value as a boolean, `None` for NULL.
+    pub fn as_bool(&self) -> Option<bool> {
+        if self.is_null() {
+            return None;
+        }
+        // SAFETY: the value is live.
+        Some(unsafe { ffi::duckdb_get_bool(self.0) })
+    }
+
+    /// The elements of a LIST value as strings; NULL elements are `None`.
+    pub fn list_strings(&self) -> Option<Vec<Option<String>>> {
+        if self.is_null() || self.type_id() != ffi::DUCKDB_TYPE_DUCKDB_TYPE_LIST {
+            return None;
+        }
+        // SAFETY: the value is a live LIST value.
+        let len = unsafe { ffi::duckdb_get_list_size(self.0) };
+        Some(
+            (0..len)
+                .map(|i| Value(unsafe { ffi::duckdb_get_list_child(self.0, i) }).as_string())
+                .collect(),
+        )
+    }
+}
+
+/// The `VARCHAR[]` at `row` of a flat list vector: `Ok(None)` for NULL, an
+/// error for a NULL element.
+///
+/// # Safety
+/// `vector` must be a live flat `VARCHAR[]` vector with `rows` rows.
+pub unsafe fn str_list_at(vector: ffi::duckdb_vector, rows: usize, row: usize) -> Result<Option<Vec<String>>, String> {
+    if !Validity::of(vector).is_valid(row) {
+        return Ok(None);
+    }
+    let entry = list_entries(vector, rows)[row];
+    let child = ffi::duckdb_list_vector_get_child(vector);
+    let child_validity = Validity::of(child);
+    let mut out = Vec::with_capacity(entry.length as usize);
+    for i in entry.offset as usize..(entry.offset + entry.length) as usize {
+        if !child_validity.is_valid(i) {
+            return Err(format!("element {} of the list is NULL", i - entry.offset as usize + 1));
+        }
+        out.push(str_at(child, i).into_owned());
+    }
+    Ok(Some(out))
+}

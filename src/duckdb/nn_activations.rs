@@ -1,0 +1,135 @@
+//! `nn_activations(model, path [, layers [, skip_bad_images]])`: run the
+//! network on one image per row and return the chosen layers.
+//!
+//! Returns `STRUCT(layer VARCHAR, activation FLOAT[])[]`, one entry per
+//! requested layer in request order (patterns expand in model order;
+//! without `layers`, the model's outputs). A NULL path gives a NULL row; a
+//! NULL model or layer list is an error; an unreadable image is an error
+//! naming the file, or a NULL row when `skip_bad_images` is true. A chunk's
+//! images run in parallel batches on both cores.
+//!
+//! ```sql
+//! CREATE TABLE activations AS
+//! SELECT path, unnest(nn_activations('model.onnx', path, ['input', 'blocks.*', 'logits']), recursive := true)
+//! FROM images;
+//! ```
+
+use std::path::Path;
+
+use ::duckdb::ffi;
+
+use super::ffi::{
+    append_list, chunk_len, column, column_count, set_f32_list, set_null, set_str, str_at, str_list_at, struct_child,
+    LogicalType, Validity,
+};
+use super::register::ScalarFunction;
+use crate::model::ImageActivations;
+use crate::pipeline::{activations_for_paths, prepare};
+
+/// The `nn_activations` scalar function.
+pub struct NnActivations;
+
+/// `STRUCT(layer VARCHAR, activation FLOAT[])[]`, shared with the table form.
+pub fn activation_list_type() -> LogicalType {
+    let float_list = LogicalType::list(&LogicalType::float());
+    let entry = LogicalType::structure(&[("layer", &LogicalType::varchar()), ("activation", &float_list)]);
+    LogicalType::list(&entry)
+}
+
+/// One model + layer request and the rows that use it.
+struct Group {
+    model: String,
+    layers: Option<Vec<String>>,
+    skip_bad_images: bool,
+    rows: Vec<usize>,
+    paths: Vec<String>,
+}
+
+impl ScalarFunction for NnActivations {
+    const NAME: &'static str = "nn_activations";
+
+    fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
+        let layers = || LogicalType::list(&LogicalType::varchar());
+        vec![
+            (vec![LogicalType::varchar(), LogicalType::varchar()], activation_list_type()),
+            (vec![LogicalType::varchar(), LogicalType::varchar(), layers()], activation_list_type()),
+            (
+                vec![LogicalType::varchar(), LogicalType::varchar(), layers(), LogicalType::boolean()],
+                activation_list_type(),
+            ),
+        ]
+    }
+
+    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+        let rows = chunk_len(input);
+        let columns = column_count(input);
+        let (model_vec, path_vec) = (column(input, 0), column(input, 1));
+        let (model_ok, path_ok) = (Validity::of(model_vec), Validity::of(path_vec));
+        let layers_vec = (columns >= 3).then(|| column(input, 2));
+        let skip_vec = (columns >= 4).then(|| column(input, 3));
+
+        let mut groups: Vec<Group> = Vec::new();
+        for row in 0..rows {
+            if !path_ok.is_valid(row) {
+                continue;
+            }
+            if !model_ok.is_valid(row) {
+                return Err("model is NULL".into());
+            }
+            let model = str_at(model_vec, row).into_owned();
+            let layers = match layers_vec {
+                None => None,
+                Some(v) => Some(str_list_at(v, rows, row)?.ok_or("layer list is NULL")?),
+            };
+            let skip_bad_images = match skip_vec {
+                Some(v) if Validity::of(v).is_valid(row) => *(ffi::duckdb_vector_get_data(v) as *const bool).add(row),
+                _ => false,
+            };
+            let path = str_at(path_vec, row).into_owned();
+            match groups
+                .iter_mut()
+                .find(|g| g.model == model && g.layers == layers && g.skip_bad_images == skip_bad_images)
+            {
+                Some(g) => {
+                    g.rows.push(row);
+                    g.paths.push(path);
+                }
+                None => groups.push(Group {
+                    model,
+                    layers,
+                    skip_bad_images,
+                    rows: vec![row],
+                    paths: vec![path],
+                }),
+            }
+        }
+
+        let mut results: Vec<Option<(usize, ImageActivations)>> = (0..rows).map(|_| None).collect();
+        let mut layer_names: Vec<Vec<String>> = Vec::new();
+        for group in &groups {
+            let prepared = prepare(Path::new(&group.model), group.layers.as_deref()).map_err(|e| e.to_string())?;
+            let paths: Vec<&str> = group.paths.iter().map(String::as_str).collect();
+            let acts = activations_for_paths(&prepared, &paths, group.skip_bad_images).map_err(|e| e.to_string())?;
+            let names_index = layer_names.len();
+            layer_names.push(prepared.layers.clone());
+            for (row, act) in group.rows.iter().zip(acts) {
+                results[*row] = act.map(|a| (names_index, a));
+            }
+        }
+
+        for (row, result) in results.into_iter().enumerate() {
+            let Some((names_index, acts)) = result else {
+                set_null(output, row);
+                continue;
+            };
+            let names = &layer_names[names_index];
+            let (entries, offset) = append_list(output, row, names.len());
+            let (name_vec, values_vec) = (struct_child(entries, 0), struct_child(entries, 1));
+            for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
+                set_str(name_vec, offset + k, name);
+                set_f32_list(values_vec, offset + k, values);
+            }
+        }
+        Ok(())
+    }
+}

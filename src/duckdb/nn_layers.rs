@@ -1,0 +1,65 @@
+//! `nn_layers(model)`: one row per capturable layer of an ONNX model.
+//!
+//! Columns `layer VARCHAR, op VARCHAR, shape BIGINT[] (per image, no batch
+//! axis), size BIGINT, position INTEGER`, topological order, with the
+//! pseudo-layer `input` first. Use it to pick layers for `nn_activations`
+//! and to order layers by depth in `layer_similarity(... ORDER BY position)`.
+//!
+//! ```sql
+//! SELECT layer, op, shape, size FROM nn_layers('data/models/efficientnet_lite0.onnx');
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use ::duckdb::ffi;
+
+use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
+use super::register::{BindArgs, TableFunction};
+use crate::model::{cached_model, LoadedModel};
+
+/// The `nn_layers` table function.
+pub struct NnLayers;
+
+impl TableFunction for NnLayers {
+    type Bind = Arc<LoadedModel>;
+    type State = usize;
+    const NAME: &'static str = "nn_layers";
+
+    fn parameters() -> Vec<LogicalType> {
+        vec![LogicalType::varchar()]
+    }
+
+    fn bind(args: &BindArgs) -> Result<(Self::Bind, Vec<(&'static str, LogicalType)>), String> {
+        let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let loaded = cached_model(Path::new(&model)).map_err(|e| e.to_string())?;
+        let columns = vec![
+            ("layer", LogicalType::varchar()),
+            ("op", LogicalType::varchar()),
+            ("shape", LogicalType::list(&LogicalType::bigint())),
+            ("size", LogicalType::bigint()),
+            ("position", LogicalType::integer()),
+        ];
+        Ok((loaded, columns))
+    }
+
+    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+        Ok(0)
+    }
+
+    unsafe fn next(bind: &Self::Bind, next_row: &mut usize, output: ffi::duckdb_data_chunk) -> Result<usize, String> {
+        let rows = &bind.layers[(*next_row).min(bind.layers.len())..];
+        let rows = &rows[..rows.len().min(2048)];
+        let (name, op, shape, size, position) =
+            (column(output, 0), column(output, 1), column(output, 2), column(output, 3), column(output, 4));
+        for (i, layer) in rows.iter().enumerate() {
+            set_str(name, i, &layer.name);
+            set_str(op, i, &layer.op);
+            set_i64_list(shape, i, &layer.shape);
+            set_value(size, i, layer.size);
+            set_value(position, i, layer.position);
+        }
+        *next_row += rows.len();
+        Ok(rows.len())
+    }
+}

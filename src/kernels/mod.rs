@@ -1,1 +1,0 @@
-//! Correlation kernels (owned by kernels work).

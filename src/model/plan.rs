@@ -1,0 +1,140 @@
+//! An optimised tract plan whose outputs are the requested layers.
+//!
+//! Outputs are chosen by ONNX tensor name *before* optimisation (tract
+//! renumbers and fuses nodes while optimising), with the input fixed to a
+//! concrete batch so that every shape is known and tract can pick its fast
+//! convolution kernels. Extra outputs cost almost nothing: the values are
+//! computed anyway. The `input` pseudo-layer is served from the input tensor
+//! itself, so a request for `input` alone never runs the network.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+use super::{LoadedModel, ModelError, INPUT_LAYER};
+
+/// One image's activations, one vector per requested layer in request order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageActivations {
+    /// `layers[i]` belongs to `Plan::layers()[i]`.
+    pub layers: Vec<Vec<f32>>,
+}
+
+/// A runnable plan for one model, one list of layers and one batch size.
+pub struct Plan {
+    model: Arc<LoadedModel>,
+    layers: Vec<String>,
+    /// For each requested layer: `None` for `input`, else its index among
+    /// the network's outputs.
+    sources: Vec<Option<usize>>,
+    runnable: Option<Arc<TypedRunnableModel>>,
+    batch: usize,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("model", &self.model.path)
+            .field("layers", &self.layers)
+            .field("batch", &self.batch)
+            .finish()
+    }
+}
+
+impl Plan {
+    /// Builds and optimises a plan for `layers` (already resolved names) at
+    /// a fixed `batch` size.
+    pub fn build(model: Arc<LoadedModel>, layers: Vec<String>, batch: usize) -> Result<Plan, ModelError> {
+        let outputs: Vec<String> = layers.iter().filter(|l| *l != INPUT_LAYER).cloned().collect();
+        let sources = layers
+            .iter()
+            .map(|l| outputs.iter().position(|o| o == l))
+            .collect();
+        let runnable = if outputs.is_empty() {
+            None
+        } else {
+            let prepare = |e: TractError| ModelError::Prepare {
+                path: model.path.clone(),
+                layers: outputs.join(", "),
+                reason: format!("{e:#}"),
+            };
+            let mut graph = model.with_batch(batch)?;
+            graph.select_outputs_by_name(&outputs).map_err(prepare)?;
+            let optimized = graph.into_optimized().map_err(prepare)?;
+            Some(optimized.into_runnable().map_err(prepare)?)
+        };
+        Ok(Plan {
+            model,
+            layers,
+            sources,
+            runnable,
+            batch,
+        })
+    }
+
+    /// The layers this plan returns, in order.
+    pub fn layers(&self) -> &[String] {
+        &self.layers
+    }
+
+    /// The model this plan runs.
+    pub fn model(&self) -> &Arc<LoadedModel> {
+        &self.model
+    }
+
+    /// How many images one call to `run` takes.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+
+    /// Runs exactly `batch` preprocessed images (each `tensor_len` values);
+    /// `names` identify the images in errors.
+    pub fn run(&self, images: &[Vec<f32>], names: &[&str]) -> Result<Vec<ImageActivations>, ModelError> {
+        let fail = |reason: String| ModelError::Run {
+            path: self.model.path.clone(),
+            image: names.join("', '"),
+            reason,
+        };
+        if images.len() != self.batch {
+            return Err(fail(format!("batch of {} images, plan expects {}", images.len(), self.batch)));
+        }
+        let mut outputs: Vec<Vec<Vec<f32>>> = Vec::new();
+        if let Some(runnable) = &self.runnable {
+            let per_image = self.model.preprocessing.tensor_len();
+            let mut data = Vec::with_capacity(per_image * images.len());
+            for image in images {
+                if image.len() != per_image {
+                    return Err(fail(format!("input has {} values, expected {per_image}", image.len())));
+                }
+                data.extend_from_slice(image);
+            }
+            let mut shape = vec![images.len()];
+            shape.extend(self.model.preprocessing.shape());
+            let input = Tensor::from_shape(&shape, &data).map_err(|e| fail(format!("{e:#}")))?;
+            let results = runnable
+                .run(tvec!(input.into()))
+                .map_err(|e| fail(format!("{e:#}")))?;
+            for value in results.iter() {
+                let tensor = value.cast_to::<f32>().map_err(|e| fail(format!("{e:#}")))?;
+                let all = tensor.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
+                let per = all.len() / images.len();
+                outputs.push(all.chunks_exact(per.max(1)).map(<[f32]>::to_vec).collect());
+            }
+        }
+        let mut per_image: Vec<ImageActivations> = (0..images.len())
+            .map(|_| ImageActivations {
+                layers: Vec::with_capacity(self.layers.len()),
+            })
+            .collect();
+        for source in &self.sources {
+            for (i, acts) in per_image.iter_mut().enumerate() {
+                let values = match source {
+                    None => images[i].clone(),
+                    Some(o) => outputs[*o].get(i).cloned().unwrap_or_default(),
+                };
+                acts.layers.push(values);
+            }
+        }
+        Ok(per_image)
+    }
+}

@@ -1,1 +1,0 @@
-//! PNG rendering (owned by render work).
