@@ -1,0 +1,553 @@
+//! First-order matrices: the `n x n` matrix of one layer over `n` inputs.
+//!
+//! This is the entry point behind `layer_corr`. All five methods reduce to
+//! the chunked Gram kernel of [`crate::gram`] with a different shift and a
+//! different map from the accumulated products to the result:
+//!
+//! | method    | rows          | shift                          | entry from `G`, row sums `s`            |
+//! |-----------|---------------|--------------------------------|-----------------------------------------|
+//! | pearson   | as given      | mean of the row's first chunk  | `(G_ij − s_i s_j/d) / √(var_i var_j)`    |
+//! | spearman  | ranked        | `(d + 1) / 2` (the mean rank)  | as pearson                              |
+//! | cosine    | as given      | none                           | `G_ij / √(G_ii G_jj)`                   |
+//! | euclidean | as given      | per-column mean                | `√(G_ii + G_jj − 2 G_ij)`               |
+//! | gram      | as given      | per-column mean                | `G_ij`                                  |
+//!
+//! The per-row shift makes the remaining mean of each row small, so the
+//! correction `s_i s_j / d` cancels almost nothing even for rows of
+//! 1000 ± 1. Euclidean distances between nearly identical rows would lose
+//! most digits in `G_ii + G_jj − 2 G_ij`; pairs where that cancellation
+//! exceeds a factor of 1000 are recomputed directly in `f64` from the rows.
+
+use rayon::prelude::*;
+
+use crate::error::{KernelError, Result};
+use crate::gram::{default_chunk, gram_lower, sum_f64, Shift};
+use crate::method::CorrMethod;
+use crate::rank::rank_rows;
+use crate::rows::RowMatrix;
+use crate::SquareMatrix;
+
+/// Euclidean pairs with `d² < REFINE · (G_ii + G_jj)` are recomputed
+/// directly: below it, the `f32` products would leave fewer than about
+/// three correct digits of `d²`.
+const EUCLIDEAN_REFINE: f64 = 1e-3;
+
+/// The `n x n` matrix of `method` between the rows of `rows`.
+///
+/// `rows` is consumed: spearman ranks it in place. Pearson, spearman and
+/// cosine have a diagonal of exactly 1 and entries clamped to `[-1, 1]`;
+/// euclidean has a diagonal of exactly 0; gram is the centred linear kernel
+/// `Xc Xcᵀ` (`Xc`: each column minus its mean over the rows).
+///
+/// Errors (never panics on data): fewer than 2 rows
+/// ([`KernelError::TooFewRows`]); no columns ([`KernelError::NoColumns`]);
+/// a NaN or infinity ([`KernelError::NonFinite`], first in row-major order,
+/// or the smallest such row for spearman); a constant row for pearson or
+/// spearman or an all-zero row for cosine ([`KernelError::ConstantRow`],
+/// smallest such row); values too large to square in `f32`
+/// ([`KernelError::Overflow`]).
+pub fn correlation_matrix(rows: RowMatrix, method: CorrMethod) -> Result<SquareMatrix<f32>> {
+    correlation_matrix_with_chunk(rows, method, None)
+}
+
+/// [`correlation_matrix`] with an explicit column chunk width (`None`: the
+/// default of [`crate::gram::default_chunk`]). The result does not depend on
+/// the chunk beyond rounding; this exists for tests and benchmarks.
+pub fn correlation_matrix_with_chunk(
+    mut rows: RowMatrix,
+    method: CorrMethod,
+    chunk: Option<usize>,
+) -> Result<SquareMatrix<f32>> {
+    let (n, d) = (rows.n(), rows.d());
+    if n < 2 {
+        return Err(KernelError::TooFewRows {
+            what: method.name(),
+            n,
+            min: 2,
+        });
+    }
+    if d == 0 {
+        return Err(KernelError::NoColumns {
+            what: method.name(),
+        });
+    }
+    let chunk = chunk.unwrap_or_else(|| default_chunk(n, d)).clamp(1, d);
+    match method {
+        CorrMethod::Pearson => {
+            // Shift each row by the mean of its first chunk (computed in f64).
+            let shifts: Vec<f32> = rows
+                .as_slice()
+                .par_chunks(d)
+                .map(|r| (sum_f64(&r[..chunk]) / chunk as f64) as f32)
+                .collect();
+            let g = gram_lower(rows.as_slice(), n, d, Shift::PerRow(&shifts), chunk)?;
+            drop(rows);
+            pearson_from_gram(g, d, method)
+        }
+        CorrMethod::Spearman => {
+            rank_rows(&mut rows)?;
+            // Average ranks sum to d(d+1)/2 in every row: (d+1)/2 is the
+            // exact mean, so the shifted ranks are exact half-integers.
+            let shifts = vec![((d as f64 + 1.0) * 0.5) as f32; n];
+            let g = gram_lower(rows.as_slice(), n, d, Shift::PerRow(&shifts), chunk)?;
+            drop(rows);
+            pearson_from_gram(g, d, method)
+        }
+        CorrMethod::Cosine => {
+            let g = gram_lower(rows.as_slice(), n, d, Shift::None, chunk)?;
+            drop(rows);
+            let diag = g.diagonal();
+            let inv = inverse_sqrt(&diag, method)?;
+            Ok(g.into_symmetric(|i, j, v| {
+                if i == j {
+                    1.0
+                } else {
+                    (v * inv[i] * inv[j]).clamp(-1.0, 1.0)
+                }
+            }))
+        }
+        CorrMethod::Euclidean => {
+            let g = gram_lower(rows.as_slice(), n, d, Shift::ColumnMean, chunk)?;
+            let diag = g.diagonal();
+            let data = rows.as_slice();
+            Ok(g.into_symmetric(|i, j, v| {
+                if i == j {
+                    return 0.0;
+                }
+                let norms = diag[i] + diag[j];
+                let d2 = norms - 2.0 * v;
+                if d2 <= EUCLIDEAN_REFINE * norms {
+                    sq_dist_f64(&data[i * d..(i + 1) * d], &data[j * d..(j + 1) * d]).sqrt()
+                } else {
+                    d2.sqrt()
+                }
+            }))
+        }
+        CorrMethod::Gram => {
+            let g = gram_lower(rows.as_slice(), n, d, Shift::ColumnMean, chunk)?;
+            drop(rows);
+            Ok(g.into_symmetric(|_, _, v| v))
+        }
+    }
+}
+
+/// Pearson from shifted products: `cov_ij = G_ij − s_i s_j / d`.
+fn pearson_from_gram(
+    g: crate::gram::Gram,
+    d: usize,
+    method: CorrMethod,
+) -> Result<SquareMatrix<f32>> {
+    let sqrt_d = (d as f64).sqrt();
+    let m: Vec<f64> = g.row_sums().iter().map(|s| s / sqrt_d).collect();
+    let var: Vec<f64> = g
+        .diagonal()
+        .iter()
+        .zip(&m)
+        .map(|(gii, mi)| gii - mi * mi)
+        .collect();
+    let inv = inverse_sqrt(&var, method)?;
+    Ok(g.into_symmetric(|i, j, v| {
+        if i == j {
+            1.0
+        } else {
+            ((v - m[i] * m[j]) * inv[i] * inv[j]).clamp(-1.0, 1.0)
+        }
+    }))
+}
+
+/// `1 / √v` per row; a zero (or, from rounding, negative) `v` is a constant
+/// row for the method.
+fn inverse_sqrt(v: &[f64], method: CorrMethod) -> Result<Vec<f64>> {
+    if let Some(row) = v.iter().position(|&x| x <= 0.0) {
+        return Err(KernelError::ConstantRow {
+            row,
+            method: method.name(),
+        });
+    }
+    Ok(v.iter().map(|x| 1.0 / x.sqrt()).collect())
+}
+
+/// `Σ (a − b)²` in `f64`, with independent lanes so it vectorises.
+fn sq_dist_f64(a: &[f32], b: &[f32]) -> f64 {
+    let mut acc = [0f64; 8];
+    let mut ac = a.chunks_exact(8);
+    let mut bc = b.chunks_exact(8);
+    for (x, y) in (&mut ac).zip(&mut bc) {
+        for k in 0..8 {
+            let t = x[k] as f64 - y[k] as f64;
+            acc[k] += t * t;
+        }
+    }
+    let tail: f64 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(&x, &y)| {
+            let t = x as f64 - y as f64;
+            t * t
+        })
+        .sum();
+    acc.iter().sum::<f64>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rank::reference_ranks;
+    use rand::{Rng, SeedableRng};
+
+    fn rng(seed: u64) -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(seed)
+    }
+
+    /// ReLU-like activations: many exact zeros, some spread, a per-row scale.
+    fn activations(n: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut r = rng(seed);
+        let mut v = Vec::with_capacity(n * d);
+        for _ in 0..n {
+            let scale = r.gen_range(0.5f32..3.0);
+            for _ in 0..d {
+                let x: f32 = r.gen_range(-1.0f32..2.0);
+                v.push(if x > 0.0 { x * scale } else { 0.0 });
+            }
+        }
+        v
+    }
+
+    fn row(x: &[f32], d: usize, i: usize) -> Vec<f64> {
+        x[i * d..(i + 1) * d].iter().map(|&v| v as f64).collect()
+    }
+
+    fn naive_pearson(a: &[f64], b: &[f64]) -> f64 {
+        let d = a.len() as f64;
+        let ma = a.iter().sum::<f64>() / d;
+        let mb = b.iter().sum::<f64>() / d;
+        let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            sab += (x - ma) * (y - mb);
+            saa += (x - ma) * (x - ma);
+            sbb += (y - mb) * (y - mb);
+        }
+        sab / (saa * sbb).sqrt()
+    }
+
+    /// Float64 reference for every method.
+    fn naive(x: &[f32], n: usize, d: usize, method: CorrMethod) -> Vec<f64> {
+        let rows: Vec<Vec<f64>> = (0..n).map(|i| row(x, d, i)).collect();
+        let colmean: Vec<f64> = (0..d)
+            .map(|k| rows.iter().map(|r| r[k]).sum::<f64>() / n as f64)
+            .collect();
+        let mut out = vec![0.0; n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let (a, b) = (&rows[i], &rows[j]);
+                out[i * n + j] = match method {
+                    CorrMethod::Pearson => naive_pearson(a, b),
+                    CorrMethod::Spearman => {
+                        let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<_>>();
+                        naive_pearson(&reference_ranks(&to32(a)), &reference_ranks(&to32(b)))
+                    }
+                    CorrMethod::Cosine => {
+                        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                        let na: f64 = a.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        let nb: f64 = b.iter().map(|x| x * x).sum::<f64>().sqrt();
+                        dot / (na * nb)
+                    }
+                    CorrMethod::Euclidean => a
+                        .iter()
+                        .zip(b)
+                        .map(|(x, y)| (x - y) * (x - y))
+                        .sum::<f64>()
+                        .sqrt(),
+                    CorrMethod::Gram => (0..d)
+                        .map(|k| (a[k] - colmean[k]) * (b[k] - colmean[k]))
+                        .sum(),
+                };
+            }
+        }
+        out
+    }
+
+    /// Max error, absolute for bounded methods and relative to the largest
+    /// entry for euclidean and gram.
+    fn max_err(got: &SquareMatrix<f32>, want: &[f64], method: CorrMethod) -> f64 {
+        let scale = match method {
+            CorrMethod::Euclidean | CorrMethod::Gram => {
+                want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-30)
+            }
+            _ => 1.0,
+        };
+        got.as_slice()
+            .iter()
+            .zip(want)
+            .map(|(&g, &w)| (g as f64 - w).abs() / scale)
+            .fold(0.0, f64::max)
+    }
+
+    fn check(x: &[f32], n: usize, d: usize, method: CorrMethod, chunk: Option<usize>, tol: f64) {
+        let m = RowMatrix::from_vec(x.to_vec(), n, d).unwrap();
+        let got = correlation_matrix_with_chunk(m, method, chunk).unwrap();
+        assert_eq!(got.n(), n);
+        let want = naive(x, n, d, method);
+        let err = max_err(&got, &want, method);
+        assert!(
+            err <= tol,
+            "{method} n={n} d={d} chunk={chunk:?}: max error {err:e}"
+        );
+        for i in 0..n {
+            for j in 0..n {
+                assert_eq!(got.get(i, j), got.get(j, i), "{method} not symmetric");
+            }
+            match method {
+                CorrMethod::Pearson | CorrMethod::Spearman | CorrMethod::Cosine => {
+                    assert_eq!(got.get(i, i), 1.0)
+                }
+                CorrMethod::Euclidean => assert_eq!(got.get(i, i), 0.0),
+                CorrMethod::Gram => {}
+            }
+        }
+    }
+
+    #[test]
+    fn every_method_matches_float64_reference() {
+        // d not a multiple of the chunk, d smaller than n, one chunk, many.
+        let shapes = [
+            (2, 1, None),
+            (3, 2, None),
+            (7, 129, Some(32)),
+            (25, 10, None),
+            (16, 300, Some(64)),
+            (33, 1000, Some(96)),
+            (12, 5000, None),
+        ];
+        for method in CorrMethod::ALL {
+            for &(n, d, chunk) in &shapes {
+                if d == 1 && matches!(method, CorrMethod::Pearson | CorrMethod::Spearman) {
+                    continue; // a single value has no variance
+                }
+                let mut x = activations(n, d, (n * 1000 + d) as u64);
+                if d < 3 {
+                    // Tiny rows: avoid constant (all-zero) rows.
+                    let mut r = rng(n as u64);
+                    x.iter_mut().for_each(|v| *v = r.gen_range(-1.0..1.0));
+                }
+                check(&x, n, d, method, chunk, 2e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn large_mean_rows_stay_accurate() {
+        // Values 1000 + N(0, 1)-like noise, and rows sharing a common signal
+        // so that correlations span a range; several chunks.
+        let (n, d) = (24, 3000);
+        let mut r = rng(11);
+        let common: Vec<f32> = (0..d).map(|_| r.gen_range(-1.0f32..1.0)).collect();
+        let mut x = Vec::with_capacity(n * d);
+        for i in 0..n {
+            let w = i as f32 / n as f32;
+            let offset = if i % 3 == 0 {
+                1000.0
+            } else {
+                -250.0 + i as f32
+            };
+            for c in &common {
+                x.push(offset + w * c + (1.0 - w) * r.gen_range(-1.0f32..1.0));
+            }
+        }
+        for method in [CorrMethod::Pearson, CorrMethod::Spearman] {
+            check(&x, n, d, method, Some(512), 1e-5);
+            check(&x, n, d, method, None, 1e-5);
+        }
+        for method in [CorrMethod::Cosine, CorrMethod::Euclidean, CorrMethod::Gram] {
+            check(&x, n, d, method, Some(512), 1e-5);
+        }
+    }
+
+    #[test]
+    fn spearman_ties_match_average_rank_definition() {
+        // Heavy ties: small integers, many zeros.
+        let (n, d) = (9, 257);
+        let mut r = rng(5);
+        let x: Vec<f32> = (0..n * d)
+            .map(|_| (r.gen_range(-3i32..5)).max(0) as f32)
+            .collect();
+        check(&x, n, d, CorrMethod::Spearman, Some(64), 1e-6);
+        // A hand-checked pair: rankdata([1,2,2,3]) = [1,2.5,2.5,4],
+        // rankdata([4,3,3,3]) = [4,2,2,2]; pearson of those = -0.8164966.
+        let x = vec![1.0, 2.0, 2.0, 3.0, 4.0, 3.0, 3.0, 3.0];
+        let m = correlation_matrix(RowMatrix::from_vec(x, 2, 4).unwrap(), CorrMethod::Spearman)
+            .unwrap();
+        assert!((m.get(0, 1) as f64 + (2.0f64 / 3.0).sqrt()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn constant_row_errors_name_the_row() {
+        let (n, d) = (6, 50);
+        let mut x = activations(n, d, 2);
+        for v in &mut x[4 * d..5 * d] {
+            *v = 1234.5;
+        }
+        for v in &mut x[1 * d..2 * d] {
+            *v = 1.0 + (*v).abs();
+        }
+        for method in [CorrMethod::Pearson, CorrMethod::Spearman] {
+            let err = correlation_matrix_with_chunk(
+                RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+                method,
+                Some(16),
+            )
+            .unwrap_err();
+            assert_eq!(
+                err,
+                KernelError::ConstantRow {
+                    row: 4,
+                    method: method.name()
+                }
+            );
+            assert_eq!(err.row(), Some(4));
+        }
+        // Constant but non-zero is fine for cosine; all-zero is not.
+        assert!(correlation_matrix(
+            RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+            CorrMethod::Cosine
+        )
+        .is_ok());
+        for v in &mut x[2 * d..3 * d] {
+            *v = 0.0;
+        }
+        let err = correlation_matrix(
+            RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+            CorrMethod::Cosine,
+        )
+        .unwrap_err();
+        assert_eq!(err.row(), Some(2));
+        assert!(err.to_string().contains("zero norm"), "{err}");
+        // Distances and kernels are defined for constant rows.
+        for method in [CorrMethod::Euclidean, CorrMethod::Gram] {
+            check(&x, n, d, method, Some(16), 1e-6);
+        }
+    }
+
+    #[test]
+    fn bad_shapes_and_values_are_errors() {
+        let one = RowMatrix::from_vec(vec![1.0, 2.0], 1, 2).unwrap();
+        assert!(matches!(
+            correlation_matrix(one, CorrMethod::Pearson),
+            Err(KernelError::TooFewRows { n: 1, min: 2, .. })
+        ));
+        let empty = RowMatrix::from_vec(vec![], 3, 0).unwrap();
+        assert!(matches!(
+            correlation_matrix(empty, CorrMethod::Cosine),
+            Err(KernelError::NoColumns { .. })
+        ));
+        let (n, d) = (5, 40);
+        let mut x = activations(n, d, 4);
+        x[3 * d + 33] = f32::NAN;
+        for method in CorrMethod::ALL {
+            let err = correlation_matrix_with_chunk(
+                RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+                method,
+                Some(8),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    KernelError::NonFinite {
+                        row: 3,
+                        col: 33,
+                        ..
+                    }
+                ),
+                "{method}: {err:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn euclidean_of_near_duplicates_is_exact() {
+        let (n, d) = (4, 4000);
+        let mut x = activations(n, d, 8);
+        x.extend_from_within(0..d); // row 4 = row 0
+        let mut near = x[d..2 * d].to_vec();
+        near[17] += 1e-3; // row 5 = row 1 with one tiny change
+        let want = (near[17] as f64 - x[d + 17] as f64).abs();
+        x.extend_from_slice(&near);
+        let m = correlation_matrix(
+            RowMatrix::from_vec(x, n + 2, d).unwrap(),
+            CorrMethod::Euclidean,
+        )
+        .unwrap();
+        assert_eq!(m.get(0, 4), 0.0);
+        assert!(
+            (m.get(1, 5) as f64 - want).abs() < 1e-9,
+            "{} vs {want}",
+            m.get(1, 5)
+        );
+    }
+
+    #[test]
+    fn chunk_width_does_not_change_result() {
+        let (n, d) = (10, 777);
+        let x = activations(n, d, 12);
+        let a = correlation_matrix_with_chunk(
+            RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+            CorrMethod::Pearson,
+            Some(100),
+        )
+        .unwrap();
+        let b =
+            correlation_matrix(RowMatrix::from_vec(x, n, d).unwrap(), CorrMethod::Pearson).unwrap();
+        for (u, v) in a.as_slice().iter().zip(b.as_slice()) {
+            assert!((u - v).abs() < 1e-6);
+        }
+    }
+
+    /// Moderately sized check: several default-width chunks, realistic rows.
+    #[test]
+    fn moderate_size_pearson_and_spearman() {
+        let (n, d) = (64, 40_000);
+        let x = activations(n, d, 99);
+        for method in [CorrMethod::Pearson, CorrMethod::Spearman] {
+            let got =
+                correlation_matrix(RowMatrix::from_vec(x.clone(), n, d).unwrap(), method).unwrap();
+            // Reference for a subset of rows (the full naive is slow).
+            let rows = [0usize, 1, 17, 40, 63];
+            let mut err = 0f64;
+            for &i in &rows {
+                for &j in &rows {
+                    let (a, b) = (row(&x, d, i), row(&x, d, j));
+                    let want = match method {
+                        CorrMethod::Pearson => naive_pearson(&a, &b),
+                        _ => naive_pearson(
+                            &reference_ranks(&x[i * d..(i + 1) * d]),
+                            &reference_ranks(&x[j * d..(j + 1) * d]),
+                        ),
+                    };
+                    err = err.max((got.get(i, j) as f64 - want).abs());
+                }
+            }
+            assert!(err < 1e-6, "{method}: {err:e}");
+        }
+    }
+
+    /// Timing at the design's reference size; run with `--ignored`.
+    #[test]
+    #[ignore]
+    fn timing_pearson_2000_x_200704() {
+        let (n, d) = (2000, 200_704);
+        let mut r = rng(1);
+        let x: Vec<f32> = (0..n * d)
+            .map(|_| r.gen_range(-1.0f32..1.0).max(0.0))
+            .collect();
+        let m = RowMatrix::from_vec(x, n, d).unwrap();
+        let t = std::time::Instant::now();
+        let out = correlation_matrix(m, CorrMethod::Pearson).unwrap();
+        eprintln!(
+            "pearson n={n} d={d}: {:.3} s (r01 = {})",
+            t.elapsed().as_secs_f64(),
+            out.get(0, 1)
+        );
+    }
+}

@@ -1,0 +1,181 @@
+//! The one error type of the kernels.
+//!
+//! Every check on user data ends here instead of in a panic: the kernels run
+//! inside a DuckDB host, where a panic that escapes a callback kills the
+//! user's process. Variants carry *indices* (row of the activation matrix,
+//! index of a matrix in a list), never keys or layer names, because the
+//! kernels do not know them; the binding layer maps an index back to the
+//! user's key with [`KernelError::row`] / [`KernelError::matrix_index`] and
+//! may rewrite the message. The `Display` text is still complete on its own
+//! ("pearson: row 3 is constant (zero variance)") so that an unmapped error
+//! is readable.
+//!
+//! The enum is `#[non_exhaustive]` so that adding a check later is not a
+//! breaking change for the binding layer.
+
+use thiserror::Error;
+
+/// Result alias used by every kernel.
+pub type Result<T, E = KernelError> = std::result::Result<T, E>;
+
+/// What went wrong in a kernel, with the index of the offending row or matrix.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum KernelError {
+    /// Fewer rows (keys, observations) than the method needs.
+    #[error("{what}: need at least {min} rows, got {n}")]
+    TooFewRows {
+        /// The operation that was asked for (a method name or a function).
+        what: &'static str,
+        /// Rows given.
+        n: usize,
+        /// Rows needed.
+        min: usize,
+    },
+
+    /// The rows have no columns at all.
+    #[error("{what}: rows have no columns (d = 0)")]
+    NoColumns {
+        /// The operation that was asked for.
+        what: &'static str,
+    },
+
+    /// A row pushed into a [`crate::rows::RowMatrix`] has the wrong length.
+    #[error("row {row} has {got} values, expected {expected} like the rows before it")]
+    RowLength {
+        /// Index of the rejected row (the number of rows already stored).
+        row: usize,
+        /// Length of the rows already stored.
+        expected: usize,
+        /// Length of the rejected row.
+        got: usize,
+    },
+
+    /// A flat buffer does not have the length its declared shape needs.
+    #[error("{what}: buffer has {got} values, expected {expected}")]
+    BadShape {
+        /// Which buffer.
+        what: &'static str,
+        /// `n * d` (or `n * n`).
+        expected: usize,
+        /// Length of the buffer.
+        got: usize,
+    },
+
+    /// An input value is NaN or infinite.
+    #[error("row {row} has a non-finite value ({value}) at column {col}")]
+    NonFinite {
+        /// Row of the bad value.
+        row: usize,
+        /// Column of the bad value.
+        col: usize,
+        /// The value itself (NaN, inf or -inf).
+        value: f32,
+    },
+
+    /// Values of a row are so large that their products overflow `f32`.
+    #[error("row {row} has values too large to multiply in float32 (|x| above about 1e19)")]
+    Overflow {
+        /// The row whose squared norm overflowed.
+        row: usize,
+    },
+
+    /// A row has zero variance (pearson, spearman) or zero norm (cosine), so
+    /// its correlation with anything is undefined.
+    #[error("{method}: row {row} {}", constant_reason(method))]
+    ConstantRow {
+        /// Index of the row.
+        row: usize,
+        /// Method name, as in [`crate::method::CorrMethod::name`].
+        method: &'static str,
+    },
+
+    /// A method name that is not one of the valid ones.
+    #[error("unknown {kind} method '{got}'; valid methods: {valid}")]
+    UnknownMethod {
+        /// Which family of methods ("correlation", "comparison").
+        kind: &'static str,
+        /// The rejected name, as given.
+        got: String,
+        /// Valid names, comma separated.
+        valid: String,
+    },
+
+    /// No matrices were given to compare.
+    #[error("{what}: no matrices given")]
+    NoMatrices {
+        /// The operation that was asked for.
+        what: &'static str,
+    },
+
+    /// A matrix in a list does not have `n * n` values.
+    #[error("matrix {index} has {got} values, expected {expected} ({n} x {n})")]
+    MatrixLength {
+        /// Index of the matrix in the list (0 = first argument).
+        index: usize,
+        /// Matrix size that was asked for.
+        n: usize,
+        /// `n * n`.
+        expected: usize,
+        /// Length of the matrix buffer.
+        got: usize,
+    },
+
+    /// A matrix entry is NaN or infinite.
+    #[error("matrix {index} has a non-finite value ({value}) at [{row}][{col}]")]
+    NonFiniteMatrix {
+        /// Index of the matrix in the list.
+        index: usize,
+        /// Row of the bad entry.
+        row: usize,
+        /// Column of the bad entry.
+        col: usize,
+        /// The entry.
+        value: f32,
+    },
+
+    /// A matrix whose compared entries are all equal (zero variance after
+    /// centring), so its similarity with anything is undefined.
+    #[error("{method}: matrix {index} is constant (zero variance after centring)")]
+    ConstantMatrix {
+        /// Index of the matrix in the list.
+        index: usize,
+        /// Method name, as in [`crate::method::CompareMethod::name`].
+        method: &'static str,
+    },
+}
+
+fn constant_reason(method: &str) -> &'static str {
+    if method == "cosine" {
+        "has zero norm (all values are 0)"
+    } else {
+        "is constant (zero variance)"
+    }
+}
+
+impl KernelError {
+    /// The row (of the activation matrix, or of the matrix given to
+    /// clustering) that the error is about, if any. The binding layer maps it
+    /// to the user's key.
+    pub fn row(&self) -> Option<usize> {
+        match self {
+            KernelError::RowLength { row, .. }
+            | KernelError::NonFinite { row, .. }
+            | KernelError::Overflow { row }
+            | KernelError::ConstantRow { row, .. } => Some(*row),
+            KernelError::NonFiniteMatrix { row, .. } => Some(*row),
+            _ => None,
+        }
+    }
+
+    /// The index of the matrix (in a list of matrices) that the error is
+    /// about, if any. The binding layer maps it to the layer name.
+    pub fn matrix_index(&self) -> Option<usize> {
+        match self {
+            KernelError::MatrixLength { index, .. }
+            | KernelError::NonFiniteMatrix { index, .. }
+            | KernelError::ConstantMatrix { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}
