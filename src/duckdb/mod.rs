@@ -5,18 +5,21 @@ mod entry;
 mod ffi;
 mod register;
 
+mod corr_struct;
+mod layer_corr;
 mod nn_activations;
 mod nn_activations_table;
 mod nn_layers;
 
 use ::duckdb::ffi::duckdb_connection;
 
-use register::{register_scalar, register_table};
+use register::{register_aggregate, register_scalar, register_table};
 
 /// Every SQL function of the extension, registered on `con`.
 pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     register_table::<nn_layers::NnLayers>(con)?;
     register_scalar::<nn_activations::NnActivations>(con)?;
     register_table::<nn_activations_table::NnActivationsTable>(con)?;
+    register_aggregate::<layer_corr::LayerCorr>(con)?;
     Ok(())
 }

@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use super::metadata::preprocessing_from_props;
 use super::ModelError;
@@ -81,7 +82,12 @@ impl LoadedModel {
                 })
             }
         }
+        // Intermediate shapes stored in the file (value_info, output shapes)
+        // often carry a symbolic batch; we fix the batch ourselves, so they
+        // are ignored and tract infers every shape from the input.
         let inference = tract_onnx::onnx()
+            .with_ignore_value_info(true)
+            .with_ignore_output_shapes(true)
             .model_for_path(path)
             .map_err(|e| ModelError::NotOnnx {
                 path: path.to_path_buf(),
@@ -191,7 +197,7 @@ impl LoadedModel {
                 let shape: Vec<i64> = dims.iter().skip(1).map(|d| *d as i64).collect();
                 layers.push(LayerInfo {
                     name,
-                    op: op.to_string(),
+                    op: op.trim_end_matches("Hir").to_string(),
                     size: shape.iter().product(),
                     shape,
                     position: layers.len() as i32,

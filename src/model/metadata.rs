@@ -21,7 +21,7 @@ const PREFIX: &str = "onnx.metadata_props.layercorr.";
 fn prop(props: &HashMap<String, Arc<Tensor>>, key: &str) -> Option<String> {
     props
         .get(&format!("{PREFIX}{key}"))
-        .and_then(|t| t.to_scalar::<String>().ok().cloned())
+        .and_then(|t| t.try_as_plain_ram().ok()?.to_scalar::<String>().ok().cloned())
 }
 
 fn triple(path: &Path, key: &str, text: &str) -> Result<[f32; 3], ModelError> {

@@ -116,7 +116,8 @@ impl Plan {
                 .map_err(|e| fail(format!("{e:#}")))?;
             for value in results.iter() {
                 let tensor = value.cast_to::<f32>().map_err(|e| fail(format!("{e:#}")))?;
-                let all = tensor.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
+                let view = tensor.try_as_plain_ram().map_err(|e| fail(format!("{e:#}")))?;
+                let all = view.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
                 let per = all.len() / images.len();
                 outputs.push(all.chunks_exact(per.max(1)).map(<[f32]>::to_vec).collect());
             }
