@@ -5,11 +5,14 @@ mod entry;
 mod ffi;
 mod register;
 
+mod corr_order;
 mod corr_struct;
 mod layer_corr;
+mod layer_similarity;
 mod nn_activations;
 mod nn_activations_table;
 mod nn_layers;
+mod rsa;
 
 use ::duckdb::ffi::duckdb_connection;
 
@@ -21,5 +24,8 @@ pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     register_scalar::<nn_activations::NnActivations>(con)?;
     register_table::<nn_activations_table::NnActivationsTable>(con)?;
     register_aggregate::<layer_corr::LayerCorr>(con)?;
+    register_aggregate::<layer_similarity::LayerSimilarity>(con)?;
+    register_scalar::<rsa::Rsa>(con)?;
+    register_scalar::<corr_order::CorrOrder>(con)?;
     Ok(())
 }

@@ -5,7 +5,9 @@
 //! A function file implements one trait and `mod.rs` lists it; no function
 //! file touches callbacks, state pointers or error plumbing.
 
+use std::collections::HashSet;
 use std::ffi::c_void;
+use std::sync::{Mutex, PoisonError};
 
 use ::duckdb::ffi;
 
@@ -223,8 +225,24 @@ unsafe extern "C" fn agg_state_size(_: ffi::duckdb_function_info) -> u64 {
     std::mem::size_of::<*mut c_void>() as u64
 }
 
+/// Addresses of the aggregate states DuckDB has initialised and not yet
+/// destroyed.
+///
+/// DuckDB 1.5's sorted-aggregate wrapper (`agg(x ORDER BY y)`) calls the
+/// C API update with a *constant* state vector — one state for every row —
+/// but the C API reads it as a flat array, so entries past the first are
+/// garbage and dereferencing them crashes the host. A state address that
+/// DuckDB never initialised therefore means "constant vector": all rows
+/// belong to the first state.
+static LIVE_STATES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
+
+fn live_states() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
+    LIVE_STATES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
 unsafe extern "C" fn agg_init(_: ffi::duckdb_function_info, state: ffi::duckdb_aggregate_state) {
     (state as *mut *mut c_void).write(std::ptr::null_mut());
+    live_states().get_or_insert_with(HashSet::new).insert(state as usize);
 }
 
 unsafe fn agg_state<T: Aggregate>(state: ffi::duckdb_aggregate_state) -> *mut T::State {
@@ -241,7 +259,12 @@ unsafe extern "C" fn agg_update<T: Aggregate>(
     states: *mut ffi::duckdb_aggregate_state,
 ) {
     let result = guard(|| {
-        let mut state_of = |row: usize| agg_state::<T>(*states.add(row));
+        let rows = super::ffi::chunk_len(input);
+        let constant = rows > 1 && {
+            let second = *states.add(1) as usize;
+            !live_states().as_ref().is_some_and(|live| live.contains(&second))
+        };
+        let mut state_of = |row: usize| agg_state::<T>(*states.add(if constant { 0 } else { row }));
         T::update(input, &mut state_of)
     });
     if let Err(e) = result {
@@ -292,7 +315,11 @@ unsafe extern "C" fn agg_finalize<T: Aggregate>(
 
 unsafe extern "C" fn agg_destroy<T: Aggregate>(states: *mut ffi::duckdb_aggregate_state, count: u64) {
     let _ = guard(|| {
+        let mut live = live_states();
         for i in 0..count as usize {
+            if let Some(live) = live.as_mut() {
+                live.remove(&(*states.add(i) as usize));
+            }
             let slot = *states.add(i) as *mut *mut T::State;
             if !(*slot).is_null() {
                 drop(Box::from_raw(*slot));

@@ -1,0 +1,149 @@
+//! `layer_similarity(layer, matrix [, method])`: the L x L second-order
+//! matrix over the group's per-layer matrices.
+//!
+//! Takes the `STRUCT(keys, matrix)` values made by `layer_corr`, all on the
+//! same keys, and returns `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`.
+//! Layer order is the input order: use the aggregate's `ORDER BY` (e.g. by
+//! `position` from `nn_layers`); without it, the order in which rows
+//! arrive. Methods: `pearson` (default; correlation of the strict upper
+//! triangles), `spearman`, `cka` (linear CKA on double-centred matrices).
+//! Rows with a NULL matrix are skipped; a layer given twice, matrices on
+//! different keys, and constant matrices are errors naming the layers.
+//!
+//! ```sql
+//! SELECT layer_similarity(layer, m ORDER BY position) FROM matrices JOIN layers USING (layer);
+//! ```
+
+use ::duckdb::ffi;
+use layercorr_kernels::{compare::similarity_matrix, CompareMethod, KernelError};
+
+use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
+use super::ffi::{append_list, chunk_len, column, column_count, set_f64_list, set_str_list, str_at, struct_child, LogicalType, Validity};
+use super::register::Aggregate;
+
+/// The `layer_similarity` aggregate.
+pub struct LayerSimilarity;
+
+/// The group's layers and their matrices, in arrival order.
+#[derive(Default)]
+pub struct SimilarityState {
+    layers: Vec<String>,
+    matrices: Vec<KeyedMatrix>,
+    method: Option<CompareMethod>,
+}
+
+/// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`.
+fn similarity_type() -> LogicalType {
+    let layers = LogicalType::list(&LogicalType::varchar());
+    let rows = LogicalType::list(&LogicalType::list(&LogicalType::double()));
+    LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
+}
+
+/// Parses a comparison method name, listing the valid ones on error.
+pub fn parse_compare_method(text: &str) -> Result<CompareMethod, String> {
+    text.parse::<CompareMethod>().map_err(|e| e.to_string())
+}
+
+/// Adds the matrix index's name to a kernel error.
+pub fn name_matrix(e: KernelError, names: &[String]) -> String {
+    match e.matrix_index().and_then(|i| names.get(i)) {
+        Some(name) => format!("{e} (matrix {} is '{name}')", e.matrix_index().unwrap_or(0)),
+        None => e.to_string(),
+    }
+}
+
+fn merge_method(state: &mut Option<CompareMethod>, method: CompareMethod) -> Result<(), String> {
+    match state {
+        Some(m) if *m != method => Err(format!(
+            "method must be the same for the whole group ('{}' and '{}')",
+            m.name(),
+            method.name()
+        )),
+        _ => {
+            *state = Some(method);
+            Ok(())
+        }
+    }
+}
+
+impl Aggregate for LayerSimilarity {
+    type State = SimilarityState;
+    const NAME: &'static str = "layer_similarity";
+
+    fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
+        vec![
+            (vec![LogicalType::varchar(), corr_matrix_type()], similarity_type()),
+            (
+                vec![LogicalType::varchar(), corr_matrix_type(), LogicalType::varchar()],
+                similarity_type(),
+            ),
+        ]
+    }
+
+    unsafe fn update(
+        input: ffi::duckdb_data_chunk,
+        state_of: &mut dyn FnMut(usize) -> *mut SimilarityState,
+    ) -> Result<(), String> {
+        let rows = chunk_len(input);
+        let (layer_vec, matrix_vec) = (column(input, 0), column(input, 1));
+        let layer_ok = Validity::of(layer_vec);
+        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
+        for row in 0..rows {
+            let method = match method_vec {
+                None => CompareMethod::Pearson,
+                Some(v) if !Validity::of(v).is_valid(row) => return Err("method is NULL".into()),
+                Some(v) => parse_compare_method(&str_at(v, row))?,
+            };
+            if !layer_ok.is_valid(row) {
+                return Err("layer name is NULL".into());
+            }
+            let layer = str_at(layer_vec, row).into_owned();
+            let Some(matrix) = read_keyed_matrix(matrix_vec, rows, row, &format!("matrix of layer '{layer}'"))? else {
+                continue;
+            };
+            let state = &mut *state_of(row);
+            merge_method(&mut state.method, method)?;
+            if state.layers.contains(&layer) {
+                return Err(format!("layer '{layer}' appears twice in the group; group by model or checkpoint too"));
+            }
+            state.layers.push(layer);
+            state.matrices.push(matrix);
+        }
+        Ok(())
+    }
+
+    fn combine(source: &mut SimilarityState, target: &mut SimilarityState) -> Result<(), String> {
+        if let Some(m) = source.method {
+            merge_method(&mut target.method, m)?;
+        }
+        for layer in &source.layers {
+            if target.layers.contains(layer) {
+                return Err(format!("layer '{layer}' appears twice in the group; group by model or checkpoint too"));
+            }
+        }
+        target.layers.append(&mut source.layers);
+        target.matrices.append(&mut source.matrices);
+        Ok(())
+    }
+
+    unsafe fn finalize(state: &mut SimilarityState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+        let method = state.method.unwrap_or(CompareMethod::Pearson);
+        let Some(first) = state.matrices.first() else {
+            return Err("the group has no non-NULL matrices".into());
+        };
+        for (layer, m) in state.layers.iter().zip(&state.matrices).skip(1) {
+            check_same_keys(&first.keys, &format!("layer '{}'", state.layers[0]), &m.keys, &format!("layer '{layer}'"))?;
+        }
+        let n = first.n();
+        let views: Vec<&[f32]> = state.matrices.iter().map(|m| m.values.as_slice()).collect();
+        let result = similarity_matrix(&views, n, method).map_err(|e| name_matrix(e, &state.layers))?;
+        let l = state.layers.len();
+        set_str_list(struct_child(output, 0), row, &state.layers);
+        let (rows_vec, offset) = append_list(struct_child(output, 1), row, l);
+        for i in 0..l {
+            set_f64_list(rows_vec, offset + i, result.row(i));
+        }
+        state.matrices.clear();
+        Ok(())
+    }
+}

@@ -1,0 +1,60 @@
+//! `rsa(matrix_a, matrix_b [, method])`: the second-order comparison of
+//! one pair of `layer_corr` matrices, for self-joins (layer vs layer,
+//! model vs model, checkpoint vs checkpoint).
+//!
+//! Same methods and numbers as `layer_similarity` (`pearson` default,
+//! `spearman`, `cka`). NULL in gives NULL out; matrices on different keys
+//! are an error naming the first differing key.
+//!
+//! ```sql
+//! SELECT a.layer, b.layer, rsa(a.m, b.m) FROM lite0 a, lite1 b;
+//! ```
+
+use ::duckdb::ffi;
+use layercorr_kernels::{compare::compare_pair, CompareMethod};
+
+use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix};
+use super::ffi::{chunk_len, column, column_count, set_null, set_value, str_at, LogicalType, Validity};
+use super::layer_similarity::{name_matrix, parse_compare_method};
+use super::register::ScalarFunction;
+
+/// The `rsa` scalar function.
+pub struct Rsa;
+
+impl ScalarFunction for Rsa {
+    const NAME: &'static str = "rsa";
+
+    fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
+        vec![
+            (vec![corr_matrix_type(), corr_matrix_type()], LogicalType::double()),
+            (
+                vec![corr_matrix_type(), corr_matrix_type(), LogicalType::varchar()],
+                LogicalType::double(),
+            ),
+        ]
+    }
+
+    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+        let rows = chunk_len(input);
+        let (a_vec, b_vec) = (column(input, 0), column(input, 1));
+        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
+        for row in 0..rows {
+            let method = match method_vec {
+                None => CompareMethod::Pearson,
+                Some(v) if !Validity::of(v).is_valid(row) => return Err("method is NULL".into()),
+                Some(v) => parse_compare_method(&str_at(v, row))?,
+            };
+            let a = read_keyed_matrix(a_vec, rows, row, "matrix_a")?;
+            let b = read_keyed_matrix(b_vec, rows, row, "matrix_b")?;
+            let (Some(a), Some(b)) = (a, b) else {
+                set_null(output, row);
+                continue;
+            };
+            check_same_keys(&a.keys, "matrix_a", &b.keys, "matrix_b")?;
+            let value = compare_pair(&a.values, &b.values, a.n(), method)
+                .map_err(|e| name_matrix(e, &["matrix_a".to_string(), "matrix_b".to_string()]))?;
+            set_value(output, row, value);
+        }
+        Ok(())
+    }
+}
