@@ -1,0 +1,63 @@
+-- layercorr demo: run EfficientNet-Lite0 over 100 photos, keep 13 layers'
+-- activations, label each photo with its top-1 class, and summarise.
+-- Run by `make demo` as:  duckdb -unsigned data/demo.duckdb < sql/demo.sql
+-- The tables it leaves (images, layers, activations, matrices) are the
+-- starting point of the analysis scripts in sql/.
+
+LOAD 'build/release/layercorr.duckdb_extension';
+.timer on
+
+-- The model and its capturable layers (the `input` pseudo-layer first).
+CREATE OR REPLACE TABLE layers AS
+SELECT * FROM nn_layers('data/models/efficientnet_lite0.onnx');
+SELECT count(*) AS layers, min(position) AS first, max(position) AS last FROM layers;
+
+-- The photos: an ordinary table, here from a glob.
+CREATE OR REPLACE TABLE images AS
+SELECT file AS path, parse_filename(file, true) AS name
+FROM glob('data/photos/classification/*.jpg')
+ORDER BY file;
+
+-- One row per (photo, layer): 13 layers spread from the pixels to the logits.
+CREATE OR REPLACE TABLE activations AS
+SELECT path, unnest(nn_activations('data/models/efficientnet_lite0.onnx', path,
+         ['input', 'stem', 'blocks.0', 'blocks.2', 'blocks.4', 'blocks.6', 'blocks.8',
+          'blocks.10', 'blocks.12', 'blocks.15', 'head', 'pool', 'logits']), recursive := true)
+FROM images;
+
+-- ImageNet labels, and each photo's top-1 class from its logits.
+CREATE OR REPLACE TABLE labels AS
+SELECT * FROM read_csv('data/labels/imagenet_labels.csv', header = true);
+
+CREATE OR REPLACE TABLE predictions AS
+SELECT path,
+       list_position(activation, list_max(activation)) - 1 AS class_id,
+       list_max(activation) AS logit
+FROM activations WHERE layer = 'logits';
+
+CREATE OR REPLACE TABLE images AS
+SELECT i.path, i.name, p.class_id, split_part(l.label, ',', 1) AS label
+FROM images i JOIN predictions p USING (path) JOIN labels l USING (class_id)
+ORDER BY i.path;
+
+-- Summary: rows and vector length per layer, in network order.
+SELECT a.layer, l.position, l.shape, count(*) AS images, min(len(a.activation)) AS length,
+       round(avg(list_avg(a.activation)), 4) AS mean_activation
+FROM activations a JOIN layers l USING (layer)
+GROUP BY a.layer, l.position, l.shape
+ORDER BY l.position;
+
+-- Top-1 label per image (first 20) and the most frequent classes.
+SELECT name, class_id, label FROM images ORDER BY name::INTEGER LIMIT 20;
+SELECT label, count(*) AS photos FROM images GROUP BY label ORDER BY photos DESC, label LIMIT 10;
+
+-- Per-layer correlation matrices over the 100 photos, and how alike the
+-- layers' similarity structures are (the L x L second-order matrix).
+CREATE OR REPLACE TABLE matrices AS
+SELECT layer, layer_corr(path, activation) AS m
+FROM activations GROUP BY layer;
+
+SELECT l.layer, round(r.pearson, 3) AS similarity_to_input
+FROM (SELECT b.layer, rsa(a.m, b.m) AS pearson FROM matrices a, matrices b WHERE a.layer = 'input') r
+JOIN layers l USING (layer)
+ORDER BY l.position;
