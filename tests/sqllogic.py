@@ -344,6 +344,7 @@ class Outcome:
     ncols: int | None = None   # number of result columns (None if unknown)
     rows: list | None = None   # rendered rows (lists of str)
     missing: bool = False      # no output at all (host died before it)
+    stray: str | None = None   # text the host printed that is neither a result nor an error
 
 
 @dataclasses.dataclass
@@ -385,6 +386,14 @@ def missing_extension_message(ext: Path) -> str:
 
 
 def check_record(rec: Record, out: Outcome) -> str | None:
+    msg = _check_record(rec, out)
+    if out.stray:
+        msg = (msg + "\n" if msg else "") + (
+            f"the host printed unexpected output (not a result, not an error): {out.stray[:2000]!r}")
+    return msg
+
+
+def _check_record(rec: Record, out: Outcome) -> str | None:
     if rec.kind == "statement_ok":
         if out.error is not None:
             return f"statement failed: {out.error}"
@@ -506,6 +515,9 @@ def run_python_subprocess(path: Path, extension: Path = EXTENSION,
     res.records_run = report["records_run"]
     for f in report["failures"]:
         res.failures.append(Failure(None, f))
+    if proc.stderr.strip():
+        res.failures.append(Failure(None, "the host printed unexpected output on stderr: "
+                                          f"{proc.stderr.strip()[:2000]!r}"))
     return res
 
 
@@ -599,29 +611,56 @@ def _split_cli_output(text: str, token: str) -> dict:
     return out
 
 
+_ERROR_LINE = re.compile(r"^[A-Z][A-Za-z ]*Error: ", re.MULTILINE)
+
+
 def _cli_outcome(text: str) -> Outcome:
+    """Classify one statement's shell output: JSON result(s), an error, or stray text.
+
+    A DuckDB error is a line starting with '<Kind> Error: '. Any other text that is
+    not a JSON result (e.g. something the extension printed itself) is kept as
+    `stray` and reported as a failure of its own."""
     s = text.strip()
     if not s:
         return Outcome(ncols=None, rows=[])
+    if _ERROR_LINE.search(s):
+        return Outcome(error=s)
     dec = json.JSONDecoder(object_pairs_hook=lambda pairs: pairs)
-    results = []
-    pos = 0
-    while True:
-        while pos < len(s) and s[pos].isspace():
-            pos += 1
-        if pos >= len(s):
-            break
+    results, stray = [], []
+    for block in _json_blocks(s):
         try:
-            obj, pos = dec.raw_decode(s, pos)
+            obj, end = dec.raw_decode(block)
+            if block[end:].strip() or not isinstance(obj, list):
+                raise json.JSONDecodeError("trailing text", block, end)
+            results.append(obj)
         except json.JSONDecodeError:
-            return Outcome(error=s)
-        if not isinstance(obj, list):
-            return Outcome(error=s)
-        results.append(obj)
-    last = results[-1]
-    rows = [[render(_pairs_to_value(v)) for _, v in row] for row in last]
-    ncols = len(last[0]) if last else None
-    return Outcome(ncols=ncols, rows=rows)
+            stray.append(block)
+    out = Outcome(ncols=None, rows=[])
+    if results:
+        last = results[-1]
+        out.rows = [[render(_pairs_to_value(v)) for _, v in row] for row in last]
+        out.ncols = len(last[0]) if last else None
+    if stray:
+        out.stray = "\n".join(stray)
+    return out
+
+
+def _json_blocks(s: str):
+    """Split shell output into candidate blocks: a JSON result starts with '[' at the
+    start of a line and runs to the line ending in ']'; other lines are single blocks."""
+    lines = s.splitlines()
+    i = 0
+    while i < len(lines):
+        if lines[i].startswith("["):
+            j = i
+            while j < len(lines) and not lines[j].rstrip().endswith("]"):
+                j += 1
+            yield "\n".join(lines[i:j + 1])
+            i = j + 1
+        else:
+            if lines[i].strip():
+                yield lines[i]
+            i += 1
 
 
 def _pairs_to_value(v):

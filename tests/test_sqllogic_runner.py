@@ -208,3 +208,22 @@ def test_crash_detection_python_host(tmp_path):
     res = sqllogic.run_python_subprocess(p, python=str(fake_py))
     assert res.crashed and not res.ok and "SIGABRT" in res.report()
     assert not sqllogic.crashed_returncode(1) and not sqllogic.crashed_returncode(0)
+
+
+def test_cli_output_classification():
+    o = sqllogic._cli_outcome('[{"a":1},\n{"a":2}]\n')
+    assert o.error is None and o.rows == [["1"], ["2"]] and o.ncols == 1 and not o.stray
+    o = sqllogic._cli_outcome('Invalid Input Error: boom\n')
+    assert o.error and "boom" in o.error
+    o = sqllogic._cli_outcome('debug 0.001\n[{"a":1}]\n')
+    assert o.error is None and o.rows == [["1"]] and o.stray == "debug 0.001"
+    o = sqllogic._cli_outcome('noise only\n')
+    assert o.error is None and o.stray == "noise only"
+    o = sqllogic._cli_outcome('[{"a":[1,2]}]')
+    assert o.rows == [["[1, 2]"]]
+
+
+def test_stray_output_is_a_failure():
+    rec = sqllogic.Record("statement_ok", 1, sql="SELECT 1")
+    assert "unexpected output" in sqllogic.check_record(rec, sqllogic.Outcome(rows=[], stray="dbg"))
+    assert sqllogic.check_record(rec, sqllogic.Outcome(rows=[])) is None
