@@ -10,7 +10,7 @@
 //! Glyphs are set *proportionally*: each glyph's empty columns are trimmed
 //! and one font pixel of spacing is added, which reads much better than the
 //! font's fixed 8-pixel cell. Basic Latin, Latin-1 and Greek are covered
-//! (so `ρ`, `é`, `×` work); `…` and `−` are mapped to built-in shapes and any
+//! (so `ρ`, `é`, `×` work); `…`, `—` and `−` are mapped to built-in shapes and any
 //! other character is drawn as `?`.
 //!
 //! Vertical text is rotated 90° counter-clockwise and reads bottom to top,
@@ -30,6 +30,8 @@ const SPACE_ADVANCE: u32 = 4;
 const GAP: u32 = 1;
 /// The ellipsis `…`: three dots on the baseline row.
 const ELLIPSIS: [u8; 8] = [0, 0, 0, 0, 0, 0, 0b0100_1001, 0];
+/// The em dash `—`: a full-width bar at the height of `-`.
+const EM_DASH: [u8; 8] = [0, 0, 0, 0xFF, 0, 0, 0, 0];
 
 /// Horizontal placement of text relative to an anchor x.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +70,7 @@ fn glyph(c: char) -> [u8; 8] {
     let code = c as u32;
     match c {
         '\u{2026}' => ELLIPSIS,
+        '\u{2014}' => EM_DASH,
         '\u{2212}' | '\u{2010}' | '\u{2011}' | '\u{2013}' => BASIC_LEGACY[usize::from(b'-')],
         ' '..='~' => BASIC_LEGACY[code as usize],
         '\u{a0}'..='\u{ff}' => LATIN_LEGACY[(code - 0xa0) as usize],

@@ -162,7 +162,7 @@ pub fn heatmap_grid(panels: &[Panel<'_>], opts: &GridOptions) -> RenderResult<Ve
         let y = ty + i64::from(panel_title_h);
         let title = font::truncate(
             &panel.title,
-            side + H_GAP - 4,
+            side + H_GAP - 16,
             LABEL_SCALE,
             Ellipsis::Middle,
         );

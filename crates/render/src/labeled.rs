@@ -76,10 +76,19 @@ pub fn labeled_matrix(
     check_labels(F, Some(labels), n)?;
     let scale = ColorScale::checked(F, opts.value_range, opts.colormap)?;
     let annotate = (opts.show_values && n <= MAX_ANNOTATED_N).then_some(opts.decimals.min(6));
-    // Room for a label per row (10 px) and, when annotating, for the widest
-    // value at scale 1 ("-0.00" is 32 px) plus a margin.
+    // Cells must hold a label per row (10 px) and, when annotating, the
+    // widest value: at scale 2 when that keeps the matrix within about
+    // 1000 px (up to ~12 layers), else at scale 1.
     let min_cell = match annotate {
-        Some(d) => 10u32.max(crate::font::text_width(&format!("-0.{}", "0".repeat(d)), 1) + 6),
+        Some(d) => {
+            let widest = crate::font::text_width(&format!("-0.{}", "0".repeat(d)), 1);
+            let big = 2 * widest + crate::parts::VALUE_PAD_2;
+            if n as u64 * u64::from(big) <= 1000 {
+                big
+            } else {
+                10u32.max(widest + 6)
+            }
+        }
         None if n <= 100 => 10,
         None => 1,
     };

@@ -209,6 +209,18 @@ fn padded(lo: f64, hi: f64, margin: f64) -> (f64, f64) {
     }
 }
 
+/// The x range: half a position beyond the first and last label when the
+/// positions are named, else the data range with a small margin.
+fn x_range(labels: Option<usize>, x_min: f64, x_max: f64) -> (f64, f64) {
+    match labels {
+        Some(count) => (
+            (x_min - 0.5).min(-0.5),
+            (x_max + 0.5).max(count as f64 - 0.5),
+        ),
+        None => padded(x_min, x_max, 0.03),
+    }
+}
+
 /// Renders `series` as a line plot with axes, ticks, grid, legend and
 /// optional layer-name ticks.
 ///
@@ -293,13 +305,7 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
         }
         None => padded(y_min, y_max, 0.06),
     };
-    let (x_lo, x_hi) = match &opts.x_tick_labels {
-        Some(labels) => (
-            -0.5f64.min(x_min - 0.5),
-            (labels.len() as f64 - 0.5).max(x_max + 0.5),
-        ),
-        None => padded(x_min, x_max, 0.03),
-    };
+    let (x_lo, x_hi) = x_range(opts.x_tick_labels.as_ref().map(Vec::len), x_min, x_max);
     let (pw, ph) = (opts.plot_width, opts.plot_height);
     let y_ticks = ticks_in(y_lo, y_hi, nice_step(y_hi - y_lo, f64::from(ph) / 80.0));
     let integer_x = finite.iter().all(|p| p.0.fract() == 0.0);
@@ -570,7 +576,7 @@ mod tests {
             ..Default::default()
         };
         let s = Series::new("a", vec![1.0, 2.0]);
-        let e = line_plot(&[s.clone()], &opts).unwrap_err();
+        let e = line_plot(std::slice::from_ref(&s), &opts).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::LabelCountMismatch);
         let opts = LinePlotOptions {
             y_range: Some((1.0, 0.0)),
@@ -592,6 +598,8 @@ mod tests {
             .collect();
         assert_eq!(t, ["-1.0", "-0.5", "0.0", "0.5", "1.0"]);
         assert_eq!(padded(2.0, 2.0, 0.05), (1.5, 2.5));
+        assert_eq!(x_range(Some(17), 0.0, 16.0), (-0.5, 16.5));
+        assert_eq!(x_range(None, 0.0, 100.0), (-3.0, 103.0));
     }
 
     #[test]

@@ -341,61 +341,11 @@ pub(crate) fn title_span(title: &str, centre: i64) -> (i64, u32) {
     (left, (left + w) as u32 + PAD)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::canvas::WHITE;
-
-    #[test]
-    fn geometry_auto_and_fixed() {
-        let g = MatrixGeometry::new("t", 100, None, 800, 1).unwrap();
-        assert_eq!((g.cell, g.side), (Some(8), 800));
-        let g = MatrixGeometry::new("t", 2000, None, 800, 1).unwrap();
-        assert_eq!((g.cell, g.side), (None, 800));
-        let g = MatrixGeometry::new("t", 12, Some(3), 800, 1).unwrap();
-        assert_eq!((g.cell, g.side), (Some(3), 36));
-        assert_eq!(g.centre(0), 1);
-        let e = MatrixGeometry::new("t", 5000, Some(10), 800, 1).unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::TooLarge);
-    }
-
-    #[test]
-    fn averaging_keeps_block_means() {
-        // 4 x 4 -> 2 x 2 pixels: each pixel is the mean of a 2 x 2 block.
-        let v: Vec<f32> = vec![
-            1.0,
-            1.0,
-            -1.0,
-            -1.0, //
-            1.0,
-            1.0,
-            -1.0,
-            f32::NAN, //
-            0.0,
-            0.0,
-            1.0,
-            1.0, //
-            0.0,
-            0.0,
-            1.0,
-            1.0,
-        ];
-        let geo = MatrixGeometry {
-            cell: None,
-            side: 2,
-            n: 4,
-        };
-        let scale = ColorScale::new((-1.0, 1.0), None).unwrap();
-        let mut c = Canvas::new(2, 2, WHITE).unwrap();
-        assert!(draw_matrix(&mut c, 0, 0, &v, &geo, &scale));
-        assert_eq!(c.get(0, 0), Some(scale.color(1.0)));
-        assert_eq!(c.get(1, 0), Some(scale.color(-1.0)));
-        assert_eq!(c.get(0, 1), Some(scale.color(0.0)));
-    }
-}
-
-/// Text colour with the better contrast on `background` (WCAG contrast
-/// ratio): near-black on light cells, white on dark ones.
+/// Text colour for writing on `background`: white on dark cells,
+/// near-black on light ones. The switch is at relative luminance 0.3, the
+/// darkest background on which white still has a contrast ratio of 3:
+/// white stays on dark and saturated cells (teal, red), black takes the
+/// pale ones (salmon, light green).
 pub(crate) fn contrast_text(background: Rgb) -> Rgb {
     let lin = |c: u8| {
         let c = f64::from(c) / 255.0;
@@ -406,14 +356,16 @@ pub(crate) fn contrast_text(background: Rgb) -> Rgb {
         }
     };
     let l = 0.2126 * lin(background[0]) + 0.7152 * lin(background[1]) + 0.0722 * lin(background[2]);
-    let on_white = 1.05 / (l + 0.05);
-    let on_black = (l + 0.05) / 0.05;
-    if on_white > on_black {
-        crate::canvas::WHITE
-    } else {
+    if l > 0.3 {
         INK
+    } else {
+        crate::canvas::WHITE
     }
 }
+
+/// Room around a cell value written at scale 2, so that neighbouring
+/// values never run into each other.
+pub(crate) const VALUE_PAD_2: u32 = 14;
 
 /// One square matrix figure: title, matrix with optional row/column labels
 /// and cell values, axis titles and a colour bar. [`crate::heatmap`] and
@@ -562,7 +514,7 @@ impl<T: Copy + Into<f64>> MatrixFigure<'_, T> {
             })
             .collect();
         let widest = max_width(&texts, 1);
-        let scale = if widest * 2 + 8 <= cell && 16 + 8 <= cell {
+        let scale = if widest * 2 + VALUE_PAD_2 <= cell {
             2
         } else if widest + 4 <= cell && 8 + 4 <= cell {
             1
@@ -585,5 +537,70 @@ impl<T: Copy + Into<f64>> MatrixFigure<'_, T> {
                 VAlign::Middle,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::canvas::WHITE;
+
+    #[test]
+    fn geometry_auto_and_fixed() {
+        let g = MatrixGeometry::new("t", 100, None, 800, 1).unwrap();
+        assert_eq!((g.cell, g.side), (Some(8), 800));
+        let g = MatrixGeometry::new("t", 2000, None, 800, 1).unwrap();
+        assert_eq!((g.cell, g.side), (None, 800));
+        let g = MatrixGeometry::new("t", 12, Some(3), 800, 1).unwrap();
+        assert_eq!((g.cell, g.side), (Some(3), 36));
+        assert_eq!(g.centre(0), 1);
+        let e = MatrixGeometry::new("t", 5000, Some(10), 800, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TooLarge);
+    }
+
+    #[test]
+    fn averaging_keeps_block_means() {
+        // 4 x 4 -> 2 x 2 pixels: each pixel is the mean of a 2 x 2 block.
+        let v: Vec<f32> = vec![
+            1.0,
+            1.0,
+            -1.0,
+            -1.0, //
+            1.0,
+            1.0,
+            -1.0,
+            f32::NAN, //
+            0.0,
+            0.0,
+            1.0,
+            1.0, //
+            0.0,
+            0.0,
+            1.0,
+            1.0,
+        ];
+        let geo = MatrixGeometry {
+            cell: None,
+            side: 2,
+            n: 4,
+        };
+        let scale = ColorScale::new((-1.0, 1.0), None).unwrap();
+        let mut c = Canvas::new(2, 2, WHITE).unwrap();
+        assert!(draw_matrix(&mut c, 0, 0, &v, &geo, &scale));
+        assert_eq!(c.get(0, 0), Some(scale.color(1.0)));
+        assert_eq!(c.get(1, 0), Some(scale.color(-1.0)));
+        assert_eq!(c.get(0, 1), Some(scale.color(0.0)));
+    }
+
+    #[test]
+    fn value_text_contrasts_with_its_cell() {
+        let div = ColorScale::new((-1.0, 1.0), None).unwrap();
+        assert_eq!(contrast_text(div.color(1.0)), WHITE);
+        assert_eq!(contrast_text(div.color(-1.0)), WHITE);
+        assert_eq!(contrast_text(div.color(0.0)), INK);
+        assert_eq!(contrast_text(div.color(0.3)), INK);
+        let seq = ColorScale::new((0.0, 1.0), None).unwrap();
+        assert_eq!(contrast_text(seq.color(0.0)), WHITE);
+        assert_eq!(contrast_text(seq.color(1.0)), INK);
     }
 }
