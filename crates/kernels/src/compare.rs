@@ -77,7 +77,7 @@ pub fn similarity_matrix(
     if n < min {
         return Err(KernelError::TooFewRows { what, n, min });
     }
-    let nn = n.checked_mul(n).unwrap_or(usize::MAX);
+    let nn = n.saturating_mul(n);
     if let Some((index, m)) = mats.iter().enumerate().find(|(_, m)| m.len() != nn) {
         return Err(KernelError::MatrixLength {
             index,

@@ -388,7 +388,7 @@ mod tests {
         for v in &mut x[4 * d..5 * d] {
             *v = 1234.5;
         }
-        for v in &mut x[1 * d..2 * d] {
+        for v in &mut x[d..2 * d] {
             *v = 1.0 + (*v).abs();
         }
         for method in [CorrMethod::Pearson, CorrMethod::Spearman] {
@@ -533,19 +533,33 @@ mod tests {
     }
 
     /// Timing at the design's reference size; run with `--ignored`.
+    /// `LAYERCORR_N`, `LAYERCORR_D`, `LAYERCORR_CHUNK` and `LAYERCORR_METHOD`
+    /// override the shape, chunk width and method.
     #[test]
     #[ignore]
     fn timing_pearson_2000_x_200704() {
-        let (n, d) = (2000, 200_704);
-        let mut r = rng(1);
+        let env = |k: &str| std::env::var(k).ok();
+        let num = |k: &str, default: usize| env(k).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let (n, d) = (num("LAYERCORR_N", 2000), num("LAYERCORR_D", 200_704));
+        let chunk = env("LAYERCORR_CHUNK").and_then(|v| v.parse().ok());
+        let method: CorrMethod = env("LAYERCORR_METHOD")
+            .map(|m| m.parse().unwrap())
+            .unwrap_or(CorrMethod::Pearson);
+        // Cheap generator: ReLU of a uniform, about half zeros.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
         let x: Vec<f32> = (0..n * d)
-            .map(|_| r.gen_range(-1.0f32..1.0).max(0.0))
+            .map(|_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0).max(0.0)
+            })
             .collect();
         let m = RowMatrix::from_vec(x, n, d).unwrap();
         let t = std::time::Instant::now();
-        let out = correlation_matrix(m, CorrMethod::Pearson).unwrap();
+        let out = correlation_matrix_with_chunk(m, method, chunk).unwrap();
         eprintln!(
-            "pearson n={n} d={d}: {:.3} s (r01 = {})",
+            "{method} n={n} d={d} chunk={chunk:?}: {:.3} s (r01 = {})",
             t.elapsed().as_secs_f64(),
             out.get(0, 1)
         );

@@ -439,6 +439,6 @@ mod tests {
         assert_eq!(default_chunk(10, 100), 100);
         assert_eq!(default_chunk(10, 1_000_000), MAX_CHUNK);
         let c = default_chunk(100_000, 1_000_000);
-        assert!((MIN_CHUNK..=MAX_CHUNK).contains(&c) && c % 64 == 0);
+        assert!((MIN_CHUNK..=MAX_CHUNK).contains(&c) && c.is_multiple_of(64));
     }
 }

@@ -44,7 +44,7 @@ pub struct SquareMatrix<T> {
 impl<T: Copy> SquareMatrix<T> {
     /// Wraps a row-major buffer of `n * n` values.
     pub fn from_vec(n: usize, data: Vec<T>) -> Result<Self> {
-        let expected = n.checked_mul(n).unwrap_or(usize::MAX);
+        let expected = n.saturating_mul(n);
         if data.len() != expected {
             return Err(KernelError::BadShape {
                 what: "square matrix",
