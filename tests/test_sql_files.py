@@ -22,6 +22,12 @@ def test_sql_files_exist():
 @pytest.mark.parametrize("host", ["python", "cli"])
 @pytest.mark.parametrize("path", FILES, ids=[str(p.relative_to(SQL_DIR)) for p in FILES])
 def test_sql_file(path, host):
+    text = path.read_text()
+    if "require layercorr" in text and not sqllogic.EXTENSION.exists():
+        pytest.fail(sqllogic.missing_extension_message(sqllogic.EXTENSION), pytrace=False)
+    if "${DATA}" in text and not (sqllogic.DATA_DIR / "models" / "efficientnet_lite0.onnx").exists():
+        pytest.fail(f"demo assets are missing under {sqllogic.DATA_DIR}; run `make assets` first",
+                    pytrace=False)
     res = sqllogic.run_file(path, host)
     assert res.records_run > 0 or res.failures, f"{path}: no records were run"
     assert res.ok, res.report()
