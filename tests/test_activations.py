@@ -449,3 +449,17 @@ def test_grey16_matches_grey8(mcon, format_images):
     b = activations(mcon, format_images["grey16_png"], ["input"])["input"]
     d = np.abs(a - b)
     assert d.mean() < 0.01 and d.max() < 0.1, (float(d.mean()), float(d.max()))
+
+
+def test_threads_do_not_change_results(ext_path, photos):
+    """The scalar runs on all DuckDB threads; one thread gives the same vectors."""
+    import duckdb
+    res = {}
+    for threads in (1, 2):
+        c = duckdb.connect(config={"allow_unsigned_extensions": "true", "threads": str(threads)})
+        c.execute(f"LOAD '{sql_str(ext_path)}'")
+        res[threads] = batch_activations(c, photos[30:46], ["blocks.8", "logits"])
+        c.close()
+    for name in ("blocks.8", "logits"):
+        assert_close(f"{name} threads 1 vs 2", res[1][name], res[2][name],
+                     1e-5 * max(1.0, float(np.abs(res[1][name]).max())))
