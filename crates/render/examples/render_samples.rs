@@ -372,5 +372,19 @@ fn main() -> Result<(), Box<dyn Error>> {
         },
     )?;
     write(dir, "lineplot_80.png", png)?;
+
+    // 9. Edge case: a tiny matrix with fixed 6 px cells and a long title;
+    // the canvas widens for the title and the colour bar keeps its height.
+    let acts = activations(&mut rng, 5, 2, 16, 0.6);
+    let png = matrix_heatmap(
+        &pearson(&acts),
+        5,
+        &HeatmapOptions {
+            title: "A tiny matrix with a long title — ρ by layer".into(),
+            cell_px: Some(6),
+            ..Default::default()
+        },
+    )?;
+    write(dir, "heatmap_tiny.png", png)?;
     Ok(())
 }

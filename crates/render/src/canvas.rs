@@ -30,6 +30,9 @@ pub const GRID: Rgb = [228, 228, 228];
 /// [`ErrorKind::TooLarge`] instead of allocating gigabytes.
 pub const MAX_SIDE: u32 = 16_384;
 
+/// Largest canvas area in pixels (150 MB of RGB), e.g. 7000 x 7000.
+pub const MAX_PIXELS: u64 = 50_000_000;
+
 /// An RGB image being drawn.
 #[derive(Debug, Clone)]
 pub struct Canvas {
@@ -47,6 +50,12 @@ impl Canvas {
             return Err(RenderError::new(
                 ErrorKind::TooLarge,
                 format!("canvas: size {width} x {height} is outside 1..={MAX_SIDE} pixels"),
+            ));
+        }
+        if u64::from(width) * u64::from(height) > MAX_PIXELS {
+            return Err(RenderError::new(
+                ErrorKind::TooLarge,
+                format!("canvas: size {width} x {height} exceeds {MAX_PIXELS} pixels"),
             ));
         }
         let len = width as usize * height as usize * 3;
@@ -323,6 +332,7 @@ mod tests {
             ErrorKind::TooLarge
         );
         assert!(Canvas::new(MAX_SIDE + 1, 5, WHITE).is_err());
+        assert!(Canvas::new(MAX_SIDE, MAX_SIDE, WHITE).is_err());
     }
 
     #[test]
