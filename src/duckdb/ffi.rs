@@ -149,6 +149,14 @@ impl Validity {
 /// `vector` must be a live flat VARCHAR vector with more than `row` rows,
 /// and the row must be valid; the result borrows the vector's memory.
 pub unsafe fn str_at<'a>(vector: ffi::duckdb_vector, row: usize) -> std::borrow::Cow<'a, str> {
+    String::from_utf8_lossy(bytes_at(vector, row))
+}
+
+/// The bytes at `row` of a flat VARCHAR or BLOB vector.
+///
+/// # Safety
+/// As for [`str_at`].
+pub unsafe fn bytes_at<'a>(vector: ffi::duckdb_vector, row: usize) -> &'a [u8] {
     let base = ffi::duckdb_vector_get_data(vector) as *const u8;
     let entry = base.add(row * 16);
     let len = (entry as *const u32).read_unaligned() as usize;
@@ -158,7 +166,7 @@ pub unsafe fn str_at<'a>(vector: ffi::duckdb_vector, row: usize) -> std::borrow:
         let ptr = (entry.add(8) as *const *const u8).read_unaligned();
         std::slice::from_raw_parts(ptr, len)
     };
-    String::from_utf8_lossy(bytes)
+    bytes
 }
 
 /// The list entries (offset, length) of a flat LIST vector.

@@ -5,14 +5,20 @@ mod entry;
 mod ffi;
 mod register;
 
+mod corr_heatmap;
+mod corr_heatmap_grid;
 mod corr_order;
 mod corr_struct;
 mod layer_corr;
 mod layer_similarity;
 mod nn_activations;
 mod nn_activations_table;
+mod line_plot;
 mod nn_layers;
+mod picture;
 mod rsa;
+mod similarity_heatmap;
+mod write_png;
 
 use ::duckdb::ffi::duckdb_connection;
 
@@ -27,5 +33,10 @@ pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     register_aggregate::<layer_similarity::LayerSimilarity>(con)?;
     register_scalar::<rsa::Rsa>(con)?;
     register_scalar::<corr_order::CorrOrder>(con)?;
+    register_scalar::<corr_heatmap::CorrHeatmap>(con)?;
+    register_aggregate::<corr_heatmap_grid::CorrHeatmapGrid>(con)?;
+    register_scalar::<similarity_heatmap::SimilarityHeatmap>(con)?;
+    register_aggregate::<line_plot::LinePlot>(con)?;
+    register_scalar::<write_png::WritePng>(con)?;
     Ok(())
 }

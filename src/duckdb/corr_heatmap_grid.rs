@@ -1,0 +1,112 @@
+//! `corr_heatmap_grid(panel, matrix [, order [, title]])`: an aggregate
+//! that draws several `layer_corr` matrices side by side as one PNG
+//! (BLOB), every panel in the same image order — `order` if given (e.g.
+//! `corr_order` of the input layer), else the keys' sorted order — with one
+//! shared colour bar. Panels appear in input order (use `ORDER BY`).
+//!
+//! ```sql
+//! SELECT write_png('out/grid.png', corr_heatmap_grid(layer, m, (SELECT corr_order(m) FROM matrices WHERE layer = 'input') ORDER BY position))
+//! FROM matrices JOIN layers USING (layer);
+//! ```
+
+use ::duckdb::ffi;
+use layercorr_render::{heatmap_grid, GridOptions, Panel};
+
+use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
+use super::ffi::{chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity};
+use super::picture::{optional_list, optional_text, reorder, value_range};
+use super::register::Aggregate;
+
+/// The `corr_heatmap_grid` aggregate.
+pub struct CorrHeatmapGrid;
+
+/// Panels collected so far, with the order and title from the first row.
+#[derive(Default)]
+pub struct GridState {
+    panels: Vec<(String, KeyedMatrix)>,
+    order: Option<Vec<String>>,
+    title: Option<String>,
+}
+
+impl Aggregate for CorrHeatmapGrid {
+    type State = GridState;
+    const NAME: &'static str = "corr_heatmap_grid";
+
+    fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
+        let keys = || LogicalType::list(&LogicalType::varchar());
+        vec![
+            (vec![LogicalType::varchar(), corr_matrix_type()], LogicalType::blob()),
+            (vec![LogicalType::varchar(), corr_matrix_type(), keys()], LogicalType::blob()),
+            (
+                vec![LogicalType::varchar(), corr_matrix_type(), keys(), LogicalType::varchar()],
+                LogicalType::blob(),
+            ),
+        ]
+    }
+
+    unsafe fn update(input: ffi::duckdb_data_chunk, state_of: &mut dyn FnMut(usize) -> *mut GridState) -> Result<(), String> {
+        let rows = chunk_len(input);
+        let columns = column_count(input);
+        let panel_vec = column(input, 0);
+        for row in 0..rows {
+            let Some(m) = read_keyed_matrix(column(input, 1), rows, row, "matrix")? else {
+                continue;
+            };
+            let name = if Validity::of(panel_vec).is_valid(row) {
+                str_at(panel_vec, row).into_owned()
+            } else {
+                String::new()
+            };
+            let state = &mut *state_of(row);
+            if state.order.is_none() {
+                state.order = optional_list(input, columns, 2, rows, row)?;
+            }
+            if state.title.is_none() {
+                state.title = optional_text(input, columns, 3, row);
+            }
+            state.panels.push((name, m));
+        }
+        Ok(())
+    }
+
+    fn combine(source: &mut GridState, target: &mut GridState) -> Result<(), String> {
+        target.panels.append(&mut source.panels);
+        if target.order.is_none() {
+            target.order = source.order.take();
+        }
+        if target.title.is_none() {
+            target.title = source.title.take();
+        }
+        Ok(())
+    }
+
+    unsafe fn finalize(state: &mut GridState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+        let Some((first_name, first)) = state.panels.first() else {
+            return Err("the group has no non-NULL matrices".into());
+        };
+        let order = state.order.clone().unwrap_or_else(|| first.keys.clone());
+        let mut ordered = Vec::with_capacity(state.panels.len());
+        for (name, m) in &state.panels {
+            check_same_keys(&first.keys, &format!("panel '{first_name}'"), &m.keys, &format!("panel '{name}'"))?;
+            ordered.push((name.clone(), reorder(m, &order)?));
+        }
+        let all: Vec<f32> = ordered.iter().flat_map(|(_, m)| m.values.iter().copied()).collect();
+        let panels: Vec<Panel<'_>> = ordered
+            .iter()
+            .map(|(name, m)| Panel {
+                title: name.clone(),
+                values: &m.values,
+                n: m.n(),
+            })
+            .collect();
+        let opts = GridOptions {
+            title: state.title.clone().unwrap_or_default(),
+            value_range: value_range(&all),
+            ..GridOptions::default()
+        };
+        let png = heatmap_grid(&panels, &opts).map_err(|e| e.to_string())?;
+        set_blob(output, row, &png);
+        state.panels.clear();
+        Ok(())
+    }
+}
