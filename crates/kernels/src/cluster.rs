@@ -52,7 +52,13 @@ pub fn linkage(matrix: &[f32], n: usize) -> Result<Vec<Merge>> {
             got: matrix.len(),
         });
     }
-    let mut condensed = Vec::with_capacity(n * (n - 1) / 2);
+    let mut condensed: Vec<f64> = Vec::new();
+    condensed
+        .try_reserve_exact(n * (n - 1) / 2)
+        .map_err(|_| KernelError::TooLarge {
+            what: "leaf_order distances",
+            bytes: n * (n - 1) / 2 * 8,
+        })?;
     for i in 0..n {
         for (j, &r) in matrix[i * n..(i + 1) * n].iter().enumerate().skip(i + 1) {
             if !r.is_finite() {

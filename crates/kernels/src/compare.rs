@@ -29,7 +29,7 @@ use crate::error::{KernelError, Result};
 use crate::gram::sum_f64;
 use crate::method::CompareMethod;
 use crate::rank::{check_len, twice_ranks};
-use crate::SquareMatrix;
+use crate::{try_zeroed, SquareMatrix};
 
 /// Entries of the `L x C` block filled per chunk (8 bytes each).
 const BLOCK_ENTRIES: usize = 1 << 17;
@@ -117,7 +117,7 @@ pub fn similarity_matrix(
             || (Vec::new(), Vec::new(), Vec::new()),
             |(vals, keys, tmp), m| prepare(m, n, method, vals, keys, tmp),
         )
-        .collect();
+        .collect::<Result<_>>()?;
 
     let g = centred_gram(mats, &prepared, n, total);
 
@@ -173,24 +173,24 @@ fn prepare(
     vals: &mut Vec<f32>,
     keys: &mut Vec<u64>,
     tmp: &mut Vec<u64>,
-) -> Prepared {
+) -> Result<Prepared> {
     let upper_rows = || (0..n).map(move |i| &m[i * n + i + 1..(i + 1) * n]);
     match method {
         CompareMethod::Pearson => {
             let count = n * (n - 1) / 2;
             let sum: f64 = upper_rows().map(sum_f64).sum();
-            Prepared::Mean(sum / count as f64)
+            Ok(Prepared::Mean(sum / count as f64))
         }
         CompareMethod::Spearman => {
             vals.clear();
             upper_rows().for_each(|r| vals.extend_from_slice(r));
-            let mut twice = vec![0u32; vals.len()];
+            let mut twice = try_zeroed::<u32>(vals.len(), "spearman ranks")?;
             // Values were checked finite and the length fits in u32, so
             // this cannot fail; an error here would leave ranks at 0 and
             // the matrix reported constant rather than a panic.
             let _ = twice_ranks(vals, keys, tmp, |i, t| twice[i] = t as u32);
             let centre = vals.len() as f64 + 1.0;
-            Prepared::Ranks { twice, centre }
+            Ok(Prepared::Ranks { twice, centre })
         }
         CompareMethod::Cka => {
             let mut row = vec![0f64; n];
@@ -206,12 +206,12 @@ fn prepare(
             }
             col.iter_mut().for_each(|c| *c /= n as f64);
             let grand = row.iter().sum::<f64>() / n as f64;
-            Prepared::Centre {
+            Ok(Prepared::Centre {
                 row,
                 col,
                 grand,
                 raw_sq,
-            }
+            })
         }
     }
 }

@@ -90,6 +90,16 @@ pub enum KernelError {
         method: &'static str,
     },
 
+    /// A working buffer could not be allocated (the input is too large for
+    /// this machine's memory).
+    #[error("{what}: cannot allocate {bytes} bytes of working memory")]
+    TooLarge {
+        /// Which buffer.
+        what: &'static str,
+        /// Bytes requested (`usize::MAX` if the size itself overflowed).
+        bytes: usize,
+    },
+
     /// A method name that is not one of the valid ones.
     #[error("unknown {kind} method '{got}'; valid methods: {valid}")]
     UnknownMethod {

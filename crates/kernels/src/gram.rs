@@ -29,7 +29,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
-use crate::SquareMatrix;
+use crate::{try_zeroed, SquareMatrix};
 
 /// Target size of the `n x C` chunk buffer, in bytes.
 const CHUNK_BUFFER_BYTES: usize = 64 << 20;
@@ -173,13 +173,14 @@ pub fn gram_lower(
         }
     }
     let chunk = chunk.clamp(1, d.max(1));
-    let mut buf = vec![0f32; n * chunk.min(d)];
+    let nn = n.saturating_mul(n);
+    let mut buf: Vec<f32> = try_zeroed(n.saturating_mul(chunk.min(d)), "gram chunk buffer")?;
     let mut colmean = match shift {
         Shift::ColumnMean => vec![0f32; chunk],
         _ => Vec::new(),
     };
-    let mut g = vec![0f64; n * n];
-    let mut scratch = vec![0f32; n * n];
+    let mut g: Vec<f64> = try_zeroed(nn, "gram accumulator")?;
+    let mut scratch: Vec<f32> = try_zeroed(nn, "gram output")?;
     let mut row_sums = vec![0f64; n];
     let par = Par::rayon(0);
 
@@ -432,6 +433,14 @@ mod tests {
             Err(KernelError::Overflow { row }) => assert_eq!(row, 1),
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn impossible_allocation_is_an_error_not_an_abort() {
+        // n² f64 for n = 2^31 is 32 EiB: refused, reported, no abort.
+        let n = 1usize << 31;
+        let err = crate::try_zeroed::<f64>(n.saturating_mul(n), "test").unwrap_err();
+        assert!(matches!(err, KernelError::TooLarge { .. }), "{err:?}");
     }
 
     #[test]

@@ -81,3 +81,14 @@ impl<T: Copy> SquareMatrix<T> {
         self.data
     }
 }
+
+/// A zero-filled vector of `len` values, or [`KernelError::TooLarge`]
+/// instead of aborting the host process when memory is short.
+pub(crate) fn try_zeroed<T: Clone + Default>(len: usize, what: &'static str) -> Result<Vec<T>> {
+    let bytes = len.saturating_mul(std::mem::size_of::<T>());
+    let mut v = Vec::new();
+    v.try_reserve_exact(len)
+        .map_err(|_| KernelError::TooLarge { what, bytes })?;
+    v.resize(len, T::default());
+    Ok(v)
+}
