@@ -188,7 +188,9 @@ impl LoadedModel {
                 let Ok(fact) = typed.outlet_fact(typed_outlet) else {
                     continue;
                 };
-                if !fact.datum_type.is_float() {
+                // Weights and other constants (initializers, constant
+                // subgraphs such as ConstantOfShape) are not activations.
+                if !fact.datum_type.is_float() || fact.konst.is_some() {
                     continue;
                 }
                 let Some(dims) = fact.shape.as_concrete() else {
