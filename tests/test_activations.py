@@ -274,21 +274,28 @@ def test_nn_layers_inception_branches(mcon, inception_path):
 
 
 def test_nn_layers_inception_all_shapes(mcon, inception_path):
-    """Every listed activation has onnxruntime's per-image shape; constant tensors (weights made
-    by ConstantOfShape) have no batch axis, so if listed at all they keep their full shape."""
+    """Every tensor that depends on the image is listed with onnxruntime's per-image shape;
+    constant tensors (weights made by ConstantOfShape, Reshape of a weight) have no batch
+    axis, so if listed at all they keep their full shape."""
     import onnx
     g = onnx.load(str(inception_path)).graph
     const_shape = {}
     for n in g.node:
         if n.op_type == "ConstantOfShape":
             const_shape[n.output[0]] = None
-    names = [o for n in g.node for o in n.output if o and n.op_type != "ConstantOfShape"]
-    ref = H.ort_run(np.zeros((1, 3, 224, 224), np.float32), names=names + list(const_shape),
+    # activations: tensors that depend on the image (constant subgraphs such as Reshape(weight) do not)
+    live = {i.name for i in g.input} - {t.name for t in g.initializer}
+    for n in g.node:
+        if any(i in live for i in n.input):
+            live.update(o for o in n.output if o)
+    names = [o for n in g.node for o in n.output if o in live]
+    others = [o for n in g.node for o in n.output if o and o not in live and o not in const_shape]
+    ref = H.ort_run(np.zeros((1, 3, 224, 224), np.float32), names=names + list(const_shape) + others,
                     model_path=inception_path)
     rows = mcon.execute(f"SELECT layer, shape FROM nn_layers('{sql_str(inception_path)}')").fetchall()
     bad = []
     for layer, shape in rows:
-        if layer in const_shape:
+        if layer in const_shape or layer in others:
             if list(shape) != list(ref[layer].shape):
                 bad.append((layer, list(shape), "constant", list(ref[layer].shape)))
         elif layer in ref and list(shape) != list(ref[layer].shape[1:]):
@@ -296,7 +303,8 @@ def test_nn_layers_inception_all_shapes(mcon, inception_path):
     act_bad = [b for b in bad if b[2] != "constant"]
     assert not bad, (f"{len(bad)} wrong shapes ({len(act_bad)} activations, {len(bad) - len(act_bad)} "
                      f"constants), e.g. {(act_bad or bad)[:5]}")
-    assert not set(names) - {r[0] for r in rows}, "activations missing from nn_layers"
+    missing = [n for n in names if n not in {r[0] for r in rows}]
+    assert not missing, f"activations missing from nn_layers: {missing}"
 
 
 # --------------------------------------------------------------------------
