@@ -15,6 +15,7 @@ mod nn_activations;
 mod nn_activations_table;
 mod line_plot;
 mod nn_layers;
+mod nn_weights;
 mod picture;
 mod rsa;
 mod similarity_heatmap;
@@ -27,6 +28,7 @@ use register::{register_aggregate, register_scalar, register_table};
 /// Every SQL function of the extension, registered on `con`.
 pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     register_table::<nn_layers::NnLayers>(con)?;
+    register_table::<nn_weights::NnWeights>(con)?;
     register_scalar::<nn_activations::NnActivations>(con)?;
     register_table::<nn_activations_table::NnActivationsTable>(con)?;
     register_aggregate::<layer_corr::LayerCorr>(con)?;

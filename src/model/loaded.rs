@@ -47,7 +47,7 @@ pub struct LoadedModel {
     /// Names of the graph's outputs (what `nn_activations` without a layer
     /// list returns).
     pub outputs: Vec<String>,
-    inference: InferenceModel,
+    pub(crate) inference: InferenceModel,
 }
 
 fn declared_input(fact: &InferenceFact) -> Option<(u32, u32, Layout)> {

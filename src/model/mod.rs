@@ -13,9 +13,11 @@ mod loaded;
 mod metadata;
 mod plan;
 mod selection;
+mod weights;
 
 pub use cache::{cached_model, cached_plan};
 pub use error::ModelError;
 pub use loaded::{LayerInfo, LoadedModel, INPUT_LAYER};
 pub use plan::{ImageActivations, Plan};
 pub use selection::select_layers;
+pub use weights::{WeightInfo, NEAR_ZERO};
