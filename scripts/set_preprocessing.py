@@ -1,0 +1,62 @@
+#!/usr/bin/env python3
+"""Stamp an ONNX model with the preprocessing layercorr should use.
+
+layercorr reads `layercorr.*` keys from the model's `metadata_props`:
+input size, per-channel mean and std on the 0-255 pixel scale, how the
+image is fitted (shorter side then centre crop, or stretch) and the tensor
+layout. Run this once on your own model file; the weights are untouched.
+
+Example (torchvision ImageNet normalisation):
+    python scripts/set_preprocessing.py model.onnx --size 224 \
+        --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375
+"""
+
+import argparse
+import sys
+
+import onnx
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="ONNX file to update in place (or see --output)")
+    parser.add_argument("--output", help="write here instead of in place")
+    parser.add_argument("--size", help="input size: 224 or HxW such as 240x320")
+    parser.add_argument("--mean", help="r,g,b mean on the 0-255 scale")
+    parser.add_argument("--std", help="r,g,b standard deviation on the 0-255 scale")
+    parser.add_argument("--resize", choices=["shorter_side_then_center_crop", "stretch"])
+    parser.add_argument("--layout", choices=["NCHW", "NHWC"])
+    args = parser.parse_args()
+
+    values = {
+        "layercorr.input_size": args.size,
+        "layercorr.mean": args.mean,
+        "layercorr.std": args.std,
+        "layercorr.resize": args.resize,
+        "layercorr.layout": args.layout,
+    }
+    for key in ("layercorr.mean", "layercorr.std"):
+        if values[key] is not None:
+            parts = values[key].split(",")
+            if len(parts) not in (1, 3) or not all(p.strip().replace(".", "", 1).isdigit() for p in parts):
+                print(f"set_preprocessing: {key} must be one or three numbers, got {values[key]!r}", file=sys.stderr)
+                return 2
+    model = onnx.load(args.model)
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if key in existing:
+            existing[key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(model, args.output or args.model)
+    for p in model.metadata_props:
+        if p.key.startswith("layercorr."):
+            print(f"{p.key} = {p.value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
