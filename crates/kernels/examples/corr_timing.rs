@@ -13,8 +13,8 @@
 //! matrices are symmetric with a unit diagonal and related to each other.
 //!
 //! One untimed warm-up run comes first (it also pages in the allocator's
-//! arenas and starts the rayon pool) unless `repeats` is 1 and the input is
-//! larger than 1 GB, where a warm-up would only double the run time. Every
+//! arenas and starts the rayon pool) for inputs up to 256 MiB; for larger
+//! ones it would only add a multi-second run for a negligible effect. Every
 //! timed call gets its own copy of the input, since `correlation_matrix`
 //! consumes its rows (the copy is not timed; the last call takes the
 //! original, so a single run holds one copy). Output: one JSON line on
@@ -29,6 +29,12 @@ use layercorr_kernels::compare::similarity_matrix;
 use layercorr_kernels::corr::correlation_matrix;
 use layercorr_kernels::{CompareMethod, CorrMethod, RowMatrix};
 use rayon::prelude::*;
+
+/// Inputs up to this size get one untimed warm-up run; beyond it the
+/// one-time costs (thread pool start, first page faults of the result) are
+/// lost in the noise of a multi-second run. `benches/bench_corr.py` uses the
+/// same rule for its peers.
+const WARM_UP_MAX_BYTES: usize = 256 << 20;
 
 /// Small, fast, deterministic generator (SplitMix64).
 struct SplitMix(u64);
@@ -223,7 +229,7 @@ fn main() {
     let t = Instant::now();
     let data = activations(n, d, 42);
     let gen = t.elapsed().as_secs_f64();
-    let warm_up = !(repeats == 1 && input_bytes > 1 << 30);
+    let warm_up = input_bytes <= WARM_UP_MAX_BYTES;
     let mut check = f32::NAN;
     // The last call takes the generated buffer itself, so that with one
     // repeat (the largest sizes) only one copy of the input ever exists.

@@ -110,6 +110,9 @@ impl Gram {
             scratch: mut out,
             ..
         } = self;
+        if n == 0 {
+            return SquareMatrix { n, data: out };
+        }
         g.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
             for (j, v) in row.iter_mut().enumerate().skip(i) {
                 *v = f(i, j, *v);
@@ -171,6 +174,14 @@ pub fn gram_lower(
                 got: s.len(),
             });
         }
+    }
+    if n == 0 {
+        return Ok(Gram {
+            n,
+            g: Vec::new(),
+            row_sums: Vec::new(),
+            scratch: Vec::new(),
+        });
     }
     let chunk = chunk.clamp(1, d.max(1));
     let nn = n.saturating_mul(n);
@@ -422,6 +433,14 @@ mod tests {
                 other => panic!("unexpected {other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn empty_inputs_do_not_panic() {
+        let g = gram_lower(&[], 0, 5, Shift::ColumnMean, 4).unwrap();
+        assert_eq!(g.into_symmetric(|_, _, v| v).n(), 0);
+        let g = gram_lower(&[], 3, 0, Shift::None, 4).unwrap();
+        assert_eq!(g.into_symmetric(|_, _, v| v).as_slice(), &[0.0; 9]);
     }
 
     #[test]
