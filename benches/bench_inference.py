@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Inference throughput: layercorr's nn_activations in DuckDB vs onnxruntime.
+
+Per image (the 100 photos of data/photos/classification, EfficientNet-Lite0,
+224 px, 12 layers: input, stem, blocks.1/3/5/7/9/11/13/15, head, logits):
+
+* SQL scalar -- `CREATE TABLE acts AS SELECT path, unnest(nn_activations(model,
+                path, [12 layers]), recursive := true) FROM images`, DuckDB
+                (Python client) with threads = all cores;
+* SQL table  -- `CREATE TABLE acts AS FROM nn_activations(model, 'glob',
+                layers := [...])`;
+* ORT        -- onnxruntime (Python), the same model with the 11 network
+                tensors added as graph outputs (onnx), batch 1, sequential
+                over the images, Pillow decode + bilinear resize of the
+                shorter side + centre crop + (x - 127) / 128 included, all
+                outputs kept in memory like the table keeps them;
+                intra_op_num_threads = 1 and = 2;
+* ORT 2 workers -- two Python threads, each with its own 1-thread session,
+                each taking every other image;
+* Pillow only -- the decode + preprocessing part of the ORT pipeline alone.
+
+Each variant runs in its own child process: one untimed warm-up run (model
+load, plan/session set-up, page cache), then the median of 3 timed runs.
+"CPU" is (user + sys CPU time) / wall time of the child during the timed
+runs, i.e. how many of the cores it kept busy.
+
+End to end (issue 5; `--e2e` runs only this part, `--no-e2e` skips it; it
+takes about 2 minutes, so it runs by default): 500 images = the 100 photos
+x 5 deterministic Pillow variants (original, mirrored, cropped, brighter,
+mirrored + cropped + darker) in a temporary directory; 12 layers; then one
+N x N pearson matrix per layer and the 12 x 12 second-order matrix.
+SQL: nn_activations (scalar form) -> layer_corr(path, activation) GROUP BY
+layer -> layer_similarity(layer, m ORDER BY position). Python: onnxruntime
+(sequential, 1 intra-op thread: the faster setting on this machine) ->
+np.corrcoef per layer -> np.corrcoef of the 12 stacked upper triangles.
+Each pipeline runs once in a fresh child process, model loading included;
+the two 12 x 12 results are compared.
+
+Prints the tables; writes out/bench/inference.json.
+Usage: python benches/bench_inference.py [--e2e | --no-e2e] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import benchlib as B  # noqa: E402
+
+MODEL = B.REPO / "data" / "models" / "efficientnet_lite0.onnx"
+PHOTOS = B.REPO / "data" / "photos" / "classification"
+LAYERS = ["input", "stem", "blocks.1", "blocks.3", "blocks.5", "blocks.7", "blocks.9",
+          "blocks.11", "blocks.13", "blocks.15", "head", "logits"]
+VARIANTS = 5
+
+
+def sql_str(s) -> str:
+    return "'" + str(s).replace("'", "''") + "'"
+
+
+def sql_list(xs) -> str:
+    return "[" + ", ".join(sql_str(x) for x in xs) + "]"
+
+
+def photo_paths(d: Path = PHOTOS) -> list[Path]:
+    return sorted(d.glob("*.jpg"))
+
+
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, repeats: int) -> dict:
+    """One untimed warm-up call, then `repeats` timed calls; wall and CPU time."""
+    fn()
+    walls, cpus = [], []
+    for _ in range(repeats):
+        c, t = cpu_seconds(), time.perf_counter()
+        fn()
+        walls.append(time.perf_counter() - t)
+        cpus.append(cpu_seconds() - c)
+    return {"seconds_all": [round(w, 4) for w in walls], "seconds_median": B.median(walls),
+            "cpu_util": round(sum(cpus) / sum(walls), 2)}
+
+
+# --------------------------------------------------------------------------
+# DuckDB side
+# --------------------------------------------------------------------------
+
+def duckdb_connect():
+    import duckdb
+
+    con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+    con.execute(f"LOAD {sql_str(B.EXTENSION)}")
+    con.execute(f"SET threads = {os.cpu_count()}")
+    con.execute("SET enable_progress_bar = false")
+    return con
+
+
+def scalar_sql(table: str = "images") -> str:
+    return (f"CREATE OR REPLACE TABLE acts AS SELECT path, unnest(nn_activations("
+            f"{sql_str(MODEL)}, path, {sql_list(LAYERS)}), recursive := true) FROM {table}")
+
+
+def worker_sql(form: str, repeats: int) -> dict:
+    con = duckdb_connect()
+    paths = photo_paths()
+    con.execute("CREATE TABLE images AS SELECT unnest(?::VARCHAR[]) AS path",
+                [[str(p) for p in paths]])
+    if form == "scalar":
+        query = scalar_sql()
+    else:
+        query = (f"CREATE OR REPLACE TABLE acts AS FROM nn_activations({sql_str(MODEL)}, "
+                 f"{sql_str(PHOTOS / '*.jpg')}, layers := {sql_list(LAYERS)})")
+    rec = timed(lambda: con.execute(query), repeats)
+    rows, layers = con.execute("SELECT count(*), count(DISTINCT layer) FROM acts").fetchall()[0]
+    if (rows, layers) != (len(paths) * len(LAYERS), len(LAYERS)):
+        raise RuntimeError(f"acts has {rows} rows / {layers} layers")
+    rec.update(images=len(paths), threads=int(con.execute(
+        "SELECT current_setting('threads')").fetchall()[0][0]))
+    return rec
+
+
+# --------------------------------------------------------------------------
+# onnxruntime side
+# --------------------------------------------------------------------------
+
+def model_with_outputs(names: list[str]) -> bytes:
+    """The ONNX model with `names` (tensor names) added as graph outputs."""
+    import onnx
+
+    m = onnx.load(str(MODEL))
+    have = {o.name for o in m.graph.output}
+    produced = {o for n in m.graph.node for o in n.output}
+    for name in names:
+        if name not in produced:
+            raise ValueError(f"{name} is not a tensor of {MODEL.name}")
+        if name not in have:
+            m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return m.SerializeToString()
+
+
+def ort_session(model: bytes, intra: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = intra
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
+
+
+def preprocess(path, size: int = 224):
+    """Pillow: RGB, bilinear resize of the shorter side to `size`, centre crop,
+    (x - 127) / 128, [1, 3, size, size] float32."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        s = min(w, h)
+        nw, nh = round(w * size / s), round(h * size / s)
+        im = im.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        x = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float32)
+    x -= 127.0
+    x *= 1.0 / 128.0
+    return np.ascontiguousarray(x.transpose(2, 0, 1))[None]
+
+
+def ort_outputs() -> list[str]:
+    return [n for n in LAYERS if n != "input"]
+
+
+def ort_pipeline(sess, paths) -> list[dict]:
+    """Sequential decode + preprocess + run; returns every image's 12 activations."""
+    names = ort_outputs()
+    out = []
+    for p in paths:
+        x = preprocess(p)
+        vals = sess.run(names, {"image": x})
+        acts = {"input": x}
+        acts.update(zip(names, vals))
+        out.append(acts)
+    return out
+
+
+def worker_ort(intra: int, workers: int, repeats: int) -> dict:
+    import onnxruntime as ort
+
+    model = model_with_outputs(ort_outputs())
+    paths = photo_paths()
+    if workers == 1:
+        sess = ort_session(model, intra)
+        rec = timed(lambda: ort_pipeline(sess, paths), repeats)
+    else:
+        sessions = [ort_session(model, intra) for _ in range(workers)]
+
+        def run():
+            results = [None] * workers
+            threads = [threading.Thread(target=lambda k=k: results.__setitem__(
+                k, ort_pipeline(sessions[k], paths[k::workers]))) for k in range(workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if sum(len(r) for r in results) != len(paths):
+                raise RuntimeError("a worker failed")
+            return results
+
+        rec = timed(run, repeats)
+    rec.update(images=len(paths), intra_op_threads=intra, workers=workers,
+               onnxruntime=ort.__version__)
+    return rec
+
+
+def worker_preprocess(repeats: int) -> dict:
+    paths = photo_paths()
+    rec = timed(lambda: [preprocess(p) for p in paths], repeats)
+    rec["images"] = len(paths)
+    return rec
+
+
+# --------------------------------------------------------------------------
+# End to end (500 images)
+# --------------------------------------------------------------------------
+
+def make_variants(dest: Path) -> list[Path]:
+    """The 100 photos x 5: original, mirrored, cropped, brighter, mirrored + cropped + darker.
+
+    Crops keep 80-95 % of each side at an offset that depends on the photo
+    index, so every file is different but deterministic.
+    """
+    from PIL import Image, ImageEnhance, ImageOps
+
+    out = []
+    for i, src in enumerate(photo_paths()):
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            w, h = im.size
+            f = 0.80 + 0.15 * ((i * 37) % 100) / 100
+            cw, ch = int(w * f), int(h * f)
+            ox, oy = (i * 53) % (w - cw + 1), (i * 29) % (h - ch + 1)
+            crop = im.crop((ox, oy, ox + cw, oy + ch))
+            variants = [
+                None,
+                ImageOps.mirror(im),
+                crop,
+                ImageEnhance.Brightness(im).enhance(1.25),
+                ImageEnhance.Brightness(ImageOps.mirror(crop)).enhance(0.8),
+            ]
+        for v, img in enumerate(variants[:VARIANTS]):
+            path = dest / f"{src.stem}_{v}.jpg"
+            if img is None:
+                shutil.copyfile(src, path)
+            else:
+                img.save(path, quality=92)
+            out.append(path)
+    return sorted(out)
+
+
+def worker_e2e_sql(image_dir: Path) -> dict:
+    """The whole analysis in SQL, step by step, in a fresh process."""
+    import numpy as np
+
+    t_all = time.perf_counter()
+    steps = {}
+    t = time.perf_counter()
+    con = duckdb_connect()
+    con.execute(f"CREATE TABLE layers AS FROM nn_layers({sql_str(MODEL)})")
+    con.execute(f"CREATE TABLE images AS SELECT file AS path FROM glob({sql_str(image_dir / '*.jpg')})")
+    steps["connect, load, images"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(scalar_sql())
+    steps["nn_activations"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute("CREATE TABLE mats AS SELECT layer, layer_corr(path, activation) AS m "
+                "FROM acts GROUP BY layer")
+    steps["layer_corr x 12"] = time.perf_counter() - t
+    t = time.perf_counter()
+    layers, matrix = con.execute(
+        "SELECT s.layers, s.matrix FROM (SELECT layer_similarity(m.layer, m.m ORDER BY l.position) AS s "
+        "FROM mats m JOIN layers l USING (layer))").fetchall()[0]
+    steps["layer_similarity"] = time.perf_counter() - t
+    n = con.execute("SELECT count(*) FROM images").fetchall()[0][0]
+    return {"images": n, "steps": steps, "seconds": time.perf_counter() - t_all,
+            "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
+
+
+def worker_e2e_python(image_dir: Path) -> dict:
+    """The same analysis with onnxruntime + numpy, in a fresh process."""
+    import numpy as np
+
+    t_all = time.perf_counter()
+    steps = {}
+    t = time.perf_counter()
+    sess = ort_session(model_with_outputs(ort_outputs()), 1)
+    paths = photo_paths(image_dir)
+    steps["session"] = time.perf_counter() - t
+    t = time.perf_counter()
+    acts = ort_pipeline(sess, paths)
+    steps["onnxruntime + Pillow"] = time.perf_counter() - t
+    t = time.perf_counter()
+    mats = []
+    for layer in LAYERS:
+        x = np.stack([a[layer].reshape(-1) for a in acts])
+        mats.append(np.corrcoef(x))
+    del acts, x
+    steps["np.corrcoef x 12"] = time.perf_counter() - t
+    t = time.perf_counter()
+    iu = np.triu_indices(len(paths), 1)
+    sim = np.corrcoef(np.stack([m[iu] for m in mats]))
+    steps["corrcoef of triangles"] = time.perf_counter() - t
+    return {"images": len(paths), "steps": steps, "seconds": time.perf_counter() - t_all,
+            "layers": LAYERS, "similarity": sim.tolist()}
+
+
+# --------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------
+
+def child(args: list[str]) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
+    return B.run_json(cmd, env=B.clean_env(), timeout=3600)
+
+
+def check_layers() -> None:
+    """Every requested layer exists in nn_layers (fails early with the missing ones)."""
+    con = duckdb_connect()
+    have = {r[0] for r in con.execute(f"SELECT layer FROM nn_layers({sql_str(MODEL)})").fetchall()}
+    missing = [layer for layer in LAYERS if layer not in have]
+    if missing:
+        sys.exit(f"layers not in nn_layers({MODEL.name}): {missing}")
+    con.close()
+
+
+def per_image(repeats: int) -> list[dict]:
+    variants = [
+        ("SQL scalar nn_activations", ["--kind", "sql", "--form", "scalar"]),
+        ("SQL table nn_activations", ["--kind", "sql", "--form", "table"]),
+        ("ORT intra_op=1, sequential", ["--kind", "ort", "--intra", "1", "--workers", "1"]),
+        ("ORT intra_op=2, sequential", ["--kind", "ort", "--intra", "2", "--workers", "1"]),
+        ("ORT 2 workers x 1 thread", ["--kind", "ort", "--intra", "1", "--workers", "2"]),
+        ("Pillow decode+preprocess only", ["--kind", "prep"]),
+    ]
+    results = []
+    for label, args in variants:
+        load = B.loadavg()
+        print(f"  {label} ...", end="", flush=True)
+        rec = child(args + ["--repeats", str(repeats)])
+        rec.update(label=label, loadavg_start=load)
+        rec["images_per_second"] = rec["images"] / rec["seconds_median"]
+        rec["ms_per_image"] = 1000 * rec["seconds_median"] / rec["images"]
+        print(f" {rec['ms_per_image']:.1f} ms/image", flush=True)
+        results.append(rec)
+    return results
+
+
+def report_per_image(results: list[dict], repeats: int) -> None:
+    ort1 = next(r for r in results if r["label"].startswith("ORT intra_op=1"))
+    ort2 = next(r for r in results if r["label"].startswith("ORT intra_op=2"))
+    print()
+    print(f"Inference, EfficientNet-Lite0 224 px, {ort1['images']} photos, 12 layers kept; "
+          f"median of {repeats} runs after a warm-up")
+    rows = []
+    for r in results:
+        rows.append([r["label"], B.fmt(r["images_per_second"], ".1f"), B.fmt(r["ms_per_image"], ".1f"),
+                     B.fmt(r["cpu_util"], ".2f"),
+                     B.fmt(B.ratio(r["ms_per_image"], ort1["ms_per_image"]), ".2f"),
+                     B.fmt(B.ratio(r["ms_per_image"], ort2["ms_per_image"]), ".2f"),
+                     f"{r['loadavg_start'][0]:.1f}"])
+    B.print_table(["variant", "images/s", "ms/image", "CPU", "time/ORT1", "time/ORT2", "load"], rows)
+    print("time/ORT1, time/ORT2 = this row's ms/image over onnxruntime's (sequential, 1 or 2 intra-op "
+          "threads; decode + preprocess included); CPU = busy cores during the timed runs; "
+          "load = 1-min load average before the row")
+
+
+def end_to_end() -> dict:
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
+        t = time.perf_counter()
+        paths = make_variants(Path(tmp))
+        made = time.perf_counter() - t
+        print(f"  {len(paths)} images made in {made:.1f} s; SQL pipeline ...", end="", flush=True)
+        load_sql = B.loadavg()
+        sql = child(["--kind", "e2e-sql", "--dir", tmp])
+        print(f" {sql['seconds']:.1f} s; Python pipeline ...", end="", flush=True)
+        load_py = B.loadavg()
+        py = child(["--kind", "e2e-python", "--dir", tmp])
+        print(f" {py['seconds']:.1f} s", flush=True)
+    sql["loadavg_start"], py["loadavg_start"] = load_sql, load_py
+    diff = float(np.abs(np.asarray(sql["similarity"]) - np.asarray(py["similarity"])).max())
+    return {"images": len(paths), "make_images_seconds": made, "sql": sql, "python": py,
+            "layers_match": sql["layers"] == py["layers"], "max_abs_diff_similarity": diff}
+
+
+def report_e2e(e: dict) -> None:
+    sql, py = e["sql"], e["python"]
+    print()
+    print(f"End to end: {e['images']} images, 12 layers -> 12 N x N pearson matrices -> 12 x 12 "
+          f"second-order matrix (one run each, fresh process, model loading included)")
+    rows = [[f"SQL: {k}", B.fmt(v, ".2f")] for k, v in sql["steps"].items()]
+    rows.append(["SQL total", B.fmt(sql["seconds"], ".2f")])
+    rows += [[f"Python: {k}", B.fmt(v, ".2f")] for k, v in py["steps"].items()]
+    rows.append(["Python total (onnxruntime + numpy)", B.fmt(py["seconds"], ".2f")])
+    rows.append(["ratio SQL / Python", B.fmt(B.ratio(sql["seconds"], py["seconds"]), ".2f")])
+    B.print_table(["step", "seconds"], rows)
+    print(f"12 x 12 results: layers in the same order: {e['layers_match']}; "
+          f"max |SQL - Python| = {e['max_abs_diff_similarity']:.1e}; "
+          f"load at start SQL {sql['loadavg_start'][0]:.1f}, Python {py['loadavg_start'][0]:.1f}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--e2e", action="store_true", help="run only the 500-image end-to-end part")
+    g.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs per variant (default 3)")
+    ap.add_argument("--json", default="inference.json", help="file name under out/bench/")
+    # Child-process mode.
+    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--kind", help=argparse.SUPPRESS)
+    ap.add_argument("--form", help=argparse.SUPPRESS)
+    ap.add_argument("--intra", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+
+    if args.worker:
+        if args.kind == "sql":
+            rec = worker_sql(args.form, args.repeats)
+        elif args.kind == "ort":
+            rec = worker_ort(args.intra, args.workers, args.repeats)
+        elif args.kind == "prep":
+            rec = worker_preprocess(args.repeats)
+        elif args.kind == "e2e-sql":
+            rec = worker_e2e_sql(Path(args.dir))
+        elif args.kind == "e2e-python":
+            rec = worker_e2e_python(Path(args.dir))
+        else:
+            raise ValueError(args.kind)
+        print(json.dumps(rec))
+        return
+
+    t_start = time.perf_counter()
+    info = B.machine_header("layercorr: inference, nn_activations vs onnxruntime")
+    for what, path in (("extension", B.EXTENSION), ("model", MODEL), ("photos", PHOTOS)):
+        if not path.exists():
+            sys.exit(f"{what} missing: {path}; run `make build` and `make assets` first")
+    check_layers()
+    payload = {"machine": info, "layers": LAYERS, "repeats": args.repeats}
+    if not args.e2e:
+        payload["per_image"] = per_image(args.repeats)
+        report_per_image(payload["per_image"], args.repeats)
+    if not args.no_e2e:
+        print()
+        print("end to end (500 images):", flush=True)
+        t = time.perf_counter()
+        payload["e2e"] = end_to_end()
+        payload["e2e"]["wall_seconds"] = time.perf_counter() - t
+        report_e2e(payload["e2e"])
+    info["loadavg_end"] = B.loadavg()
+    info["total_seconds"] = round(time.perf_counter() - t_start, 1)
+    print(f"load average at end: {info['loadavg_end']}")
+    path = B.write_json(args.json, payload)
+    print(f"total {info['total_seconds']:.0f} s; results in {path.relative_to(B.REPO)}")
+
+
+if __name__ == "__main__":
+    main()
