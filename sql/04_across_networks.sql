@@ -13,8 +13,11 @@ SELECT * FROM (VALUES ('lite0', 'data/models/efficientnet_lite0.onnx'),
                       ('lite1', 'data/models/efficientnet_lite1.onnx'),
                       ('lite2', 'data/models/efficientnet_lite2.onnx')) v(model, file);
 
+-- (table functions take literal arguments only: one nn_layers call per model)
 CREATE OR REPLACE TABLE model_layers AS
-SELECT m.model, l.* FROM models m, LATERAL (SELECT * FROM nn_layers(m.file)) l;
+SELECT 'lite0' AS model, * FROM nn_layers('data/models/efficientnet_lite0.onnx')
+UNION ALL SELECT 'lite1', * FROM nn_layers('data/models/efficientnet_lite1.onnx')
+UNION ALL SELECT 'lite2', * FROM nn_layers('data/models/efficientnet_lite2.onnx');
 
 -- Block outputs plus stem, head and logits, per model (about 25 layers each).
 CREATE OR REPLACE TABLE model_activations AS

@@ -10,5 +10,6 @@
 pub mod image;
 pub mod model;
 pub mod pipeline;
+pub mod pooling;
 
 mod duckdb;

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use crate::image::{load_rgb, preprocess, ImageError, DEFAULT_MAX_PIXELS};
 use crate::model::{cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError};
+use crate::pooling::Pooling;
 
 /// Images per forward pass.
 pub const BATCH: usize = 1;
@@ -38,20 +39,30 @@ pub struct Prepared {
     pub model: Arc<LoadedModel>,
     /// Resolved layer names, in output order.
     pub layers: Vec<String>,
+    /// Spatial pooling applied to each layer's activations.
+    pub pooling: Pooling,
+    /// Per-image shape of each resolved layer (before pooling).
+    pub shapes: Vec<Vec<i64>>,
 }
 
 /// Loads (or reuses) the model and resolves the requested layers; `None`
 /// asks for the model's graph outputs.
-pub fn prepare(model_path: &Path, requested: Option<&[String]>) -> Result<Prepared, ModelError> {
+pub fn prepare(model_path: &Path, requested: Option<&[String]>, pooling: Pooling) -> Result<Prepared, ModelError> {
     let model = cached_model(model_path)?;
     let layers = match requested {
         Some(requested) => select_layers(requested, &model.layers, model_path)?,
         None => model.outputs.clone(),
     };
+    let shapes = layers
+        .iter()
+        .map(|l| model.layer(l).map(|info| info.shape.clone()).unwrap_or_default())
+        .collect();
     Ok(Prepared {
         model_path: model_path.to_path_buf(),
         model,
         layers,
+        pooling,
+        shapes,
     })
 }
 
@@ -84,7 +95,15 @@ fn run_batch(
         Vec::new()
     } else {
         let plan = cached_plan(&prepared.model_path, &prepared.layers, tensors.len())?;
-        plan.run(&tensors, &names)?
+        let mut acts = plan.run(&tensors, &names)?;
+        if prepared.pooling != Pooling::None {
+            for image in &mut acts {
+                for (values, shape) in image.layers.iter_mut().zip(&prepared.shapes) {
+                    *values = prepared.pooling.apply(std::mem::take(values), shape);
+                }
+            }
+        }
+        acts
     }
     .into_iter();
     Ok(ok.into_iter().map(|good| if good { results.next() } else { None }).collect())

@@ -1,12 +1,13 @@
-//! `nn_activations(model, path [, layers [, skip_bad_images]])`: run the
-//! network on one image per row and return the chosen layers.
+//! `nn_activations(model, path [, layers [, skip_bad_images [, pool]]])`:
+//! run the network on one image per row and return the chosen layers.
 //!
 //! Returns `STRUCT(layer VARCHAR, activation FLOAT[])[]`, one entry per
 //! requested layer in request order (patterns expand in model order;
 //! without `layers`, the model's outputs). A NULL path gives a NULL row; a
 //! NULL model or layer list is an error; an unreadable image is an error
-//! naming the file, or a NULL row when `skip_bad_images` is true. A chunk's
-//! images run in parallel batches on both cores.
+//! naming the file, or a NULL row when `skip_bad_images` is true. `pool`
+//! (`none`, `avg`, `max`, `avg2x2`, ...) pools `[C, H, W]` layers over
+//! space at capture time. A chunk's images run in parallel on both cores.
 //!
 //! ```sql
 //! CREATE TABLE activations AS
@@ -25,6 +26,7 @@ use super::ffi::{
 use super::register::ScalarFunction;
 use crate::model::ImageActivations;
 use crate::pipeline::{activations_for_paths, prepare};
+use crate::pooling::Pooling;
 
 /// The `nn_activations` scalar function.
 pub struct NnActivations;
@@ -41,6 +43,7 @@ struct Group {
     model: String,
     layers: Option<Vec<String>>,
     skip_bad_images: bool,
+    pooling: Pooling,
     rows: Vec<usize>,
     paths: Vec<String>,
 }
@@ -57,6 +60,16 @@ impl ScalarFunction for NnActivations {
                 vec![LogicalType::varchar(), LogicalType::varchar(), layers(), LogicalType::boolean()],
                 activation_list_type(),
             ),
+            (
+                vec![
+                    LogicalType::varchar(),
+                    LogicalType::varchar(),
+                    layers(),
+                    LogicalType::boolean(),
+                    LogicalType::varchar(),
+                ],
+                activation_list_type(),
+            ),
         ]
     }
 
@@ -67,6 +80,7 @@ impl ScalarFunction for NnActivations {
         let (model_ok, path_ok) = (Validity::of(model_vec), Validity::of(path_vec));
         let layers_vec = (columns >= 3).then(|| column(input, 2));
         let skip_vec = (columns >= 4).then(|| column(input, 3));
+        let pool_vec = (columns >= 5).then(|| column(input, 4));
 
         let mut groups: Vec<Group> = Vec::new();
         for row in 0..rows {
@@ -85,10 +99,14 @@ impl ScalarFunction for NnActivations {
                 Some(v) if Validity::of(v).is_valid(row) => *(ffi::duckdb_vector_get_data(v) as *const bool).add(row),
                 _ => false,
             };
+            let pooling = match pool_vec {
+                Some(v) if Validity::of(v).is_valid(row) => str_at(v, row).parse::<Pooling>()?,
+                _ => Pooling::None,
+            };
             let path = str_at(path_vec, row).into_owned();
-            match groups
-                .iter_mut()
-                .find(|g| g.model == model && g.layers == layers && g.skip_bad_images == skip_bad_images)
+            match groups.iter_mut().find(|g| {
+                g.model == model && g.layers == layers && g.skip_bad_images == skip_bad_images && g.pooling == pooling
+            })
             {
                 Some(g) => {
                     g.rows.push(row);
@@ -98,6 +116,7 @@ impl ScalarFunction for NnActivations {
                     model,
                     layers,
                     skip_bad_images,
+                    pooling,
                     rows: vec![row],
                     paths: vec![path],
                 }),
@@ -107,7 +126,7 @@ impl ScalarFunction for NnActivations {
         let mut results: Vec<Option<(usize, ImageActivations)>> = (0..rows).map(|_| None).collect();
         let mut layer_names: Vec<Vec<String>> = Vec::new();
         for group in &groups {
-            let prepared = prepare(Path::new(&group.model), group.layers.as_deref()).map_err(|e| e.to_string())?;
+            let prepared = prepare(Path::new(&group.model), group.layers.as_deref(), group.pooling).map_err(|e| e.to_string())?;
             let paths: Vec<&str> = group.paths.iter().map(String::as_str).collect();
             let acts = activations_for_paths(&prepared, &paths, group.skip_bad_images).map_err(|e| e.to_string())?;
             let names_index = layer_names.len();

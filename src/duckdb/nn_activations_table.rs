@@ -1,4 +1,4 @@
-//! `nn_activations(model, paths, layers := [...], skip_bad_images := false)`
+//! `nn_activations(model, paths, layers := [...], skip_bad_images := false, pool := 'none')`
 //! as a table function: rows `path, layer, activation` over a glob pattern
 //! (`'photos/*.jpg'`) or a `VARCHAR[]` of paths.
 //!
@@ -20,6 +20,7 @@ use ::duckdb::ffi;
 use super::ffi::{column, set_f32_list, set_str, LogicalType, Value};
 use super::register::{BindArgs, TableFunction};
 use crate::pipeline::{activations_for_paths, prepare, Prepared};
+use crate::pooling::Pooling;
 
 /// Images computed per call; small enough to bound memory, large enough
 /// to keep both cores busy.
@@ -88,6 +89,7 @@ impl TableFunction for NnActivationsTable {
         vec![
             ("layers", LogicalType::list(&LogicalType::varchar())),
             ("skip_bad_images", LogicalType::boolean()),
+            ("pool", LogicalType::varchar()),
         ]
     }
 
@@ -107,7 +109,11 @@ impl TableFunction for NnActivationsTable {
             ),
         };
         let skip_bad_images = args.named("skip_bad_images").and_then(|v| v.as_bool()).unwrap_or(false);
-        let prepared = prepare(Path::new(&model), layers.as_deref()).map_err(|e| e.to_string())?;
+        let pooling = match args.named("pool").and_then(|v| v.as_string()) {
+            Some(text) => text.parse::<Pooling>()?,
+            None => Pooling::None,
+        };
+        let prepared = prepare(Path::new(&model), layers.as_deref(), pooling).map_err(|e| e.to_string())?;
         let columns = vec![
             ("path", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),
