@@ -9,13 +9,26 @@ use layercorr::model::{cached_model, cached_plan};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let model_path = args.get(1).map(String::as_str).unwrap_or("data/models/efficientnet_lite0.onnx");
-    let layers: Vec<String> = if args.len() > 2 { args[2..].to_vec() } else { vec!["logits".into()] };
+    let model_path = args
+        .get(1)
+        .map(String::as_str)
+        .unwrap_or("data/models/efficientnet_lite0.onnx");
+    let layers: Vec<String> = if args.len() > 2 {
+        args[2..].to_vec()
+    } else {
+        vec!["logits".into()]
+    };
     let model = cached_model(Path::new(model_path)).expect("model loads");
     let len = model.preprocessing.tensor_len();
     for batch in [1usize, 2, 4, 8, 16] {
         let plan = cached_plan(Path::new(model_path), &layers, batch).expect("plan builds");
-        let images: Vec<Vec<f32>> = (0..batch).map(|i| (0..len).map(|j| ((i * 31 + j) % 255) as f32 / 128.0 - 1.0).collect()).collect();
+        let images: Vec<Vec<f32>> = (0..batch)
+            .map(|i| {
+                (0..len)
+                    .map(|j| ((i * 31 + j) % 255) as f32 / 128.0 - 1.0)
+                    .collect()
+            })
+            .collect();
         let names: Vec<&str> = (0..batch).map(|_| "synthetic").collect();
         plan.run(&images, &names).expect("warm-up runs");
         let mut times = Vec::new();
@@ -25,6 +38,9 @@ fn main() {
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
-        println!("batch {batch:2}: {:.1} ms per image (median of 5)", times[2] * 1e3 / batch as f64);
+        println!(
+            "batch {batch:2}: {:.1} ms per image (median of 5)",
+            times[2] * 1e3 / batch as f64
+        );
     }
 }

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use rayon::prelude::*;
 
 use crate::image::{load_rgb, preprocess, ImageError, DEFAULT_MAX_PIXELS};
-use crate::model::{cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError};
+use crate::model::{
+    cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError,
+};
 use crate::pooling::Pooling;
 
 /// Images per forward pass.
@@ -47,7 +49,11 @@ pub struct Prepared {
 
 /// Loads (or reuses) the model and resolves the requested layers; `None`
 /// asks for the model's graph outputs.
-pub fn prepare(model_path: &Path, requested: Option<&[String]>, pooling: Pooling) -> Result<Prepared, ModelError> {
+pub fn prepare(
+    model_path: &Path,
+    requested: Option<&[String]>,
+    pooling: Pooling,
+) -> Result<Prepared, ModelError> {
     let model = cached_model(model_path)?;
     let layers = match requested {
         Some(requested) => select_layers(requested, &model.layers, model_path)?,
@@ -55,7 +61,12 @@ pub fn prepare(model_path: &Path, requested: Option<&[String]>, pooling: Pooling
     };
     let shapes = layers
         .iter()
-        .map(|l| model.layer(l).map(|info| info.shape.clone()).unwrap_or_default())
+        .map(|l| {
+            model
+                .layer(l)
+                .map(|info| info.shape.clone())
+                .unwrap_or_default()
+        })
         .collect();
     Ok(Prepared {
         model_path: model_path.to_path_buf(),
@@ -106,7 +117,10 @@ fn run_batch(
         acts
     }
     .into_iter();
-    Ok(ok.into_iter().map(|good| if good { results.next() } else { None }).collect())
+    Ok(ok
+        .into_iter()
+        .map(|good| if good { results.next() } else { None })
+        .collect())
 }
 
 /// Activations for each path, in order. A bad image is an error naming it,

@@ -38,7 +38,10 @@ impl FromStr for Pooling {
                 return Ok(1);
             }
             let (a, b) = rest.split_once('x').ok_or_else(bad)?;
-            let (a, b) = (a.parse::<usize>().map_err(|_| bad())?, b.parse::<usize>().map_err(|_| bad())?);
+            let (a, b) = (
+                a.parse::<usize>().map_err(|_| bad())?,
+                b.parse::<usize>().map_err(|_| bad())?,
+            );
             if a != b || a == 0 {
                 return Err(bad());
             }
@@ -144,8 +147,14 @@ mod tests {
     fn global_and_grid_pooling_match_hand_computation() {
         // Two channels of 3 x 3.
         let v: Vec<f32> = (0..18).map(|x| x as f32).collect();
-        assert_eq!(Pooling::Avg(1).apply(v.clone(), &[2, 3, 3]), vec![4.0, 13.0]);
-        assert_eq!(Pooling::Max(1).apply(v.clone(), &[2, 3, 3]), vec![8.0, 17.0]);
+        assert_eq!(
+            Pooling::Avg(1).apply(v.clone(), &[2, 3, 3]),
+            vec![4.0, 13.0]
+        );
+        assert_eq!(
+            Pooling::Max(1).apply(v.clone(), &[2, 3, 3]),
+            vec![8.0, 17.0]
+        );
         // Adaptive 2x2 on 3x3: bins rows {0,1},{1,2} and cols {0,1},{1,2}.
         let pooled = Pooling::Avg(2).apply(v.clone(), &[2, 3, 3]);
         assert_eq!(&pooled[..4], &[2.0, 3.0, 5.0, 6.0]);

@@ -28,11 +28,17 @@ impl ScalarFunction for CorrHeatmap {
         vec![
             (vec![corr_matrix_type()], LogicalType::blob()),
             (vec![corr_matrix_type(), keys()], LogicalType::blob()),
-            (vec![corr_matrix_type(), keys(), LogicalType::varchar()], LogicalType::blob()),
+            (
+                vec![corr_matrix_type(), keys(), LogicalType::varchar()],
+                LogicalType::blob(),
+            ),
         ]
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
         for row in 0..rows {

@@ -35,16 +35,30 @@ impl Aggregate for CorrHeatmapGrid {
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         let keys = || LogicalType::list(&LogicalType::varchar());
         vec![
-            (vec![LogicalType::varchar(), corr_matrix_type()], LogicalType::blob()),
-            (vec![LogicalType::varchar(), corr_matrix_type(), keys()], LogicalType::blob()),
             (
-                vec![LogicalType::varchar(), corr_matrix_type(), keys(), LogicalType::varchar()],
+                vec![LogicalType::varchar(), corr_matrix_type()],
+                LogicalType::blob(),
+            ),
+            (
+                vec![LogicalType::varchar(), corr_matrix_type(), keys()],
+                LogicalType::blob(),
+            ),
+            (
+                vec![
+                    LogicalType::varchar(),
+                    corr_matrix_type(),
+                    keys(),
+                    LogicalType::varchar(),
+                ],
                 LogicalType::blob(),
             ),
         ]
     }
 
-    unsafe fn update(input: ffi::duckdb_data_chunk, state_of: &mut dyn FnMut(usize) -> *mut GridState) -> Result<(), String> {
+    unsafe fn update(
+        input: ffi::duckdb_data_chunk,
+        state_of: &mut dyn FnMut(usize) -> *mut GridState,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
         let panel_vec = column(input, 0);
@@ -80,17 +94,29 @@ impl Aggregate for CorrHeatmapGrid {
         Ok(())
     }
 
-    unsafe fn finalize(state: &mut GridState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+    unsafe fn finalize(
+        state: &mut GridState,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String> {
         let Some((first_name, first)) = state.panels.first() else {
             return Err("the group has no non-NULL matrices".into());
         };
         let order = state.order.clone().unwrap_or_else(|| first.keys.clone());
         let mut ordered = Vec::with_capacity(state.panels.len());
         for (name, m) in &state.panels {
-            check_same_keys(&first.keys, &format!("panel '{first_name}'"), &m.keys, &format!("panel '{name}'"))?;
+            check_same_keys(
+                &first.keys,
+                &format!("panel '{first_name}'"),
+                &m.keys,
+                &format!("panel '{name}'"),
+            )?;
             ordered.push((name.clone(), reorder(m, &order)?));
         }
-        let all: Vec<f32> = ordered.iter().flat_map(|(_, m)| m.values.iter().copied()).collect();
+        let all: Vec<f32> = ordered
+            .iter()
+            .flat_map(|(_, m)| m.values.iter().copied())
+            .collect();
         let panels: Vec<Panel<'_>> = ordered
             .iter()
             .map(|(name, m)| Panel {

@@ -21,10 +21,16 @@ impl ScalarFunction for CorrOrder {
     const NAME: &'static str = "corr_order";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![(vec![corr_matrix_type()], LogicalType::list(&LogicalType::varchar()))]
+        vec![(
+            vec![corr_matrix_type()],
+            LogicalType::list(&LogicalType::varchar()),
+        )]
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let matrix_vec = column(input, 0);
         for row in 0..rows {

@@ -7,7 +7,10 @@
 
 use ::duckdb::ffi;
 
-use super::ffi::{append_list, list_entries, set_f32_list, set_str_list, str_list_at, struct_child, FloatLists, LogicalType, Validity};
+use super::ffi::{
+    append_list, list_entries, set_f32_list, set_str_list, str_list_at, struct_child, FloatLists,
+    LogicalType, Validity,
+};
 
 /// `STRUCT(keys VARCHAR[], matrix FLOAT[][])`.
 pub fn corr_matrix_type() -> LogicalType {
@@ -57,7 +60,10 @@ pub unsafe fn read_keyed_matrix(
     let outer = list_entries(matrix_vec, rows)[row];
     let n = keys.len();
     if outer.length as usize != n {
-        return Err(format!("{what}: matrix has {} rows for {n} keys", outer.length));
+        return Err(format!(
+            "{what}: matrix has {} rows for {n} keys",
+            outer.length
+        ));
     }
     let inner_vec = ffi::duckdb_list_vector_get_child(matrix_vec);
     let inner_rows = ffi::duckdb_list_vector_get_size(matrix_vec) as usize;
@@ -69,7 +75,11 @@ pub unsafe fn read_keyed_matrix(
             .map_err(|e| format!("{what}: matrix row {}: {e}", i + 1))?
             .ok_or_else(|| format!("{what}: matrix row {} is NULL", i + 1))?;
         if r.len() != n {
-            return Err(format!("{what}: matrix row {} has {} values, expected {n}", i + 1, r.len()));
+            return Err(format!(
+                "{what}: matrix row {} has {} values, expected {n}",
+                i + 1,
+                r.len()
+            ));
         }
         values.extend_from_slice(r);
     }
@@ -80,7 +90,12 @@ pub unsafe fn read_keyed_matrix(
 ///
 /// # Safety
 /// `vector` must be a live writable vector of `corr_matrix_type()`.
-pub unsafe fn write_keyed_matrix(vector: ffi::duckdb_vector, row: usize, keys: &[String], values: &[f32]) {
+pub unsafe fn write_keyed_matrix(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    keys: &[String],
+    values: &[f32],
+) {
     let n = keys.len();
     set_str_list(struct_child(vector, 0), row, keys);
     let (rows_vec, offset) = append_list(struct_child(vector, 1), row, n);
@@ -93,7 +108,12 @@ pub unsafe fn write_keyed_matrix(vector: ffi::duckdb_vector, row: usize, keys: &
 
 /// Checks that two matrices are on the same keys, naming the first
 /// difference.
-pub fn check_same_keys(a: &[String], a_name: &str, b: &[String], b_name: &str) -> Result<(), String> {
+pub fn check_same_keys(
+    a: &[String],
+    a_name: &str,
+    b: &[String],
+    b_name: &str,
+) -> Result<(), String> {
     if a.len() != b.len() {
         return Err(format!(
             "{a_name} has {} keys but {b_name} has {}; matrices must be on the same keys",

@@ -15,8 +15,12 @@ use super::ffi::c_string;
 /// Minimum C API version; must equal the footer's (see `scripts/append_footer.py`).
 const MIN_DUCKDB_VERSION: &str = "v1.5.6";
 
-unsafe fn init(info: ffi::duckdb_extension_info, access: *const ffi::duckdb_extension_access) -> Result<bool, String> {
-    let have_api = ffi::duckdb_rs_extension_api_init(info, access, MIN_DUCKDB_VERSION).map_err(str::to_string)?;
+unsafe fn init(
+    info: ffi::duckdb_extension_info,
+    access: *const ffi::duckdb_extension_access,
+) -> Result<bool, String> {
+    let have_api = ffi::duckdb_rs_extension_api_init(info, access, MIN_DUCKDB_VERSION)
+        .map_err(str::to_string)?;
     if !have_api {
         return Ok(false);
     }

@@ -64,7 +64,11 @@ impl LogicalType {
         let mut types: Vec<ffi::duckdb_logical_type> = fields.iter().map(|(_, t)| t.0).collect();
         // SAFETY: both arrays hold `fields.len()` live entries; DuckDB copies them.
         LogicalType(unsafe {
-            ffi::duckdb_create_struct_type(types.as_mut_ptr(), name_ptrs.as_mut_ptr(), fields.len() as u64)
+            ffi::duckdb_create_struct_type(
+                types.as_mut_ptr(),
+                name_ptrs.as_mut_ptr(),
+                fields.len() as u64,
+            )
         })
     }
 }
@@ -173,7 +177,10 @@ pub unsafe fn bytes_at<'a>(vector: ffi::duckdb_vector, row: usize) -> &'a [u8] {
 ///
 /// # Safety
 /// `vector` must be a live flat LIST vector.
-pub unsafe fn list_entries<'a>(vector: ffi::duckdb_vector, rows: usize) -> &'a [ffi::duckdb_list_entry] {
+pub unsafe fn list_entries<'a>(
+    vector: ffi::duckdb_vector,
+    rows: usize,
+) -> &'a [ffi::duckdb_list_entry] {
     let data = ffi::duckdb_vector_get_data(vector) as *const ffi::duckdb_list_entry;
     if rows == 0 || data.is_null() {
         return &[];
@@ -219,7 +226,9 @@ impl<'a> FloatLists<'a> {
             return Ok(Some(&[]));
         }
         // SAFETY: the entry lies within the child vector.
-        Ok(Some(unsafe { std::slice::from_raw_parts(self.values.add(offset), len) }))
+        Ok(Some(unsafe {
+            std::slice::from_raw_parts(self.values.add(offset), len)
+        }))
     }
 }
 
@@ -238,7 +247,12 @@ pub unsafe fn set_null(vector: ffi::duckdb_vector, row: usize) {
 /// # Safety
 /// `vector` must be a live writable VARCHAR vector with more than `row` rows.
 pub unsafe fn set_str(vector: ffi::duckdb_vector, row: usize, text: &str) {
-    ffi::duckdb_vector_assign_string_element_len(vector, row as u64, text.as_ptr() as *const c_char, text.len() as u64);
+    ffi::duckdb_vector_assign_string_element_len(
+        vector,
+        row as u64,
+        text.as_ptr() as *const c_char,
+        text.len() as u64,
+    );
 }
 
 /// Writes bytes into `row` of a BLOB output vector.
@@ -246,7 +260,12 @@ pub unsafe fn set_str(vector: ffi::duckdb_vector, row: usize, text: &str) {
 /// # Safety
 /// `vector` must be a live writable BLOB vector with more than `row` rows.
 pub unsafe fn set_blob(vector: ffi::duckdb_vector, row: usize, bytes: &[u8]) {
-    ffi::duckdb_vector_assign_string_element_len(vector, row as u64, bytes.as_ptr() as *const c_char, bytes.len() as u64);
+    ffi::duckdb_vector_assign_string_element_len(
+        vector,
+        row as u64,
+        bytes.as_ptr() as *const c_char,
+        bytes.len() as u64,
+    );
 }
 
 /// Writes a plain value (number) into `row` of a fixed-width output vector.
@@ -263,7 +282,11 @@ pub unsafe fn set_value<T: Copy>(vector: ffi::duckdb_vector, row: usize, value: 
 ///
 /// # Safety
 /// `vector` must be a live writable LIST vector with more than `row` rows.
-pub unsafe fn append_list(vector: ffi::duckdb_vector, row: usize, len: usize) -> (ffi::duckdb_vector, usize) {
+pub unsafe fn append_list(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    len: usize,
+) -> (ffi::duckdb_vector, usize) {
     let offset = ffi::duckdb_list_vector_get_size(vector) as usize;
     let new_size = (offset + len) as u64;
     ffi::duckdb_list_vector_reserve(vector, new_size);
@@ -396,7 +419,11 @@ impl Value {
 ///
 /// # Safety
 /// `vector` must be a live flat `VARCHAR[]` vector with `rows` rows.
-pub unsafe fn str_list_at(vector: ffi::duckdb_vector, rows: usize, row: usize) -> Result<Option<Vec<String>>, String> {
+pub unsafe fn str_list_at(
+    vector: ffi::duckdb_vector,
+    rows: usize,
+    row: usize,
+) -> Result<Option<Vec<String>>, String> {
     if !Validity::of(vector).is_valid(row) {
         return Ok(None);
     }
@@ -406,7 +433,10 @@ pub unsafe fn str_list_at(vector: ffi::duckdb_vector, rows: usize, row: usize) -
     let mut out = Vec::with_capacity(entry.length as usize);
     for i in entry.offset as usize..(entry.offset + entry.length) as usize {
         if !child_validity.is_valid(i) {
-            return Err(format!("element {} of the list is NULL", i - entry.offset as usize + 1));
+            return Err(format!(
+                "element {} of the list is NULL",
+                i - entry.offset as usize + 1
+            ));
         }
         out.push(str_at(child, i).into_owned());
     }

@@ -70,7 +70,10 @@ impl Aggregate for LayerCorr {
         let act = || LogicalType::list(&LogicalType::float());
         vec![
             (vec![LogicalType::varchar(), act()], corr_matrix_type()),
-            (vec![LogicalType::varchar(), act(), LogicalType::varchar()], corr_matrix_type()),
+            (
+                vec![LogicalType::varchar(), act(), LogicalType::varchar()],
+                corr_matrix_type(),
+            ),
         ]
     }
 
@@ -111,7 +114,9 @@ impl Aggregate for LayerCorr {
             let key = str_at(key_vec, row);
             let state = &mut *state_of(row);
             merge_method(&mut state.method, method)?;
-            let matrix = state.rows.get_or_insert_with(|| RowMatrix::new(values.len()));
+            let matrix = state
+                .rows
+                .get_or_insert_with(|| RowMatrix::new(values.len()));
             if matrix.d() != values.len() {
                 return Err(length_error(&state.keys, &key, matrix.d(), values.len()));
             }
@@ -145,7 +150,11 @@ impl Aggregate for LayerCorr {
         Ok(())
     }
 
-    unsafe fn finalize(state: &mut CorrState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+    unsafe fn finalize(
+        state: &mut CorrState,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String> {
         let method = state.method.unwrap_or(CorrMethod::Pearson);
         let Some(mut rows) = state.rows.take() else {
             return Err(format!(
@@ -165,11 +174,17 @@ impl Aggregate for LayerCorr {
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         if let Some(w) = order.windows(2).find(|w| keys[w[0]] == keys[w[1]]) {
-            return Err(format!("duplicate key '{}' in the group; keys must be unique", keys[w[0]]));
+            return Err(format!(
+                "duplicate key '{}' in the group; keys must be unique",
+                keys[w[0]]
+            ));
         }
         if order.iter().enumerate().any(|(i, o)| i != *o) {
             rows.permute_rows(&order).map_err(|e| e.to_string())?;
-            keys = order.iter().map(|i| std::mem::take(&mut keys[*i])).collect();
+            keys = order
+                .iter()
+                .map(|i| std::mem::take(&mut keys[*i]))
+                .collect();
         }
         let matrix = correlation_matrix(rows, method).map_err(|e| kernel_error(e, &keys))?;
         write_keyed_matrix(output, row, &keys, matrix.as_slice());

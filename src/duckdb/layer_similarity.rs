@@ -18,7 +18,10 @@ use ::duckdb::ffi;
 use layercorr_kernels::{compare::similarity_matrix, CompareMethod, KernelError};
 
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
-use super::ffi::{append_list, chunk_len, column, column_count, set_f64_list, set_str_list, str_at, struct_child, LogicalType, Validity};
+use super::ffi::{
+    append_list, chunk_len, column, column_count, set_f64_list, set_str_list, str_at, struct_child,
+    LogicalType, Validity,
+};
 use super::register::Aggregate;
 
 /// The `layer_similarity` aggregate.
@@ -72,9 +75,16 @@ impl Aggregate for LayerSimilarity {
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         vec![
-            (vec![LogicalType::varchar(), corr_matrix_type()], similarity_type()),
             (
-                vec![LogicalType::varchar(), corr_matrix_type(), LogicalType::varchar()],
+                vec![LogicalType::varchar(), corr_matrix_type()],
+                similarity_type(),
+            ),
+            (
+                vec![
+                    LogicalType::varchar(),
+                    corr_matrix_type(),
+                    LogicalType::varchar(),
+                ],
                 similarity_type(),
             ),
         ]
@@ -98,13 +108,17 @@ impl Aggregate for LayerSimilarity {
                 return Err("layer name is NULL".into());
             }
             let layer = str_at(layer_vec, row).into_owned();
-            let Some(matrix) = read_keyed_matrix(matrix_vec, rows, row, &format!("matrix of layer '{layer}'"))? else {
+            let Some(matrix) =
+                read_keyed_matrix(matrix_vec, rows, row, &format!("matrix of layer '{layer}'"))?
+            else {
                 continue;
             };
             let state = &mut *state_of(row);
             merge_method(&mut state.method, method)?;
             if state.layers.contains(&layer) {
-                return Err(format!("layer '{layer}' appears twice in the group; group by model or checkpoint too"));
+                return Err(format!(
+                    "layer '{layer}' appears twice in the group; group by model or checkpoint too"
+                ));
             }
             state.layers.push(layer);
             state.matrices.push(matrix);
@@ -118,7 +132,9 @@ impl Aggregate for LayerSimilarity {
         }
         for layer in &source.layers {
             if target.layers.contains(layer) {
-                return Err(format!("layer '{layer}' appears twice in the group; group by model or checkpoint too"));
+                return Err(format!(
+                    "layer '{layer}' appears twice in the group; group by model or checkpoint too"
+                ));
             }
         }
         target.layers.append(&mut source.layers);
@@ -126,17 +142,27 @@ impl Aggregate for LayerSimilarity {
         Ok(())
     }
 
-    unsafe fn finalize(state: &mut SimilarityState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+    unsafe fn finalize(
+        state: &mut SimilarityState,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String> {
         let method = state.method.unwrap_or(CompareMethod::Pearson);
         let Some(first) = state.matrices.first() else {
             return Err("the group has no non-NULL matrices".into());
         };
         for (layer, m) in state.layers.iter().zip(&state.matrices).skip(1) {
-            check_same_keys(&first.keys, &format!("layer '{}'", state.layers[0]), &m.keys, &format!("layer '{layer}'"))?;
+            check_same_keys(
+                &first.keys,
+                &format!("layer '{}'", state.layers[0]),
+                &m.keys,
+                &format!("layer '{layer}'"),
+            )?;
         }
         let n = first.n();
         let views: Vec<&[f32]> = state.matrices.iter().map(|m| m.values.as_slice()).collect();
-        let result = similarity_matrix(&views, n, method).map_err(|e| name_matrix(e, &state.layers))?;
+        let result =
+            similarity_matrix(&views, n, method).map_err(|e| name_matrix(e, &state.layers))?;
         let l = state.layers.len();
         set_str_list(struct_child(output, 0), row, &state.layers);
         let (rows_vec, offset) = append_list(struct_child(output, 1), row, l);

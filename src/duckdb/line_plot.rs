@@ -29,13 +29,25 @@ impl Aggregate for LinePlot {
     const NAME: &'static str = "line_plot";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let base = || vec![LogicalType::varchar(), LogicalType::varchar(), LogicalType::double()];
+        let base = || {
+            vec![
+                LogicalType::varchar(),
+                LogicalType::varchar(),
+                LogicalType::double(),
+            ]
+        };
         let mut with_title = base();
         with_title.push(LogicalType::varchar());
-        vec![(base(), LogicalType::blob()), (with_title, LogicalType::blob())]
+        vec![
+            (base(), LogicalType::blob()),
+            (with_title, LogicalType::blob()),
+        ]
     }
 
-    unsafe fn update(input: ffi::duckdb_data_chunk, state_of: &mut dyn FnMut(usize) -> *mut PlotState) -> Result<(), String> {
+    unsafe fn update(
+        input: ffi::duckdb_data_chunk,
+        state_of: &mut dyn FnMut(usize) -> *mut PlotState,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
         let (series_vec, x_vec, y_vec) = (column(input, 0), column(input, 1), column(input, 2));
@@ -49,12 +61,18 @@ impl Aggregate for LinePlot {
             } else {
                 String::new()
             };
-            let y = if Validity::of(y_vec).is_valid(row) { *y_data.add(row) } else { f64::NAN };
+            let y = if Validity::of(y_vec).is_valid(row) {
+                *y_data.add(row)
+            } else {
+                f64::NAN
+            };
             let state = &mut *state_of(row);
             if state.title.is_none() {
                 state.title = optional_text(input, columns, 3, row);
             }
-            state.points.push((series, str_at(x_vec, row).into_owned(), y));
+            state
+                .points
+                .push((series, str_at(x_vec, row).into_owned(), y));
         }
         Ok(())
     }
@@ -67,7 +85,11 @@ impl Aggregate for LinePlot {
         Ok(())
     }
 
-    unsafe fn finalize(state: &mut PlotState, output: ffi::duckdb_vector, row: usize) -> Result<(), String> {
+    unsafe fn finalize(
+        state: &mut PlotState,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String> {
         if state.points.is_empty() {
             return Err("the group has no points".into());
         }

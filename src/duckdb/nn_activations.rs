@@ -20,8 +20,8 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{
-    append_list, chunk_len, column, column_count, set_f32_list, set_null, set_str, str_at, str_list_at, struct_child,
-    LogicalType, Validity,
+    append_list, chunk_len, column, column_count, set_f32_list, set_null, set_str, str_at,
+    str_list_at, struct_child, LogicalType, Validity,
 };
 use super::register::ScalarFunction;
 use crate::model::ImageActivations;
@@ -34,7 +34,10 @@ pub struct NnActivations;
 /// `STRUCT(layer VARCHAR, activation FLOAT[])[]`, shared with the table form.
 pub fn activation_list_type() -> LogicalType {
     let float_list = LogicalType::list(&LogicalType::float());
-    let entry = LogicalType::structure(&[("layer", &LogicalType::varchar()), ("activation", &float_list)]);
+    let entry = LogicalType::structure(&[
+        ("layer", &LogicalType::varchar()),
+        ("activation", &float_list),
+    ]);
     LogicalType::list(&entry)
 }
 
@@ -54,10 +57,21 @@ impl ScalarFunction for NnActivations {
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         let layers = || LogicalType::list(&LogicalType::varchar());
         vec![
-            (vec![LogicalType::varchar(), LogicalType::varchar()], activation_list_type()),
-            (vec![LogicalType::varchar(), LogicalType::varchar(), layers()], activation_list_type()),
             (
-                vec![LogicalType::varchar(), LogicalType::varchar(), layers(), LogicalType::boolean()],
+                vec![LogicalType::varchar(), LogicalType::varchar()],
+                activation_list_type(),
+            ),
+            (
+                vec![LogicalType::varchar(), LogicalType::varchar(), layers()],
+                activation_list_type(),
+            ),
+            (
+                vec![
+                    LogicalType::varchar(),
+                    LogicalType::varchar(),
+                    layers(),
+                    LogicalType::boolean(),
+                ],
                 activation_list_type(),
             ),
             (
@@ -73,7 +87,10 @@ impl ScalarFunction for NnActivations {
         ]
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
         let (model_vec, path_vec) = (column(input, 0), column(input, 1));
@@ -96,7 +113,9 @@ impl ScalarFunction for NnActivations {
                 Some(v) => Some(str_list_at(v, rows, row)?.ok_or("layer list is NULL")?),
             };
             let skip_bad_images = match skip_vec {
-                Some(v) if Validity::of(v).is_valid(row) => *(ffi::duckdb_vector_get_data(v) as *const bool).add(row),
+                Some(v) if Validity::of(v).is_valid(row) => {
+                    *(ffi::duckdb_vector_get_data(v) as *const bool).add(row)
+                }
                 _ => false,
             };
             let pooling = match pool_vec {
@@ -105,9 +124,11 @@ impl ScalarFunction for NnActivations {
             };
             let path = str_at(path_vec, row).into_owned();
             match groups.iter_mut().find(|g| {
-                g.model == model && g.layers == layers && g.skip_bad_images == skip_bad_images && g.pooling == pooling
-            })
-            {
+                g.model == model
+                    && g.layers == layers
+                    && g.skip_bad_images == skip_bad_images
+                    && g.pooling == pooling
+            }) {
                 Some(g) => {
                     g.rows.push(row);
                     g.paths.push(path);
@@ -126,9 +147,15 @@ impl ScalarFunction for NnActivations {
         let mut results: Vec<Option<(usize, ImageActivations)>> = (0..rows).map(|_| None).collect();
         let mut layer_names: Vec<Vec<String>> = Vec::new();
         for group in &groups {
-            let prepared = prepare(Path::new(&group.model), group.layers.as_deref(), group.pooling).map_err(|e| e.to_string())?;
+            let prepared = prepare(
+                Path::new(&group.model),
+                group.layers.as_deref(),
+                group.pooling,
+            )
+            .map_err(|e| e.to_string())?;
             let paths: Vec<&str> = group.paths.iter().map(String::as_str).collect();
-            let acts = activations_for_paths(&prepared, &paths, group.skip_bad_images).map_err(|e| e.to_string())?;
+            let acts = activations_for_paths(&prepared, &paths, group.skip_bad_images)
+                .map_err(|e| e.to_string())?;
             let names_index = layer_names.len();
             layer_names.push(prepared.layers.clone());
             for (row, act) in group.rows.iter().zip(acts) {

@@ -18,7 +18,7 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_f32_list, set_str, LogicalType, Value};
-use super::register::{BindArgs, TableFunction};
+use super::register::{BindArgs, Bound, TableFunction};
 use crate::pipeline::{activations_for_paths, prepare, Prepared};
 use crate::pooling::Pooling;
 
@@ -93,7 +93,7 @@ impl TableFunction for NnActivationsTable {
         ]
     }
 
-    fn bind(args: &BindArgs) -> Result<(Self::Bind, Vec<(&'static str, LogicalType)>), String> {
+    fn bind(args: &BindArgs) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
         let paths = expand_paths(&args.positional(1))?;
         let layers: Option<Vec<String>> = match args.named("layers") {
@@ -108,12 +108,16 @@ impl TableFunction for NnActivationsTable {
                     .collect::<Result<_, _>>()?,
             ),
         };
-        let skip_bad_images = args.named("skip_bad_images").and_then(|v| v.as_bool()).unwrap_or(false);
+        let skip_bad_images = args
+            .named("skip_bad_images")
+            .and_then(|v| v.as_bool())
+            .unwrap_or(false);
         let pooling = match args.named("pool").and_then(|v| v.as_string()) {
             Some(text) => text.parse::<Pooling>()?,
             None => Pooling::None,
         };
-        let prepared = prepare(Path::new(&model), layers.as_deref(), pooling).map_err(|e| e.to_string())?;
+        let prepared =
+            prepare(Path::new(&model), layers.as_deref(), pooling).map_err(|e| e.to_string())?;
         let columns = vec![
             ("path", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),
@@ -136,12 +140,17 @@ impl TableFunction for NnActivationsTable {
         })
     }
 
-    unsafe fn next(req: &Self::Bind, progress: &mut Self::State, output: ffi::duckdb_data_chunk) -> Result<usize, String> {
+    unsafe fn next(
+        req: &Self::Bind,
+        progress: &mut Self::State,
+        output: ffi::duckdb_data_chunk,
+    ) -> Result<usize, String> {
         while progress.pending.is_empty() && progress.next_image < req.paths.len() {
             let start = progress.next_image;
             let end = (start + IMAGES_PER_STEP).min(req.paths.len());
             let paths: Vec<&str> = req.paths[start..end].iter().map(String::as_str).collect();
-            let acts = activations_for_paths(&req.prepared, &paths, req.skip_bad_images).map_err(|e| e.to_string())?;
+            let acts = activations_for_paths(&req.prepared, &paths, req.skip_bad_images)
+                .map_err(|e| e.to_string())?;
             for (i, act) in acts.into_iter().enumerate() {
                 if let Some(act) = act {
                     for (layer, values) in act.layers.into_iter().enumerate() {
@@ -151,7 +160,8 @@ impl TableFunction for NnActivationsTable {
             }
             progress.next_image = end;
         }
-        let (path_vec, layer_vec, act_vec) = (column(output, 0), column(output, 1), column(output, 2));
+        let (path_vec, layer_vec, act_vec) =
+            (column(output, 0), column(output, 1), column(output, 2));
         let mut row = 0;
         while row < MAX_ROWS {
             let Some((image, layer, values)) = progress.pending.pop_front() else {

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
-use super::register::{BindArgs, TableFunction};
+use super::register::{BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, LoadedModel};
 
 /// The `nn_layers` table function.
@@ -30,7 +30,7 @@ impl TableFunction for NnLayers {
         vec![LogicalType::varchar()]
     }
 
-    fn bind(args: &BindArgs) -> Result<(Self::Bind, Vec<(&'static str, LogicalType)>), String> {
+    fn bind(args: &BindArgs) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
         let loaded = cached_model(Path::new(&model)).map_err(|e| e.to_string())?;
         let columns = vec![
@@ -47,11 +47,20 @@ impl TableFunction for NnLayers {
         Ok(0)
     }
 
-    unsafe fn next(bind: &Self::Bind, next_row: &mut usize, output: ffi::duckdb_data_chunk) -> Result<usize, String> {
+    unsafe fn next(
+        bind: &Self::Bind,
+        next_row: &mut usize,
+        output: ffi::duckdb_data_chunk,
+    ) -> Result<usize, String> {
         let rows = &bind.layers[(*next_row).min(bind.layers.len())..];
         let rows = &rows[..rows.len().min(2048)];
-        let (name, op, shape, size, position) =
-            (column(output, 0), column(output, 1), column(output, 2), column(output, 3), column(output, 4));
+        let (name, op, shape, size, position) = (
+            column(output, 0),
+            column(output, 1),
+            column(output, 2),
+            column(output, 3),
+            column(output, 4),
+        );
         for (i, layer) in rows.iter().enumerate() {
             set_str(name, i, &layer.name);
             set_str(op, i, &layer.op);

@@ -13,7 +13,7 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
-use super::register::{BindArgs, TableFunction};
+use super::register::{BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.
@@ -28,7 +28,7 @@ impl TableFunction for NnWeights {
         vec![LogicalType::varchar()]
     }
 
-    fn bind(args: &BindArgs) -> Result<(Self::Bind, Vec<(&'static str, LogicalType)>), String> {
+    fn bind(args: &BindArgs) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
         let loaded = cached_model(Path::new(&model)).map_err(|e| e.to_string())?;
         let columns = vec![
@@ -49,7 +49,11 @@ impl TableFunction for NnWeights {
         Ok(0)
     }
 
-    unsafe fn next(weights: &Self::Bind, next_row: &mut usize, output: ffi::duckdb_data_chunk) -> Result<usize, String> {
+    unsafe fn next(
+        weights: &Self::Bind,
+        next_row: &mut usize,
+        output: ffi::duckdb_data_chunk,
+    ) -> Result<usize, String> {
         let rows = &weights[(*next_row).min(weights.len())..];
         let rows = &rows[..rows.len().min(2048)];
         let cols: Vec<ffi::duckdb_vector> = (0..9).map(|i| column(output, i)).collect();

@@ -12,13 +12,25 @@ use super::ffi::{str_at, str_list_at, Validity};
 pub fn reorder(m: &KeyedMatrix, order: &[String]) -> Result<KeyedMatrix, String> {
     let n = m.n();
     if order.len() != n {
-        return Err(format!("order has {} keys but the matrix has {n}", order.len()));
+        return Err(format!(
+            "order has {} keys but the matrix has {n}",
+            order.len()
+        ));
     }
-    let index: std::collections::HashMap<&str, usize> =
-        m.keys.iter().enumerate().map(|(i, k)| (k.as_str(), i)).collect();
+    let index: std::collections::HashMap<&str, usize> = m
+        .keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| (k.as_str(), i))
+        .collect();
     let perm: Vec<usize> = order
         .iter()
-        .map(|k| index.get(k.as_str()).copied().ok_or_else(|| format!("order has key '{k}' that is not in the matrix")))
+        .map(|k| {
+            index
+                .get(k.as_str())
+                .copied()
+                .ok_or_else(|| format!("order has key '{k}' that is not in the matrix"))
+        })
         .collect::<Result<_, _>>()?;
     let mut values = Vec::with_capacity(n * n);
     for &i in &perm {
@@ -38,7 +50,9 @@ pub fn value_range<T: Copy + Into<f64>>(values: &[T]) -> (f64, f64) {
         .iter()
         .map(|v| (*v).into())
         .filter(|v: &f64| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+            (lo.min(v), hi.max(v))
+        });
     if !lo.is_finite() || (lo >= -1.0 - 1e-6 && hi <= 1.0 + 1e-6) {
         (-1.0, 1.0)
     } else if lo == hi {
@@ -57,12 +71,19 @@ pub fn display_key(key: &str) -> String {
 ///
 /// # Safety
 /// `input` is a live flat chunk.
-pub unsafe fn optional_text(input: ffi::duckdb_data_chunk, columns: usize, index: usize, row: usize) -> Option<String> {
+pub unsafe fn optional_text(
+    input: ffi::duckdb_data_chunk,
+    columns: usize,
+    index: usize,
+    row: usize,
+) -> Option<String> {
     if index >= columns {
         return None;
     }
     let v = super::ffi::column(input, index);
-    Validity::of(v).is_valid(row).then(|| str_at(v, row).into_owned())
+    Validity::of(v)
+        .is_valid(row)
+        .then(|| str_at(v, row).into_owned())
 }
 
 /// Optional `VARCHAR[]` argument `index` at `row`.

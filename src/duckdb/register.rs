@@ -31,6 +31,9 @@ impl BindArgs {
     }
 }
 
+/// What a table function's bind returns: its bind data and result columns.
+pub type Bound<B> = Result<(B, Vec<(&'static str, LogicalType)>), String>;
+
 /// A table function: bind once per query, then produce chunks until done.
 pub trait TableFunction {
     /// What bind learns from the arguments (read-only while scanning).
@@ -46,14 +49,18 @@ pub trait TableFunction {
         Vec::new()
     }
     /// Reads the arguments and declares the result columns.
-    fn bind(args: &BindArgs) -> Result<(Self::Bind, Vec<(&'static str, LogicalType)>), String>;
+    fn bind(args: &BindArgs) -> Bound<Self::Bind>;
     /// Starts a scan.
     fn init(bind: &Self::Bind) -> Result<Self::State, String>;
     /// Fills `output` with up to 2048 rows; returns how many (0 ends the scan).
     ///
     /// # Safety
     /// `output` is the live output chunk whose columns are those of `bind`.
-    unsafe fn next(bind: &Self::Bind, state: &mut Self::State, output: ffi::duckdb_data_chunk) -> Result<usize, String>;
+    unsafe fn next(
+        bind: &Self::Bind,
+        state: &mut Self::State,
+        output: ffi::duckdb_data_chunk,
+    ) -> Result<usize, String>;
 }
 
 unsafe extern "C" fn drop_box<T>(ptr: *mut c_void) {
@@ -96,7 +103,10 @@ unsafe extern "C" fn table_init<T: TableFunction>(info: ffi::duckdb_init_info) {
     }
 }
 
-unsafe extern "C" fn table_next<T: TableFunction>(info: ffi::duckdb_function_info, output: ffi::duckdb_data_chunk) {
+unsafe extern "C" fn table_next<T: TableFunction>(
+    info: ffi::duckdb_function_info,
+    output: ffi::duckdb_data_chunk,
+) {
     let bind = ffi::duckdb_function_get_bind_data(info) as *const T::Bind;
     let state = ffi::duckdb_function_get_init_data(info) as *mut T::State;
     match guard(|| T::next(&*bind, &mut *state, output)) {
@@ -146,7 +156,10 @@ pub trait ScalarFunction {
     ///
     /// # Safety
     /// `input` and `output` are DuckDB's live chunk and result vector.
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String>;
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String>;
     /// Whether the function has side effects or must run per row (e.g. it
     /// writes files).
     fn volatile() -> bool {
@@ -218,7 +231,11 @@ pub trait Aggregate {
     ///
     /// # Safety
     /// `output` is the live result vector with more than `row` rows.
-    unsafe fn finalize(state: &mut Self::State, output: ffi::duckdb_vector, row: usize) -> Result<(), String>;
+    unsafe fn finalize(
+        state: &mut Self::State,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String>;
 }
 
 unsafe extern "C" fn agg_state_size(_: ffi::duckdb_function_info) -> u64 {
@@ -242,7 +259,9 @@ fn live_states() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
 
 unsafe extern "C" fn agg_init(_: ffi::duckdb_function_info, state: ffi::duckdb_aggregate_state) {
     (state as *mut *mut c_void).write(std::ptr::null_mut());
-    live_states().get_or_insert_with(HashSet::new).insert(state as usize);
+    live_states()
+        .get_or_insert_with(HashSet::new)
+        .insert(state as usize);
 }
 
 unsafe fn agg_state<T: Aggregate>(state: ffi::duckdb_aggregate_state) -> *mut T::State {
@@ -262,7 +281,9 @@ unsafe extern "C" fn agg_update<T: Aggregate>(
         let rows = super::ffi::chunk_len(input);
         let constant = rows > 1 && {
             let second = *states.add(1) as usize;
-            !live_states().as_ref().is_some_and(|live| live.contains(&second))
+            !live_states()
+                .as_ref()
+                .is_some_and(|live| live.contains(&second))
         };
         let mut state_of = |row: usize| agg_state::<T>(*states.add(if constant { 0 } else { row }));
         T::update(input, &mut state_of)
@@ -313,7 +334,10 @@ unsafe extern "C" fn agg_finalize<T: Aggregate>(
     }
 }
 
-unsafe extern "C" fn agg_destroy<T: Aggregate>(states: *mut ffi::duckdb_aggregate_state, count: u64) {
+unsafe extern "C" fn agg_destroy<T: Aggregate>(
+    states: *mut ffi::duckdb_aggregate_state,
+    count: u64,
+) {
     let _ = guard(|| {
         let mut live = live_states();
         for i in 0..count as usize {

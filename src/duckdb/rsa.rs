@@ -14,7 +14,9 @@ use ::duckdb::ffi;
 use layercorr_kernels::{compare::compare_pair, CompareMethod};
 
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix};
-use super::ffi::{chunk_len, column, column_count, set_null, set_value, str_at, LogicalType, Validity};
+use super::ffi::{
+    chunk_len, column, column_count, set_null, set_value, str_at, LogicalType, Validity,
+};
 use super::layer_similarity::{name_matrix, parse_compare_method};
 use super::register::ScalarFunction;
 
@@ -26,15 +28,25 @@ impl ScalarFunction for Rsa {
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         vec![
-            (vec![corr_matrix_type(), corr_matrix_type()], LogicalType::double()),
             (
-                vec![corr_matrix_type(), corr_matrix_type(), LogicalType::varchar()],
+                vec![corr_matrix_type(), corr_matrix_type()],
+                LogicalType::double(),
+            ),
+            (
+                vec![
+                    corr_matrix_type(),
+                    corr_matrix_type(),
+                    LogicalType::varchar(),
+                ],
                 LogicalType::double(),
             ),
         ]
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let (a_vec, b_vec) = (column(input, 0), column(input, 1));
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));

@@ -9,7 +9,10 @@
 use ::duckdb::ffi;
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
 
-use super::ffi::{chunk_len, column, column_count, list_entries, set_blob, set_null, str_list_at, struct_child, LogicalType, Validity};
+use super::ffi::{
+    chunk_len, column, column_count, list_entries, set_blob, set_null, str_list_at, struct_child,
+    LogicalType, Validity,
+};
 use super::picture::{optional_text, value_range};
 use super::register::ScalarFunction;
 
@@ -23,8 +26,15 @@ fn similarity_type() -> LogicalType {
     LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
 }
 
+/// Layer names and the row-major L x L values.
+type LayerMatrix = (Vec<String>, Vec<f64>);
+
 /// Reads the L x L similarity at `row`.
-unsafe fn read_similarity(vector: ffi::duckdb_vector, rows: usize, row: usize) -> Result<Option<(Vec<String>, Vec<f64>)>, String> {
+unsafe fn read_similarity(
+    vector: ffi::duckdb_vector,
+    rows: usize,
+    row: usize,
+) -> Result<Option<LayerMatrix>, String> {
     if !Validity::of(vector).is_valid(row) {
         return Ok(None);
     }
@@ -43,7 +53,11 @@ unsafe fn read_similarity(vector: ffi::duckdb_vector, rows: usize, row: usize) -
     for i in 0..l {
         let e = entries[outer.offset as usize + i];
         if e.length as usize != l {
-            return Err(format!("matrix row {} has {} values, expected {l}", i + 1, e.length));
+            return Err(format!(
+                "matrix row {} has {} values, expected {l}",
+                i + 1,
+                e.length
+            ));
         }
         values.extend_from_slice(std::slice::from_raw_parts(data.add(e.offset as usize), l));
     }
@@ -56,11 +70,17 @@ impl ScalarFunction for SimilarityHeatmap {
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         vec![
             (vec![similarity_type()], LogicalType::blob()),
-            (vec![similarity_type(), LogicalType::varchar()], LogicalType::blob()),
+            (
+                vec![similarity_type(), LogicalType::varchar()],
+                LogicalType::blob(),
+            ),
         ]
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
         for row in 0..rows {
@@ -74,7 +94,8 @@ impl ScalarFunction for SimilarityHeatmap {
                 show_values: layers.len() <= 30,
                 ..LabeledMatrixOptions::default()
             };
-            let png = labeled_matrix(&values, layers.len(), &layers, &opts).map_err(|e| e.to_string())?;
+            let png =
+                labeled_matrix(&values, layers.len(), &layers, &opts).map_err(|e| e.to_string())?;
             set_blob(output, row, &png);
         }
         Ok(())

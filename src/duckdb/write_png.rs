@@ -22,14 +22,20 @@ impl ScalarFunction for WritePng {
     const NAME: &'static str = "write_png";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![(vec![LogicalType::varchar(), LogicalType::blob()], LogicalType::varchar())]
+        vec![(
+            vec![LogicalType::varchar(), LogicalType::blob()],
+            LogicalType::varchar(),
+        )]
     }
 
     fn volatile() -> bool {
         true
     }
 
-    unsafe fn invoke(input: ffi::duckdb_data_chunk, output: ffi::duckdb_vector) -> Result<(), String> {
+    unsafe fn invoke(
+        input: ffi::duckdb_data_chunk,
+        output: ffi::duckdb_vector,
+    ) -> Result<(), String> {
         let rows = chunk_len(input);
         let (path_vec, png_vec) = (column(input, 0), column(input, 1));
         for row in 0..rows {
@@ -45,8 +51,12 @@ impl ScalarFunction for WritePng {
             if !bytes.starts_with(PNG_SIGNATURE) {
                 return Err(format!("the data for '{path}' is not a PNG"));
             }
-            if let Some(dir) = Path::new(&path).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| format!("cannot create folder '{}': {e}", dir.display()))?;
+            if let Some(dir) = Path::new(&path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create folder '{}': {e}", dir.display()))?;
             }
             std::fs::write(&path, bytes).map_err(|e| format!("cannot write '{path}': {e}"))?;
             set_str(output, row, &path);

@@ -60,7 +60,9 @@ pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
         });
     }
     if pixels == 0 {
-        return Err(decode_error(format!("image has no pixels ({width} x {height})")));
+        return Err(decode_error(format!(
+            "image has no pixels ({width} x {height})"
+        )));
     }
 
     let mut reader = open()?;
@@ -111,11 +113,18 @@ mod tests {
     fn empty_missing_and_huge_files_are_named_errors() {
         let empty = tmp("empty.jpg");
         std::fs::write(&empty, b"").unwrap();
-        let err = load_rgb(&empty, DEFAULT_MAX_PIXELS).unwrap_err().to_string();
-        assert!(err.contains("empty.jpg") && err.contains("0 bytes"), "{err}");
+        let err = load_rgb(&empty, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("empty.jpg") && err.contains("0 bytes"),
+            "{err}"
+        );
 
         let missing = tmp("missing.jpg");
-        let err = load_rgb(&missing, DEFAULT_MAX_PIXELS).unwrap_err().to_string();
+        let err = load_rgb(&missing, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("missing.jpg"), "{err}");
 
         let big = tmp("big.png");

@@ -95,7 +95,11 @@ fn cover_size(src: (u32, u32), target: (u32, u32)) -> (u32, u32) {
 /// Resizes, crops and normalises `img` into a flat `f32` tensor of
 /// `pre.tensor_len()` values in `pre.layout` order. `path` only names the
 /// image in errors.
-pub fn preprocess(img: &RgbImage, pre: &Preprocessing, path: &Path) -> Result<Vec<f32>, ImageError> {
+pub fn preprocess(
+    img: &RgbImage,
+    pre: &Preprocessing,
+    path: &Path,
+) -> Result<Vec<f32>, ImageError> {
     let resize_error = |reason: String| ImageError::Resize {
         path: path.to_path_buf(),
         reason,
@@ -105,8 +109,13 @@ pub fn preprocess(img: &RgbImage, pre: &Preprocessing, path: &Path) -> Result<Ve
         ResizeMode::ShorterSideCenterCrop => cover_size(img.dimensions(), (tw, th)),
         ResizeMode::Stretch => (tw, th),
     };
-    let src = Image::from_vec_u8(img.width(), img.height(), img.as_raw().clone(), PixelType::U8x3)
-        .map_err(|e| resize_error(e.to_string()))?;
+    let src = Image::from_vec_u8(
+        img.width(),
+        img.height(),
+        img.as_raw().clone(),
+        PixelType::U8x3,
+    )
+    .map_err(|e| resize_error(e.to_string()))?;
     let mut resized = Image::new(rw, rh, PixelType::U8x3);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
     Resizer::new()

@@ -97,17 +97,16 @@ impl LoadedModel {
             path: path.to_path_buf(),
             reason,
         };
-        let inputs = inference.input_outlets().map_err(|e| unsupported(e.to_string()))?;
+        let inputs = inference
+            .input_outlets()
+            .map_err(|e| unsupported(e.to_string()))?;
         if inputs.len() != 1 {
             return Err(unsupported(format!(
                 "{} inputs; layercorr feeds exactly one image tensor",
                 inputs.len()
             )));
         }
-        let declared = inference
-            .input_fact(0)
-            .ok()
-            .and_then(declared_input);
+        let declared = inference.input_fact(0).ok().and_then(declared_input);
         let preprocessing = preprocessing_from_props(path, &inference.properties, declared)?;
         let outputs = inference
             .output_outlets()
@@ -157,7 +156,12 @@ impl LoadedModel {
             reason: format!("{e:#}"),
         };
         let typed = self.with_batch(1)?.into_typed().map_err(prepare)?;
-        let input_shape: Vec<i64> = self.preprocessing.shape().iter().map(|d| *d as i64).collect();
+        let input_shape: Vec<i64> = self
+            .preprocessing
+            .shape()
+            .iter()
+            .map(|d| *d as i64)
+            .collect();
         let mut layers = vec![LayerInfo {
             name: INPUT_LAYER.to_string(),
             op: "Input".to_string(),

@@ -19,9 +19,13 @@ use crate::image::{Layout, Preprocessing, ResizeMode};
 const PREFIX: &str = "onnx.metadata_props.layercorr.";
 
 fn prop(props: &HashMap<String, Arc<Tensor>>, key: &str) -> Option<String> {
-    props
-        .get(&format!("{PREFIX}{key}"))
-        .and_then(|t| t.try_as_plain_ram().ok()?.to_scalar::<String>().ok().cloned())
+    props.get(&format!("{PREFIX}{key}")).and_then(|t| {
+        t.try_as_plain_ram()
+            .ok()?
+            .to_scalar::<String>()
+            .ok()
+            .cloned()
+    })
 }
 
 fn triple(path: &Path, key: &str, text: &str) -> Result<[f32; 3], ModelError> {

@@ -44,8 +44,16 @@ impl std::fmt::Debug for Plan {
 impl Plan {
     /// Builds and optimises a plan for `layers` (already resolved names) at
     /// a fixed `batch` size.
-    pub fn build(model: Arc<LoadedModel>, layers: Vec<String>, batch: usize) -> Result<Plan, ModelError> {
-        let outputs: Vec<String> = layers.iter().filter(|l| *l != INPUT_LAYER).cloned().collect();
+    pub fn build(
+        model: Arc<LoadedModel>,
+        layers: Vec<String>,
+        batch: usize,
+    ) -> Result<Plan, ModelError> {
+        let outputs: Vec<String> = layers
+            .iter()
+            .filter(|l| *l != INPUT_LAYER)
+            .cloned()
+            .collect();
         let sources = layers
             .iter()
             .map(|l| outputs.iter().position(|o| o == l))
@@ -89,14 +97,22 @@ impl Plan {
 
     /// Runs exactly `batch` preprocessed images (each `tensor_len` values);
     /// `names` identify the images in errors.
-    pub fn run(&self, images: &[Vec<f32>], names: &[&str]) -> Result<Vec<ImageActivations>, ModelError> {
+    pub fn run(
+        &self,
+        images: &[Vec<f32>],
+        names: &[&str],
+    ) -> Result<Vec<ImageActivations>, ModelError> {
         let fail = |reason: String| ModelError::Run {
             path: self.model.path.clone(),
             image: names.join("', '"),
             reason,
         };
         if images.len() != self.batch {
-            return Err(fail(format!("batch of {} images, plan expects {}", images.len(), self.batch)));
+            return Err(fail(format!(
+                "batch of {} images, plan expects {}",
+                images.len(),
+                self.batch
+            )));
         }
         let mut outputs: Vec<Vec<Vec<f32>>> = Vec::new();
         if let Some(runnable) = &self.runnable {
@@ -104,7 +120,10 @@ impl Plan {
             let mut data = Vec::with_capacity(per_image * images.len());
             for image in images {
                 if image.len() != per_image {
-                    return Err(fail(format!("input has {} values, expected {per_image}", image.len())));
+                    return Err(fail(format!(
+                        "input has {} values, expected {per_image}",
+                        image.len()
+                    )));
                 }
                 data.extend_from_slice(image);
             }
@@ -116,7 +135,9 @@ impl Plan {
                 .map_err(|e| fail(format!("{e:#}")))?;
             for value in results.iter() {
                 let tensor = value.cast_to::<f32>().map_err(|e| fail(format!("{e:#}")))?;
-                let view = tensor.try_as_plain_ram().map_err(|e| fail(format!("{e:#}")))?;
+                let view = tensor
+                    .try_as_plain_ram()
+                    .map_err(|e| fail(format!("{e:#}")))?;
                 let all = view.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
                 let per = all.len() / images.len();
                 outputs.push(all.chunks_exact(per.max(1)).map(<[f32]>::to_vec).collect());

@@ -18,7 +18,12 @@ fn is_pattern(text: &str) -> bool {
 fn nearest(wanted: &str, layers: &[LayerInfo]) -> String {
     let mut scored: Vec<(f64, &str)> = layers
         .iter()
-        .map(|l| (strsim::normalized_damerau_levenshtein(wanted, &l.name), l.name.as_str()))
+        .map(|l| {
+            (
+                strsim::normalized_damerau_levenshtein(wanted, &l.name),
+                l.name.as_str(),
+            )
+        })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     scored
@@ -90,8 +95,18 @@ mod tests {
 
     #[test]
     fn exact_names_keep_request_order_and_patterns_expand_in_model_order() {
-        let all = layers(&["input", "stem", "blocks.0.project", "blocks.1.project", "logits"]);
-        let req = vec!["logits".to_string(), "blocks.*.project".to_string(), "logits".to_string()];
+        let all = layers(&[
+            "input",
+            "stem",
+            "blocks.0.project",
+            "blocks.1.project",
+            "logits",
+        ]);
+        let req = vec![
+            "logits".to_string(),
+            "blocks.*.project".to_string(),
+            "logits".to_string(),
+        ];
         let got = select_layers(&req, &all, Path::new("m.onnx")).unwrap();
         assert_eq!(got, vec!["logits", "blocks.0.project", "blocks.1.project"]);
     }
@@ -99,9 +114,13 @@ mod tests {
     #[test]
     fn unknown_layer_suggests_nearest() {
         let all = layers(&["input", "blocks.3.depthwise", "blocks.3.project", "logits"]);
-        let err = select_layers(&["blocks.3.dephwise".to_string()], &all, Path::new("m.onnx"))
-            .unwrap_err()
-            .to_string();
+        let err = select_layers(
+            &["blocks.3.dephwise".to_string()],
+            &all,
+            Path::new("m.onnx"),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("'blocks.3.dephwise'"), "{err}");
         assert!(err.contains("nearest: blocks.3.depthwise"), "{err}");
     }

@@ -5,7 +5,6 @@
 //! type; each is attributed to the node that consumes it, which for a
 //! convolution or a fully connected layer is the layer itself.
 
-use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::konst::Const;
 
 use super::LoadedModel;
@@ -39,11 +38,23 @@ pub const NEAR_ZERO: f64 = 0.01;
 fn stats(values: &[f32]) -> (f64, f64, f64, f64, f64) {
     let n = values.len().max(1) as f64;
     let mean = values.iter().map(|v| f64::from(*v)).sum::<f64>() / n;
-    let var = values.iter().map(|v| (f64::from(*v) - mean).powi(2)).sum::<f64>() / n;
-    let min = values.iter().fold(f64::INFINITY, |m, v| m.min(f64::from(*v)));
-    let max = values.iter().fold(f64::NEG_INFINITY, |m, v| m.max(f64::from(*v)));
+    let var = values
+        .iter()
+        .map(|v| (f64::from(*v) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    let min = values
+        .iter()
+        .fold(f64::INFINITY, |m, v| m.min(f64::from(*v)));
+    let max = values
+        .iter()
+        .fold(f64::NEG_INFINITY, |m, v| m.max(f64::from(*v)));
     let limit = NEAR_ZERO * min.abs().max(max.abs());
-    let near = values.iter().filter(|v| f64::from(v.abs()) <= limit).count() as f64 / n;
+    let near = values
+        .iter()
+        .filter(|v| f64::from(v.abs()) <= limit)
+        .count() as f64
+        / n;
     (mean, var.sqrt(), min, max, near)
 }
 
