@@ -1,6 +1,7 @@
 //! Times one forward pass of a model per batch size, to pick the batch
 //! that `nn_activations` uses: `cargo run --release --example
-//! tract_batch_timing -- data/models/efficientnet_lite0.onnx logits`.
+//! tract_batch_timing -- data/models/efficientnet_lite0.onnx logits`
+//! (`BATCHES=1,4` picks the batch sizes).
 
 use std::path::Path;
 use std::time::Instant;
@@ -20,7 +21,11 @@ fn main() {
     };
     let model = cached_model(Path::new(model_path)).expect("model loads");
     let len = model.preprocessing.tensor_len();
-    for batch in [1usize, 2, 4, 8, 16] {
+    let batches: Vec<usize> = std::env::var("BATCHES")
+        .ok()
+        .map(|b| b.split(',').filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_else(|| vec![1, 2, 4, 8, 16]);
+    for batch in batches {
         let plan = cached_plan(Path::new(model_path), &layers, batch).expect("plan builds");
         let images: Vec<Vec<f32>> = (0..batch)
             .map(|i| {
@@ -32,15 +37,15 @@ fn main() {
         let names: Vec<&str> = (0..batch).map(|_| "synthetic").collect();
         plan.run(&images, &names).expect("warm-up runs");
         let mut times = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..20 {
             let t = Instant::now();
             plan.run(&images, &names).expect("runs");
             times.push(t.elapsed().as_secs_f64());
         }
         times.sort_by(f64::total_cmp);
         println!(
-            "batch {batch:2}: {:.1} ms per image (median of 5)",
-            times[2] * 1e3 / batch as f64
+            "batch {batch:2}: {:.1} ms per image (median of 20)",
+            times[10] * 1e3 / batch as f64
         );
     }
 }
