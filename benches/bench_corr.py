@@ -243,9 +243,12 @@ def build_kernel_example() -> Path:
     return target / "release" / "examples" / "corr_timing"
 
 
+RUNNER = B.QuietRunner(threshold=0.3, retries=2, budget_s=420)
+
+
 def child(args: list[str]) -> dict:
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *args]
-    return B.run_json(cmd, env=B.clean_env())
+    return RUNNER.run(cmd, env=B.clean_env())
 
 
 def repeats_for(n: int, d: int, repeats: int) -> int:
@@ -256,7 +259,7 @@ def run_shape(binary: Path, n: int, d: int, repeats: int, impls: list[str], tmp:
     reps = repeats_for(n, d, repeats)
     res = {"n": n, "d": d, "repeats": reps, "loadavg_start": B.loadavg()}
     print(f"  N={n} D={d} ({n * d * 4 / 2**20:.0f} MiB, {reps} run(s)):", end="", flush=True)
-    res["kernel"] = B.run_json([str(binary), str(n), str(d), "pearson", str(reps)])
+    res["kernel"] = RUNNER.run([str(binary), str(n), str(d), "pearson", str(reps)])
     print(f" kernel {res['kernel']['seconds_median']:.3f}s", end="", flush=True)
     for impl in impls:
         save = tmp / f"{impl}_{n}_{d}.npy"
@@ -288,7 +291,8 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
     headers += ["torch"] if has_torch else []
     headers += ["duckdb/kern", "np64/kern", "np32/kern"]
     headers += ["torch/kern"] if has_torch else []
-    headers += ["err duckdb", "err np32"] + (["err torch"] if has_torch else []) + ["load"]
+    headers += ["err duckdb", "err np32"] + (["err torch"] if has_torch else [])
+    headers += ["load", "others", "reruns"]
     rows = []
     for r in results:
         k = r["kernel"]["seconds_median"]
@@ -302,12 +306,18 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
         row += [B.fmt(g("duckdb", "max_abs_err_vs_f64"), ".1e"),
                 B.fmt(g("np32", "max_abs_err_vs_f64"), ".1e")]
         row += [B.fmt(g("torch", "max_abs_err_vs_f64"), ".1e")] if has_torch else []
-        row += [f"{r['loadavg_start'][0]:.1f}"]
+        runs = [r[k] for k in ("kernel", *PY_IMPLS) if k in r]
+        row += [f"{r['loadavg_start'][0]:.1f}",
+                f"{max(x['other_busy_cores'] for x in runs):.2f}",
+                str(sum(x["attempts"] - 1 for x in runs))]
         rows.append(row)
     B.print_table(headers, rows)
     print("duckdb = query + fetchnumpy + np.vstack; duckdb in-db = same aggregate, only len(keys) "
-          "fetched; err = max |r - np.corrcoef float64|; load = 1-min load average before the "
-          "shape (includes this benchmark's own 2 threads once it runs)")
+          "fetched; err = max |r - np.corrcoef float64|;\nload = 1-min load average before the "
+          "shape (includes this benchmark's own 2 threads once it runs); others = CPU cores kept "
+          "busy by other processes (or stolen by the hypervisor) during the row's runs, the worst "
+          "of the row (0 = quiet); reruns = runs repeated because others > 0.3 (the least "
+          "disturbed is kept)")
 
     big = [r for r in results if (r["n"], r["d"]) == (2000, 200704)]
     if big:
@@ -341,10 +351,13 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
         print(f"Second-order step: L={sim['l']} matrices of N={sim['n']}, pearson of upper triangles")
         k, npy = sim["kernel"]["seconds_median"], sim["numpy"]["seconds_median"]
         npc = sim["numpy"]["corrcoef_only_seconds_median"]
-        B.print_table(["implementation", "seconds", "ratio to kernel"],
-                      [["similarity_matrix (Rust, from the N x N matrices)", B.fmt(k), "1.00"],
-                       ["numpy: extract triangles + corrcoef", B.fmt(npy), B.fmt(B.ratio(npy, k), ".2f")],
-                       ["numpy: corrcoef of given triangles", B.fmt(npc), B.fmt(B.ratio(npc, k), ".2f")]])
+        ko, no = sim["kernel"]["other_busy_cores"], sim["numpy"]["other_busy_cores"]
+        B.print_table(["implementation", "seconds", "ratio to kernel", "others"],
+                      [["similarity_matrix (Rust, from the N x N matrices)", B.fmt(k), "1.00", B.fmt(ko, ".2f")],
+                       ["numpy: extract triangles + corrcoef", B.fmt(npy), B.fmt(B.ratio(npy, k), ".2f"),
+                        B.fmt(no, ".2f")],
+                       ["numpy: corrcoef of given triangles", B.fmt(npc), B.fmt(B.ratio(npc, k), ".2f"),
+                        B.fmt(no, ".2f")]])
 
     nb = info.get("numpy_blas", {})
     print()
@@ -412,7 +425,7 @@ def main() -> None:
     if not args.no_similarity:
         print(f"  second-order L={SIM_L} N={SIM_N}:", end="", flush=True)
         sim = {"l": SIM_L, "n": SIM_N,
-               "kernel": B.run_json([str(binary), "--similarity", str(SIM_L), str(SIM_N),
+               "kernel": RUNNER.run([str(binary), "--similarity", str(SIM_L), str(SIM_N),
                                      str(args.repeats)]),
                "numpy": child(["--impl", "np-sim", "--l", str(SIM_L), "--n", str(SIM_N),
                                "--repeats", str(args.repeats)])}
