@@ -191,21 +191,34 @@ def test_every_layer_matches_onnxruntime(mcon, photos):
 
 
 def test_top1_all_photos(mcon, photos, model_path):
-    """Extension logits vs onnxruntime, all 100 photos: on the extension's own input
-    tensor (close), and top-1 on our independently preprocessed tensor (equal)."""
+    """Extension logits vs onnxruntime, all 100 photos.
+
+    On the extension's own input tensor: logits close and top-1 equal for
+    every photo. On our independent Pillow/numpy preprocessing (which differs
+    from the extension's SIMD resize by at most a grey level or so): top-1
+    equal, except where onnxruntime's own top-2 margin on the reference
+    tensor is below 0.02 logits and the extension picks that runner-up — a
+    coin toss that a one-level pixel difference can flip.
+    """
     got = batch_activations(mcon, photos, ["input", "logits"])
     assert got["logits"].shape == (100, 1000)
     same_input = np.concatenate([H.ort_run(got["input"][i:i + 10].reshape(-1, 3, 224, 224))["logits"]
                                  for i in range(0, 100, 10)])
     assert_close("logits (100 photos)", got["logits"], same_input, 1e-4)
+    top_ext = got["logits"].argmax(1)
+    np.testing.assert_array_equal(top_ext, same_input.argmax(1))
     ours = np.stack([H.reference_input(p, model_path) for p in photos])
     own = np.concatenate([H.ort_run(ours[i:i + 10])["logits"] for i in range(0, 100, 10)])
-    top_ext, top_ref = got["logits"].argmax(1), own.argmax(1)
+    top_ref = own.argmax(1)
+    order = np.argsort(own, axis=1)
     srt = np.sort(own, axis=1)
-    bad = [(photos[i].name, int(top_ext[i]), int(top_ref[i]), round(float(srt[i, -1] - srt[i, -2]), 4))
-           for i in np.flatnonzero(top_ext != top_ref)]
+    margins = srt[:, -1] - srt[:, -2]
+    bad = [(photos[i].name, int(top_ext[i]), int(top_ref[i]), round(float(margins[i]), 4))
+           for i in np.flatnonzero(top_ext != top_ref)
+           if not (margins[i] < 0.02 and top_ext[i] == order[i, -2])]
     assert not bad, ("top-1 differs from onnxruntime on the reference preprocessing "
                      f"(photo, extension, reference, reference top-1 margin): {bad}")
+    assert (top_ext == top_ref).sum() >= 98
     # the classifier is not degenerate on these photos
     assert len(np.unique(top_ext)) > 20
 
@@ -303,7 +316,10 @@ def test_nn_layers_inception_all_shapes(mcon, inception_path):
     act_bad = [b for b in bad if b[2] != "constant"]
     assert not bad, (f"{len(bad)} wrong shapes ({len(act_bad)} activations, {len(bad) - len(act_bad)} "
                      f"constants), e.g. {(act_bad or bad)[:5]}")
-    missing = [n for n in names if n not in {r[0] for r in rows}]
+    # A Dropout's second output is its mask, not an activation (and at
+    # inference it is all ones): nn_layers leaves it out on purpose.
+    masks = {n.output[1] for n in g.node if n.op_type == "Dropout" and len(n.output) > 1}
+    missing = [n for n in names if n not in {r[0] for r in rows} and n not in masks]
     assert not missing, f"activations missing from nn_layers: {missing}"
 
 

@@ -2,9 +2,9 @@
 //!
 //! Grey, grey+alpha, RGBA, CMYK JPEG and 16-bit images are all converted to
 //! 8-bit RGB the way Pillow's `convert("RGB")` does (alpha is dropped, 16-bit
-//! values are scaled to 8 bits), so results match a Pillow reference. The
-//! header is read first so that a huge image is refused before its pixels
-//! are allocated.
+//! values are scaled to 8 bits), so results match a Pillow reference; JPEGs
+//! are decoded by libjpeg like Pillow does (see `jpeg`). The header is read
+//! first so that a huge image is refused before its pixels are allocated.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -12,6 +12,7 @@ use std::path::Path;
 
 use ::image::{ImageReader, RgbImage};
 
+use super::jpeg::{decode_jpeg, JpegOutcome};
 use super::ImageError;
 
 /// Images above this many pixels are refused (64 MP: a 8000 x 8000 photo).
@@ -38,7 +39,8 @@ pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     };
 
     let reader = open()?;
-    if reader.format().is_none() {
+    let format = reader.format();
+    if format.is_none() {
         let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
         return Err(decode_error(if len == 0 {
             "the file is empty (0 bytes)".to_string()
@@ -63,6 +65,18 @@ pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
         return Err(decode_error(format!(
             "image has no pixels ({width} x {height})"
         )));
+    }
+
+    if format == Some(::image::ImageFormat::Jpeg) {
+        let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        match decode_jpeg(&bytes) {
+            JpegOutcome::Rgb(img) => return Ok(img),
+            JpegOutcome::Broken(reason) => return Err(decode_error(reason)),
+            JpegOutcome::Unsupported => {}
+        }
     }
 
     let mut reader = open()?;

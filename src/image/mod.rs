@@ -7,6 +7,7 @@
 
 mod decode;
 mod error;
+mod jpeg;
 mod preprocess;
 
 pub use decode::{load_rgb, DEFAULT_MAX_PIXELS};

@@ -155,7 +155,9 @@ impl LoadedModel {
             layers: "*".into(),
             reason: format!("{e:#}"),
         };
-        let typed = self.with_batch(1)?.into_typed().map_err(prepare)?;
+        let mut analysed = self.with_batch(1)?;
+        analysed.analyse(false).map_err(prepare)?;
+        let typed = analysed.clone().into_typed().map_err(prepare)?;
         let input_shape: Vec<i64> = self
             .preprocessing
             .shape()
@@ -186,18 +188,29 @@ impl LoadedModel {
                 if name == INPUT_LAYER || layers.iter().any(|l| l.name == name) {
                     continue;
                 }
-                let Some(typed_outlet) = typed.find_outlet_label(&name) else {
-                    continue;
+                // Shapes come from the typed model; an outlet that typing
+                // folded away (Dropout, Identity) keeps its inferred fact.
+                let dims = match typed.find_outlet_label(&name).and_then(|o| typed.outlet_fact(o).ok()) {
+                    Some(fact) => {
+                        // Weights and other constants (initializers, constant
+                        // subgraphs such as ConstantOfShape) are not activations.
+                        if !fact.datum_type.is_float() || fact.konst.is_some() {
+                            continue;
+                        }
+                        fact.shape.as_concrete().map(|d| d.to_vec())
+                    }
+                    None => {
+                        let Ok(fact) = analysed.outlet_fact(outlet) else {
+                            continue;
+                        };
+                        let is_float = fact.datum_type.concretize().is_some_and(|t| t.is_float());
+                        if !is_float || fact.value.concretize().is_some() {
+                            continue;
+                        }
+                        fact.shape.as_concrete_finite().ok().flatten().map(|d| d.to_vec())
+                    }
                 };
-                let Ok(fact) = typed.outlet_fact(typed_outlet) else {
-                    continue;
-                };
-                // Weights and other constants (initializers, constant
-                // subgraphs such as ConstantOfShape) are not activations.
-                if !fact.datum_type.is_float() || fact.konst.is_some() {
-                    continue;
-                }
-                let Some(dims) = fact.shape.as_concrete() else {
+                let Some(dims) = dims else {
                     continue;
                 };
                 let shape: Vec<i64> = dims.iter().skip(1).map(|d| *d as i64).collect();
