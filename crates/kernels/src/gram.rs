@@ -32,7 +32,7 @@ use crate::error::{KernelError, Result};
 use crate::{try_zeroed, SquareMatrix};
 
 /// Target size of the `n x C` chunk buffer, in bytes.
-const CHUNK_BUFFER_BYTES: usize = 64 << 20;
+const CHUNK_BUFFER_BYTES: usize = 128 << 20;
 /// Bounds of the chunk width: wide enough that the per-chunk `n²` work is
 /// negligible next to the `n²·C` product, narrow enough to stay in memory.
 const MIN_CHUNK: usize = 2048;
@@ -54,7 +54,7 @@ pub enum Shift<'a> {
 }
 
 /// The column chunk width used when none is given: the widest multiple of
-/// 64 between 2048 and 16384 columns whose `n x C` buffer fits in 64 MiB,
+/// 64 between 2048 and 16384 columns whose `n x C` buffer fits in 128 MiB,
 /// and never more than `d`.
 pub fn default_chunk(n: usize, d: usize) -> usize {
     let by_memory = CHUNK_BUFFER_BYTES / (4 * n.max(1));
