@@ -19,6 +19,14 @@ pub fn corr_matrix_type() -> LogicalType {
     LogicalType::structure(&[("keys", &keys), ("matrix", &rows)])
 }
 
+/// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, what `layer_similarity`
+/// returns and `similarity_heatmap` takes.
+pub fn similarity_type() -> LogicalType {
+    let layers = LogicalType::list(&LogicalType::varchar());
+    let rows = LogicalType::list(&LogicalType::list(&LogicalType::double()));
+    LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
+}
+
 /// A keyed square matrix read from or written to DuckDB.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyedMatrix {

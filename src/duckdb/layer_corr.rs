@@ -17,6 +17,7 @@ use layercorr_kernels::{corr::correlation_matrix, CorrMethod, KernelError, RowMa
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
+use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
 
 /// The `layer_corr` aggregate.
@@ -28,24 +29,6 @@ pub struct CorrState {
     keys: Vec<String>,
     rows: Option<RowMatrix>,
     method: Option<CorrMethod>,
-}
-
-fn parse_method(text: &str) -> Result<CorrMethod, String> {
-    text.parse::<CorrMethod>().map_err(|e| e.to_string())
-}
-
-fn merge_method(state: &mut Option<CorrMethod>, method: CorrMethod) -> Result<(), String> {
-    match state {
-        Some(m) if *m != method => Err(format!(
-            "method must be the same for the whole group ('{}' and '{}')",
-            m.name(),
-            method.name()
-        )),
-        _ => {
-            *state = Some(method);
-            Ok(())
-        }
-    }
 }
 
 fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> String {
@@ -86,25 +69,9 @@ impl Aggregate for LayerCorr {
         let key_ok = Validity::of(key_vec);
         let acts = FloatLists::new(act_vec, rows);
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
-        let mut last_method: Option<(String, CorrMethod)> = None;
+        let mut last_method = None;
         for row in 0..rows {
-            let method = match method_vec {
-                None => CorrMethod::Pearson,
-                Some(v) => {
-                    if !Validity::of(v).is_valid(row) {
-                        return Err("method is NULL".into());
-                    }
-                    let text = str_at(v, row);
-                    match &last_method {
-                        Some((t, m)) if *t == text => *m,
-                        _ => {
-                            let m = parse_method(&text)?;
-                            last_method = Some((text.into_owned(), m));
-                            m
-                        }
-                    }
-                }
-            };
+            let method = method_at(method_vec, row, CorrMethod::Pearson, &mut last_method)?;
             let Some(values) = acts.get(row).map_err(|e| format!("activation: {e}"))? else {
                 continue;
             };

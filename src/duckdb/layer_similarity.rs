@@ -17,11 +17,14 @@
 use ::duckdb::ffi;
 use layercorr_kernels::{compare::similarity_matrix, CompareMethod, KernelError};
 
-use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
+use super::corr_struct::{
+    check_same_keys, corr_matrix_type, read_keyed_matrix, similarity_type, KeyedMatrix,
+};
 use super::ffi::{
     append_list, chunk_len, column, column_count, set_f64_list, set_str_list, str_at, struct_child,
     LogicalType, Validity,
 };
+use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
 
 /// The `layer_similarity` aggregate.
@@ -35,37 +38,11 @@ pub struct SimilarityState {
     method: Option<CompareMethod>,
 }
 
-/// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`.
-fn similarity_type() -> LogicalType {
-    let layers = LogicalType::list(&LogicalType::varchar());
-    let rows = LogicalType::list(&LogicalType::list(&LogicalType::double()));
-    LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
-}
-
-/// Parses a comparison method name, listing the valid ones on error.
-pub fn parse_compare_method(text: &str) -> Result<CompareMethod, String> {
-    text.parse::<CompareMethod>().map_err(|e| e.to_string())
-}
-
 /// Adds the matrix index's name to a kernel error.
 pub fn name_matrix(e: KernelError, names: &[String]) -> String {
     match e.matrix_index().and_then(|i| names.get(i)) {
         Some(name) => format!("{e} (matrix {} is '{name}')", e.matrix_index().unwrap_or(0)),
         None => e.to_string(),
-    }
-}
-
-fn merge_method(state: &mut Option<CompareMethod>, method: CompareMethod) -> Result<(), String> {
-    match state {
-        Some(m) if *m != method => Err(format!(
-            "method must be the same for the whole group ('{}' and '{}')",
-            m.name(),
-            method.name()
-        )),
-        _ => {
-            *state = Some(method);
-            Ok(())
-        }
     }
 }
 
@@ -98,12 +75,9 @@ impl Aggregate for LayerSimilarity {
         let (layer_vec, matrix_vec) = (column(input, 0), column(input, 1));
         let layer_ok = Validity::of(layer_vec);
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
+        let mut last_method = None;
         for row in 0..rows {
-            let method = match method_vec {
-                None => CompareMethod::Pearson,
-                Some(v) if !Validity::of(v).is_valid(row) => return Err("method is NULL".into()),
-                Some(v) => parse_compare_method(&str_at(v, row))?,
-            };
+            let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
             if !layer_ok.is_valid(row) {
                 return Err("layer name is NULL".into());
             }

@@ -12,6 +12,7 @@ mod corr_struct;
 mod layer_corr;
 mod layer_similarity;
 mod line_plot;
+mod method_arg;
 mod nn_activations;
 mod nn_activations_table;
 mod nn_layers;

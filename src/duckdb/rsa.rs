@@ -14,10 +14,9 @@ use ::duckdb::ffi;
 use layercorr_kernels::{compare::compare_pair, CompareMethod};
 
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix};
-use super::ffi::{
-    chunk_len, column, column_count, set_null, set_value, str_at, LogicalType, Validity,
-};
-use super::layer_similarity::{name_matrix, parse_compare_method};
+use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType};
+use super::layer_similarity::name_matrix;
+use super::method_arg::method_at;
 use super::register::ScalarFunction;
 
 /// The `rsa` scalar function.
@@ -50,12 +49,9 @@ impl ScalarFunction for Rsa {
         let rows = chunk_len(input);
         let (a_vec, b_vec) = (column(input, 0), column(input, 1));
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
+        let mut last_method = None;
         for row in 0..rows {
-            let method = match method_vec {
-                None => CompareMethod::Pearson,
-                Some(v) if !Validity::of(v).is_valid(row) => return Err("method is NULL".into()),
-                Some(v) => parse_compare_method(&str_at(v, row))?,
-            };
+            let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
             let a = read_keyed_matrix(a_vec, rows, row, "matrix_a")?;
             let b = read_keyed_matrix(b_vec, rows, row, "matrix_b")?;
             let (Some(a), Some(b)) = (a, b) else {

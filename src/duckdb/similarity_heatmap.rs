@@ -9,6 +9,7 @@
 use ::duckdb::ffi;
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
 
+use super::corr_struct::similarity_type;
 use super::ffi::{
     chunk_len, column, column_count, list_entries, set_blob, set_null, str_list_at, struct_child,
     LogicalType, Validity,
@@ -18,13 +19,6 @@ use super::register::ScalarFunction;
 
 /// The `similarity_heatmap` scalar function.
 pub struct SimilarityHeatmap;
-
-/// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, as `layer_similarity` returns.
-fn similarity_type() -> LogicalType {
-    let layers = LogicalType::list(&LogicalType::varchar());
-    let rows = LogicalType::list(&LogicalType::list(&LogicalType::double()));
-    LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
-}
 
 /// Layer names and the row-major L x L values.
 type LayerMatrix = (Vec<String>, Vec<f64>);

@@ -46,7 +46,7 @@ pub fn decode_jpeg(bytes: &[u8]) -> JpegOutcome {
         }
         let mut started = decompress.rgb()?;
         let (width, height) = (started.width() as u32, started.height() as u32);
-        let pixels = started.read_scanlines_flat()?;
+        let pixels = started.read_scanlines::<u8>()?;
         started.finish()?;
         Ok(RgbImage::from_raw(width, height, pixels))
     }));

@@ -190,7 +190,10 @@ impl LoadedModel {
                 }
                 // Shapes come from the typed model; an outlet that typing
                 // folded away (Dropout, Identity) keeps its inferred fact.
-                let dims = match typed.find_outlet_label(&name).and_then(|o| typed.outlet_fact(o).ok()) {
+                let dims = match typed
+                    .find_outlet_label(&name)
+                    .and_then(|o| typed.outlet_fact(o).ok())
+                {
                     Some(fact) => {
                         // Weights and other constants (initializers, constant
                         // subgraphs such as ConstantOfShape) are not activations.
@@ -207,7 +210,11 @@ impl LoadedModel {
                         if !is_float || fact.value.concretize().is_some() {
                             continue;
                         }
-                        fact.shape.as_concrete_finite().ok().flatten().map(|d| d.to_vec())
+                        fact.shape
+                            .as_concrete_finite()
+                            .ok()
+                            .flatten()
+                            .map(|d| d.to_vec())
                     }
                 };
                 let Some(dims) = dims else {
