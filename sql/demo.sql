@@ -1,5 +1,6 @@
--- layercorr demo: run EfficientNet-Lite0 over 100 photos, keep 13 layers'
--- activations, label each photo with its top-1 class, and summarise.
+-- layercorr demo: run EfficientNet-Lite0 over 100 photos, keep the
+-- activations of 13 layers, label each photo with its top-1 class,
+-- summarise, and draw the layer-wise decorrelation (PNGs under out/).
 -- Run by `make demo` as:  duckdb -unsigned data/demo.duckdb < sql/demo.sql
 -- The tables it leaves (images, layers, activations, matrices) are the
 -- starting point of the analysis scripts in sql/.
@@ -61,3 +62,21 @@ SELECT l.layer, round(r.pearson, 3) AS similarity_to_input
 FROM (SELECT b.layer, rsa(a.m, b.m) AS pearson FROM matrices a, matrices b WHERE a.layer = 'input') r
 JOIN layers l USING (layer)
 ORDER BY l.position;
+
+-- Pictures (PNG files under out/): the layer x layer matrix, the per-layer
+-- matrices in the order of the logits' clustering, and the curve of
+-- similarity to the input and to the logits against depth.
+SELECT write_png('out/demo_similarity.png',
+       similarity_heatmap(layer_similarity(layer, m ORDER BY position), 'Layer x layer similarity (Pearson)')) AS figure
+FROM matrices JOIN layers USING (layer);
+
+SELECT write_png('out/demo_matrices.png',
+       corr_heatmap_grid(layer, m, (SELECT corr_order(m) FROM matrices WHERE layer = 'logits'),
+                         'Image x image Pearson r per layer, ordered by logits clustering' ORDER BY position)) AS figure
+FROM matrices JOIN layers USING (layer);
+
+SELECT write_png('out/demo_similarity_by_depth.png',
+       line_plot('to ' || a.layer, b.layer, rsa(a.m, b.m), 'Similarity to the input and to the logits, by depth'
+                 ORDER BY a.layer, l.position)) AS figure
+FROM matrices a, matrices b JOIN layers l ON l.layer = b.layer
+WHERE a.layer IN ('input', 'logits');
