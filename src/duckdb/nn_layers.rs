@@ -15,7 +15,7 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
-use super::register::{BindArgs, Bound, TableFunction};
+use super::register::{next_page, BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, LoadedModel};
 
 /// The `nn_layers` table function.
@@ -52,8 +52,7 @@ impl TableFunction for NnLayers {
         next_row: &mut usize,
         output: ffi::duckdb_data_chunk,
     ) -> Result<usize, String> {
-        let rows = &bind.layers[(*next_row).min(bind.layers.len())..];
-        let rows = &rows[..rows.len().min(2048)];
+        let rows = next_page(&bind.layers, next_row);
         let (name, op, shape, size, position) = (
             column(output, 0),
             column(output, 1),
@@ -68,7 +67,6 @@ impl TableFunction for NnLayers {
             set_value(size, i, layer.size);
             set_value(position, i, layer.position);
         }
-        *next_row += rows.len();
         Ok(rows.len())
     }
 }

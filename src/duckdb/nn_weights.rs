@@ -13,7 +13,7 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
-use super::register::{BindArgs, Bound, TableFunction};
+use super::register::{next_page, BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.
@@ -54,8 +54,7 @@ impl TableFunction for NnWeights {
         next_row: &mut usize,
         output: ffi::duckdb_data_chunk,
     ) -> Result<usize, String> {
-        let rows = &weights[(*next_row).min(weights.len())..];
-        let rows = &rows[..rows.len().min(2048)];
+        let rows = next_page(weights, next_row);
         let cols: Vec<ffi::duckdb_vector> = (0..9).map(|i| column(output, i)).collect();
         for (i, w) in rows.iter().enumerate() {
             set_str(cols[0], i, &w.tensor);
@@ -68,7 +67,6 @@ impl TableFunction for NnWeights {
             set_value(cols[7], i, w.max);
             set_value(cols[8], i, w.near_zero);
         }
-        *next_row += rows.len();
         Ok(rows.len())
     }
 }

@@ -63,6 +63,15 @@ pub trait TableFunction {
     ) -> Result<usize, String>;
 }
 
+/// The next page (at most one 2048-row vector) of an in-memory result,
+/// advancing `next_row`; for table functions that list precomputed rows.
+pub fn next_page<'a, T>(rows: &'a [T], next_row: &mut usize) -> &'a [T] {
+    let rest = &rows[(*next_row).min(rows.len())..];
+    let page = &rest[..rest.len().min(2048)];
+    *next_row += page.len();
+    page
+}
+
 unsafe extern "C" fn drop_box<T>(ptr: *mut c_void) {
     if !ptr.is_null() {
         drop(Box::from_raw(ptr as *mut T));
