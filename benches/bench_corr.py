@@ -243,7 +243,7 @@ def build_kernel_example() -> Path:
     return target / "release" / "examples" / "corr_timing"
 
 
-RUNNER = B.QuietRunner(threshold=0.3, retries=2, budget_s=420)
+RUNNER = B.QuietRunner(threshold=0.3, retries=1, budget_s=150)
 
 
 def child(args: list[str]) -> dict:

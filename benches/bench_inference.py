@@ -363,7 +363,7 @@ def worker_e2e_python(image_dir: Path) -> dict:
 # Driver
 # --------------------------------------------------------------------------
 
-RUNNER = B.QuietRunner(threshold=0.3, retries=2, budget_s=300)
+RUNNER = B.QuietRunner(threshold=0.3, retries=1, budget_s=120)
 
 
 def child(args: list[str]) -> dict:

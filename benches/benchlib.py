@@ -230,10 +230,11 @@ class QuietRunner:
 
     A child whose `other_busy_cores` exceeds `threshold` is run again (up to
     `retries` more times, and only while the script is within `budget_s`
-    seconds of its start); the least disturbed attempt is kept and the
-    number of attempts recorded. This keeps the numbers of a benchmark that
-    shares the machine with compilers as close as possible to a quiet one,
-    and the table says how quiet each kept run was.
+    seconds of its start, so that a machine busy for longer -- a cold
+    build -- does not double the run time); the least disturbed attempt is
+    kept and the number of attempts recorded. Short interruptions (a test
+    run, an incremental build) are thus absorbed, and the table says how
+    quiet each kept run was.
     """
 
     def __init__(self, threshold: float = 0.3, retries: int = 2, budget_s: float = 420.0):
