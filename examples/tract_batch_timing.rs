@@ -19,6 +19,12 @@ fn main() {
     } else {
         vec!["logits".into()]
     };
+    if let Ok(n) = std::env::var("TRACT_THREADS") {
+        let n: usize = n.parse().expect("TRACT_THREADS is a number");
+        tract_linalg::multithread::set_default_executor(
+            tract_linalg::multithread::Executor::multithread(n),
+        );
+    }
     let model = cached_model(Path::new(model_path)).expect("model loads");
     let len = model.preprocessing.tensor_len();
     let batches: Vec<usize> = std::env::var("BATCHES")

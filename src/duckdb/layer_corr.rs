@@ -15,7 +15,7 @@
 use ::duckdb::ffi;
 use layercorr_kernels::{corr::correlation_matrix, CorrMethod, KernelError, RowMatrix};
 
-use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, reserve_keyed_matrices, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
 use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
@@ -115,6 +115,15 @@ impl Aggregate for LayerCorr {
             }
         }
         Ok(())
+    }
+
+    unsafe fn reserve_output(states: &[&CorrState], output: ffi::duckdb_vector) {
+        let sizes: Vec<usize> = states
+            .iter()
+            .filter(|s| s.rows.is_some())
+            .map(|s| s.keys.len())
+            .collect();
+        reserve_keyed_matrices(output, &sizes);
     }
 
     unsafe fn finalize(
