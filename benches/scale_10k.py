@@ -110,14 +110,21 @@ def main() -> None:
     # `GROUP BY layer` over all 12 layers makes DuckDB hold all 12 results
     # (4.8 GB) in one output chunk and then copy them into storage, which
     # peaked at about 20 GiB here (`--group-by` measures that form).
+    # DuckDB's buffer pool keeps written blocks cached up to its
+    # memory_limit (80% of RAM by default); 8 GB bounds that cache (4 GB
+    # was too little for DuckDB's own checkpoint of a 400 MB matrix). The
+    # kernels' own memory (input rows plus about 12 N² bytes while one
+    # matrix is computed) is outside DuckDB's accounting.
     if args.group_by:
         matrices_sql = f"""
             LOAD '{EXT}';
+            SET memory_limit = '8GB';
             CREATE TABLE matrices AS SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
         """
     else:
         matrices_sql = f"""
             LOAD '{EXT}';
+            SET memory_limit = '8GB';
             CREATE TABLE matrices (layer VARCHAR, m STRUCT(keys VARCHAR[], matrix FLOAT[][]));
         """ + "".join(
             f"INSERT INTO matrices SELECT layer, layer_corr(path, activation) FROM activations "

@@ -364,3 +364,44 @@ def test_pearson_larger_matrix(con):
     k, m = corr(con, "big")
     assert len(k) == 200
     assert_matrix("pearson N=200 D=20000", m, np.corrcoef(X.astype(np.float64)), 1e-5)
+
+
+# --------------------------------------------------------------------------
+# rows spilled to a temporary file (LAYERCORR_SPILL_MB)
+
+@pytest.mark.parametrize("method", ["pearson", "spearman", "cosine", "euclidean", "gram"])
+def test_spilled_rows_give_the_same_matrix(con, rand, monkeypatch, method):
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "off")
+    keys, in_memory = corr(con, "r", method)
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    keys_spilled, spilled = corr(con, "r", method)
+    assert keys_spilled == keys
+    assert_matrix(method, spilled, in_memory, 1e-6)
+
+
+def test_spilled_rows_over_several_chunks_and_groups(con, monkeypatch):
+    """3000 rows per group arrive in several DuckDB chunks; every group spills."""
+    rng = np.random.default_rng(5)
+    n, d = 3000, 40
+    con.execute("CREATE TABLE big (g INTEGER, k VARCHAR, v FLOAT[])")
+    data = {}
+    for g in range(3):
+        X = (rng.standard_normal((n, 3)) @ rng.standard_normal((3, d)) + rng.standard_normal((n, d))).astype(np.float32)
+        data[g] = X
+        con.executemany("INSERT INTO big VALUES (?, ?, ?)", [(g, f"k{i:05d}", X[i].tolist()) for i in range(n)])
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    rows = con.execute("SELECT g, m.keys, m.matrix FROM (SELECT g, layer_corr(k, v) AS m FROM big GROUP BY g) ORDER BY g").fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2]
+    for g, keys, mat in rows:
+        assert keys == [f"k{i:05d}" for i in range(n)]
+        assert_matrix(f"group {g}", np.array(mat, dtype=np.float64), np.corrcoef(data[g].astype(np.float64)), 1e-5)
+
+
+def test_spill_folder_problems_are_named(con, rand, monkeypatch):
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    monkeypatch.setenv("TMPDIR", "/nonexistent/layercorr_spill_dir")
+    with pytest.raises(Exception, match="layercorr_spill_dir"):
+        corr(con, "r")
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "lots")
+    with pytest.raises(Exception, match="LAYERCORR_SPILL_MB is 'lots'"):
+        corr(con, "r")

@@ -8,12 +8,23 @@
 //! of different lengths, fewer than two rows, and a constant (zero
 //! variance) activation for pearson/spearman are errors naming the key.
 //!
+//! A group keeps its rows until finalize: in memory up to
+//! `LAYERCORR_SPILL_MB` megabytes (default 256), past that in an unlinked
+//! file in the temporary folder (`TMPDIR`), read back a column chunk at a
+//! time, so the host's memory stays near the table plus N² however large
+//! the layer. `LAYERCORR_SPILL_MB=off` keeps everything in memory. For
+//! spearman each row is ranked as it arrives.
+//!
 //! ```sql
 //! SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
 //! ```
 
 use ::duckdb::ffi;
-use layercorr_kernels::{corr::correlation_matrix, CorrMethod, KernelError, RowMatrix};
+use layercorr_kernels::corr::correlation_matrix_of;
+use layercorr_kernels::rank::rank_row_into;
+use layercorr_kernels::source::Permuted;
+use layercorr_kernels::{CorrMethod, KernelError, RowStore, SpillPolicy};
+use rayon::prelude::*;
 
 use super::corr_struct::{corr_matrix_type, reserve_keyed_matrices, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
@@ -23,12 +34,35 @@ use super::register::Aggregate;
 /// The `layer_corr` aggregate.
 pub struct LayerCorr;
 
-/// One group's rows, kept until finalize.
+/// One group's rows, kept until finalize (ranked already for spearman).
 #[derive(Default)]
 pub struct CorrState {
     keys: Vec<String>,
-    rows: Option<RowMatrix>,
+    rows: Option<RowStore>,
     method: Option<CorrMethod>,
+}
+
+/// Megabytes of rows a group keeps in memory before it spills to a file.
+const DEFAULT_SPILL_MB: usize = 256;
+
+/// The spill limit and folder, from `LAYERCORR_SPILL_MB` and `TMPDIR`.
+fn spill_policy() -> Result<SpillPolicy, String> {
+    let limit_bytes = match std::env::var("LAYERCORR_SPILL_MB") {
+        Err(_) => Some(DEFAULT_SPILL_MB << 20),
+        Ok(v) if v.trim().eq_ignore_ascii_case("off") => None,
+        Ok(v) => Some(
+            v.trim()
+                .parse::<usize>()
+                .map_err(|_| {
+                    format!("LAYERCORR_SPILL_MB is '{v}'; expected a number of megabytes or 'off'")
+                })?
+                .saturating_mul(1 << 20),
+        ),
+    };
+    Ok(SpillPolicy {
+        limit_bytes,
+        dir: std::env::temp_dir(),
+    })
 }
 
 fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> String {
@@ -43,6 +77,58 @@ fn kernel_error(e: KernelError, keys: &[String]) -> String {
         Some(key) => format!("{e} (row {} is key '{key}')", e.row().unwrap_or(0)),
         None => e.to_string(),
     }
+}
+
+/// Spearman rows ranked together in one parallel step.
+const RANK_BATCH: usize = 16;
+
+/// Adds a batch of `(row, method, values)` to their groups, ranking the
+/// spearman ones first (in parallel, into `ranked`).
+///
+/// # Safety
+/// `key_vec` is the live key column and `state_of` returns live states.
+unsafe fn store_batch(
+    batch: &[(usize, CorrMethod, &[f32])],
+    ranked: &mut Vec<Vec<f32>>,
+    key_vec: ffi::duckdb_vector,
+    state_of: &mut dyn FnMut(usize) -> *mut CorrState,
+    policy: &SpillPolicy,
+) -> Result<(), String> {
+    ranked.resize_with(batch.len(), Vec::new);
+    let failed = batch
+        .par_iter()
+        .zip(ranked.par_iter_mut())
+        .filter(|((_, method, _), _)| *method == CorrMethod::Spearman)
+        .map(|((row, _, values), out)| {
+            out.resize(values.len(), 0.0);
+            rank_row_into(values, out).err().map(|e| (*row, e))
+        })
+        .flatten()
+        .min_by_key(|(row, _)| *row);
+    if let Some((row, e)) = failed {
+        let key = str_at(key_vec, row);
+        let e = e.to_string().replacen("row 0 ", "the activation ", 1);
+        return Err(format!("{e} (key '{key}')"));
+    }
+    for ((row, method, values), ranks) in batch.iter().zip(ranked.iter()) {
+        let key = str_at(key_vec, *row);
+        let state = &mut *state_of(*row);
+        merge_method(&mut state.method, *method)?;
+        let store = state
+            .rows
+            .get_or_insert_with(|| RowStore::new(values.len()));
+        if store.d() != values.len() {
+            return Err(length_error(&state.keys, &key, store.d(), values.len()));
+        }
+        let values = if *method == CorrMethod::Spearman {
+            &ranks[..]
+        } else {
+            values
+        };
+        store.push_row(values, policy).map_err(|e| e.to_string())?;
+        state.keys.push(key.into_owned());
+    }
+    Ok(())
 }
 
 impl Aggregate for LayerCorr {
@@ -70,6 +156,11 @@ impl Aggregate for LayerCorr {
         let acts = FloatLists::new(act_vec, rows);
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
         let mut last_method = None;
+        let policy = spill_policy()?;
+        // Spearman rows are ranked a batch at a time on rayon's pool (the
+        // ranking is an n log n sort per row), then stored in arrival order.
+        let mut batch: Vec<(usize, CorrMethod, &[f32])> = Vec::with_capacity(RANK_BATCH);
+        let mut ranked: Vec<Vec<f32>> = Vec::new();
         for row in 0..rows {
             let method = method_at(method_vec, row, CorrMethod::Pearson, &mut last_method)?;
             let Some(values) = acts.get(row).map_err(|e| format!("activation: {e}"))? else {
@@ -78,19 +169,13 @@ impl Aggregate for LayerCorr {
             if !key_ok.is_valid(row) {
                 return Err("key is NULL for a non-NULL activation".into());
             }
-            let key = str_at(key_vec, row);
-            let state = &mut *state_of(row);
-            merge_method(&mut state.method, method)?;
-            let matrix = state
-                .rows
-                .get_or_insert_with(|| RowMatrix::new(values.len()));
-            if matrix.d() != values.len() {
-                return Err(length_error(&state.keys, &key, matrix.d(), values.len()));
+            batch.push((row, method, values));
+            if batch.len() == RANK_BATCH {
+                store_batch(&batch, &mut ranked, key_vec, state_of, &policy)?;
+                batch.clear();
             }
-            matrix.push_row(values).map_err(|e| e.to_string())?;
-            state.keys.push(key.into_owned());
         }
-        Ok(())
+        store_batch(&batch, &mut ranked, key_vec, state_of, &policy)
     }
 
     fn combine(source: &mut CorrState, target: &mut CorrState) -> Result<(), String> {
@@ -110,8 +195,15 @@ impl Aggregate for LayerCorr {
                     let key = source.keys.first().cloned().unwrap_or_default();
                     return Err(length_error(&target.keys, &key, dst.d(), src_rows.d()));
                 }
-                dst.append(&src_rows).map_err(|e| e.to_string())?;
-                target.keys.append(&mut source.keys);
+                let keeps_order = dst.append_keeps_order(&src_rows);
+                dst.append(src_rows, &spill_policy()?)
+                    .map_err(|e| e.to_string())?;
+                if keeps_order {
+                    target.keys.append(&mut source.keys);
+                } else {
+                    source.keys.append(&mut target.keys);
+                    target.keys = std::mem::take(&mut source.keys);
+                }
             }
         }
         Ok(())
@@ -138,7 +230,7 @@ impl Aggregate for LayerCorr {
                 method.name()
             ));
         };
-        let mut keys = std::mem::take(&mut state.keys);
+        let keys = std::mem::take(&mut state.keys);
         if keys.len() < 2 {
             return Err(format!(
                 "{}: need at least 2 rows, got {} (key '{}')",
@@ -155,14 +247,24 @@ impl Aggregate for LayerCorr {
                 keys[w[0]]
             ));
         }
-        if order.iter().enumerate().any(|(i, o)| i != *o) {
-            rows.permute_rows(&order).map_err(|e| e.to_string())?;
-            keys = order
-                .iter()
-                .map(|i| std::mem::take(&mut keys[*i]))
-                .collect();
-        }
-        let matrix = correlation_matrix(rows, method).map_err(|e| kernel_error(e, &keys))?;
+        rows.finish().map_err(|e| e.to_string())?;
+        let sorted: Vec<String> = order.iter().map(|i| keys[*i].clone()).collect();
+        let in_order = order.iter().enumerate().all(|(i, o)| i == *o);
+        let matrix = match &mut rows {
+            RowStore::Memory(m) => {
+                if !in_order {
+                    m.permute_rows(&order).map_err(|e| e.to_string())?;
+                }
+                correlation_matrix_of(m, method, None)
+            }
+            RowStore::Spilled(file) => {
+                let permuted = Permuted::new(file, &order).map_err(|e| e.to_string())?;
+                correlation_matrix_of(&permuted, method, None)
+            }
+        };
+        drop(rows);
+        let keys = sorted;
+        let matrix = matrix.map_err(|e| kernel_error(e, &keys))?;
         write_keyed_matrix(output, row, &keys, matrix.as_slice());
         Ok(())
     }

@@ -21,10 +21,11 @@
 use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
-use crate::gram::{default_chunk, gram_lower, sum_f64, Shift};
+use crate::gram::{default_chunk, gram_lower_of, sum_f64, Shift};
 use crate::method::CorrMethod;
 use crate::rank::rank_rows;
 use crate::rows::RowMatrix;
+use crate::source::RowSource;
 use crate::SquareMatrix;
 
 /// Euclidean pairs with `d² < REFINE · (G_ii + G_jj)` are recomputed
@@ -58,7 +59,89 @@ pub fn correlation_matrix_with_chunk(
     method: CorrMethod,
     chunk: Option<usize>,
 ) -> Result<SquareMatrix<f32>> {
+    check_shape(rows.n(), rows.d(), method)?;
+    if method == CorrMethod::Spearman {
+        rank_rows(&mut rows)?;
+    }
+    let m = correlation_matrix_of(&rows, method, chunk);
+    drop(rows);
+    m
+}
+
+/// [`correlation_matrix`] of rows read through a [`RowSource`] (in memory
+/// or a spill file), which is left as it is.
+///
+/// For [`CorrMethod::Spearman`] the rows must already be average ranks
+/// (see [`crate::rank::rank_row_into`]): a source cannot be ranked in
+/// place, so the caller ranks each row as it arrives.
+pub fn correlation_matrix_of(
+    rows: &dyn RowSource,
+    method: CorrMethod,
+    chunk: Option<usize>,
+) -> Result<SquareMatrix<f32>> {
     let (n, d) = (rows.n(), rows.d());
+    check_shape(n, d, method)?;
+    let chunk = chunk.unwrap_or_else(|| default_chunk(n, d)).clamp(1, d);
+    match method {
+        CorrMethod::Pearson => {
+            // Shift each row by the mean of its first chunk (computed in f64).
+            let shifts = first_chunk_means(rows, chunk)?;
+            let g = gram_lower_of(rows, Shift::PerRow(&shifts), chunk)?;
+            pearson_from_gram(g, d, method)
+        }
+        CorrMethod::Spearman => {
+            // Average ranks sum to d(d+1)/2 in every row: (d+1)/2 is the
+            // exact mean, so the shifted ranks are exact half-integers.
+            let shifts = vec![((d as f64 + 1.0) * 0.5) as f32; n];
+            let g = gram_lower_of(rows, Shift::PerRow(&shifts), chunk)?;
+            pearson_from_gram(g, d, method)
+        }
+        CorrMethod::Cosine => {
+            let g = gram_lower_of(rows, Shift::None, chunk)?;
+            let diag = g.diagonal();
+            let inv = inverse_sqrt(&diag, method)?;
+            Ok(g.into_symmetric(|i, j, v| {
+                if i == j {
+                    1.0
+                } else {
+                    (v * inv[i] * inv[j]).clamp(-1.0, 1.0)
+                }
+            }))
+        }
+        CorrMethod::Euclidean => {
+            let g = gram_lower_of(rows, Shift::ColumnMean, chunk)?;
+            let diag = g.diagonal();
+            let read_error = std::sync::Mutex::new(None);
+            let m = g.into_symmetric(|i, j, v| {
+                if i == j {
+                    return 0.0;
+                }
+                let norms = diag[i] + diag[j];
+                let d2 = norms - 2.0 * v;
+                if d2 > EUCLIDEAN_REFINE * norms {
+                    return d2.sqrt();
+                }
+                match sq_dist_rows(rows, i, j) {
+                    Ok(x) => x.sqrt(),
+                    Err(e) => {
+                        *read_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                        f64::NAN
+                    }
+                }
+            });
+            match read_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                Some(e) => Err(e),
+                None => Ok(m),
+            }
+        }
+        CorrMethod::Gram => {
+            let g = gram_lower_of(rows, Shift::ColumnMean, chunk)?;
+            Ok(g.into_symmetric(|_, _, v| v))
+        }
+    }
+}
+
+fn check_shape(n: usize, d: usize, method: CorrMethod) -> Result<()> {
     if n < 2 {
         return Err(KernelError::TooFewRows {
             what: method.name(),
@@ -71,64 +154,42 @@ pub fn correlation_matrix_with_chunk(
             what: method.name(),
         });
     }
-    let chunk = chunk.unwrap_or_else(|| default_chunk(n, d)).clamp(1, d);
-    match method {
-        CorrMethod::Pearson => {
-            // Shift each row by the mean of its first chunk (computed in f64).
-            let shifts: Vec<f32> = rows
-                .as_slice()
-                .par_chunks(d)
-                .map(|r| (sum_f64(&r[..chunk]) / chunk as f64) as f32)
-                .collect();
-            let g = gram_lower(rows.as_slice(), n, d, Shift::PerRow(&shifts), chunk)?;
-            drop(rows);
-            pearson_from_gram(g, d, method)
-        }
-        CorrMethod::Spearman => {
-            rank_rows(&mut rows)?;
-            // Average ranks sum to d(d+1)/2 in every row: (d+1)/2 is the
-            // exact mean, so the shifted ranks are exact half-integers.
-            let shifts = vec![((d as f64 + 1.0) * 0.5) as f32; n];
-            let g = gram_lower(rows.as_slice(), n, d, Shift::PerRow(&shifts), chunk)?;
-            drop(rows);
-            pearson_from_gram(g, d, method)
-        }
-        CorrMethod::Cosine => {
-            let g = gram_lower(rows.as_slice(), n, d, Shift::None, chunk)?;
-            drop(rows);
-            let diag = g.diagonal();
-            let inv = inverse_sqrt(&diag, method)?;
-            Ok(g.into_symmetric(|i, j, v| {
-                if i == j {
-                    1.0
-                } else {
-                    (v * inv[i] * inv[j]).clamp(-1.0, 1.0)
-                }
-            }))
-        }
-        CorrMethod::Euclidean => {
-            let g = gram_lower(rows.as_slice(), n, d, Shift::ColumnMean, chunk)?;
-            let diag = g.diagonal();
-            let data = rows.as_slice();
-            Ok(g.into_symmetric(|i, j, v| {
-                if i == j {
-                    return 0.0;
-                }
-                let norms = diag[i] + diag[j];
-                let d2 = norms - 2.0 * v;
-                if d2 <= EUCLIDEAN_REFINE * norms {
-                    sq_dist_f64(&data[i * d..(i + 1) * d], &data[j * d..(j + 1) * d]).sqrt()
-                } else {
-                    d2.sqrt()
-                }
-            }))
-        }
-        CorrMethod::Gram => {
-            let g = gram_lower(rows.as_slice(), n, d, Shift::ColumnMean, chunk)?;
-            drop(rows);
-            Ok(g.into_symmetric(|_, _, v| v))
-        }
+    Ok(())
+}
+
+/// Each row's mean over its first `chunk` values, the pearson shift.
+fn first_chunk_means(rows: &dyn RowSource, chunk: usize) -> Result<Vec<f32>> {
+    let mean = |r: &[f32]| (sum_f64(r) / chunk as f64) as f32;
+    if let Some(data) = rows.contiguous() {
+        let d = rows.d();
+        return Ok(data.par_chunks(d).map(|r| mean(&r[..chunk])).collect());
     }
+    (0..rows.n())
+        .into_par_iter()
+        .map_init(
+            || vec![0f32; chunk],
+            |buf, i| {
+                rows.read(i, 0, buf)?;
+                Ok(mean(buf))
+            },
+        )
+        .collect()
+}
+
+/// `Σ (x_i − x_j)²` in `f64` between two rows of a source.
+fn sq_dist_rows(rows: &dyn RowSource, i: usize, j: usize) -> Result<f64> {
+    if let Some(data) = rows.contiguous() {
+        let d = rows.d();
+        return Ok(sq_dist_f64(
+            &data[i * d..(i + 1) * d],
+            &data[j * d..(j + 1) * d],
+        ));
+    }
+    let mut a = vec![0f32; rows.d()];
+    let mut b = vec![0f32; rows.d()];
+    rows.read(i, 0, &mut a)?;
+    rows.read(j, 0, &mut b)?;
+    Ok(sq_dist_f64(&a, &b))
 }
 
 /// Pearson from shifted products: `cov_ij = G_ij − s_i s_j / d`.
@@ -462,6 +523,59 @@ mod tests {
                 ),
                 "{method}: {err:?}"
             );
+        }
+    }
+
+    #[test]
+    fn spilled_rows_give_the_same_matrix_as_rows_in_memory() {
+        use crate::spill::{RowStore, SpillPolicy};
+        let (n, d) = (9, 37);
+        let mut x = activations(n, d, 11);
+        // a near duplicate, so euclidean takes its refine path through reads
+        let mut near = x[2 * d..3 * d].to_vec();
+        near[5] += 1e-3;
+        x.extend_from_slice(&near);
+        let n = n + 1;
+        let policy = SpillPolicy {
+            limit_bytes: Some(0),
+            dir: std::env::temp_dir(),
+        };
+        for method in [
+            CorrMethod::Pearson,
+            CorrMethod::Spearman,
+            CorrMethod::Cosine,
+            CorrMethod::Euclidean,
+            CorrMethod::Gram,
+        ] {
+            for chunk in [None, Some(8)] {
+                let want = correlation_matrix_with_chunk(
+                    RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+                    method,
+                    chunk,
+                )
+                .unwrap();
+                let mut store = RowStore::new(d);
+                let mut ranked = vec![0f32; d];
+                for r in x.chunks(d) {
+                    let row = if method == CorrMethod::Spearman {
+                        crate::rank::rank_row_into(r, &mut ranked).unwrap();
+                        &ranked[..]
+                    } else {
+                        r
+                    };
+                    store.push_row(row, &policy).unwrap();
+                }
+                assert!(store.is_spilled());
+                store.finish().unwrap();
+                let got = correlation_matrix_of(store.source(), method, chunk).unwrap();
+                let err = want
+                    .as_slice()
+                    .iter()
+                    .zip(got.as_slice())
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(err <= 1e-6, "{method:?} chunk {chunk:?}: {err}");
+            }
         }
     }
 

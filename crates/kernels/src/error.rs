@@ -62,6 +62,16 @@ pub enum KernelError {
         got: usize,
     },
 
+    /// Reading or writing a spill file failed (disk full, temp folder not
+    /// writable).
+    #[error("spill file in {dir}: {reason}")]
+    Spill {
+        /// The folder the spill file lives in.
+        dir: String,
+        /// The operating system's message.
+        reason: String,
+    },
+
     /// An input value is NaN or infinite.
     #[error("row {row} has a non-finite value ({value}) at column {col}")]
     NonFinite {

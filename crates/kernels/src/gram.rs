@@ -29,6 +29,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
+use crate::source::{first_non_finite_in, RowSlice, RowSource};
 use crate::{try_zeroed, SquareMatrix};
 
 /// Target size of the `n x C` chunk buffer, in bytes.
@@ -159,13 +160,13 @@ pub fn gram_lower(
     shift: Shift<'_>,
     chunk: usize,
 ) -> Result<Gram> {
-    if data.len() != n.saturating_mul(d) {
-        return Err(KernelError::BadShape {
-            what: "gram input",
-            expected: n.saturating_mul(d),
-            got: data.len(),
-        });
-    }
+    gram_lower_of(&RowSlice::new(data, n, d)?, shift, chunk)
+}
+
+/// [`gram_lower`] over any [`RowSource`]: rows in memory are read in place,
+/// rows elsewhere (a spill file) one chunk of one row at a time.
+pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Result<Gram> {
+    let (n, d) = (rows.n(), rows.d());
     if let Shift::PerRow(s) = shift {
         if s.len() != n {
             return Err(KernelError::BadShape {
@@ -199,28 +200,12 @@ pub fn gram_lower(
     while c0 < d {
         let cw = chunk.min(d - c0);
         let b = &mut buf[..n * cw];
-        if let Shift::ColumnMean = shift {
-            column_means(data, n, d, c0, &mut colmean[..cw]);
-        }
-        let colmean = &colmean[..];
-        let bad_row = b
-            .par_chunks_mut(cw)
-            .zip(row_sums.par_iter_mut())
-            .enumerate()
-            .with_min_len(4)
-            .filter_map(|(i, (dst, sum))| {
-                let src = &data[i * d + c0..i * d + c0 + cw];
-                let s = match shift {
-                    Shift::None => copy_sum(src, dst),
-                    Shift::PerRow(s) => shift_sum(src, dst, s[i]),
-                    Shift::ColumnMean => shift_cols_sum(src, dst, &colmean[..cw]),
-                };
-                *sum += s;
-                (!s.is_finite()).then_some(i)
-            })
-            .min();
+        let bad_row = match rows.contiguous() {
+            Some(data) => fill_chunk_in_place(data, d, shift, c0, b, &mut row_sums, &mut colmean),
+            None => fill_chunk_by_reads(rows, shift, c0, b, &mut row_sums, &mut colmean)?,
+        };
         if let Some(row) = bad_row {
-            return Err(first_non_finite(data, d).unwrap_or(KernelError::Overflow { row }));
+            return Err(first_non_finite_in(rows)?.unwrap_or(KernelError::Overflow { row }));
         }
 
         let lhs = MatRef::from_row_major_slice(&b[..], n, cw);
@@ -257,6 +242,81 @@ pub fn gram_lower(
         row_sums,
         scratch,
     })
+}
+
+/// Step 1 for rows held in one slice: copy columns `c0..c0 + cw` of every
+/// row into `b` minus the shift, adding the row sums; one fused pass.
+/// Returns the smallest row whose sum is not finite.
+fn fill_chunk_in_place(
+    data: &[f32],
+    d: usize,
+    shift: Shift<'_>,
+    c0: usize,
+    b: &mut [f32],
+    row_sums: &mut [f64],
+    colmean: &mut [f32],
+) -> Option<usize> {
+    let n = row_sums.len();
+    let cw = b.len() / n;
+    if let Shift::ColumnMean = shift {
+        column_means(data, n, d, c0, &mut colmean[..cw]);
+    }
+    let colmean = &colmean[..];
+    b.par_chunks_mut(cw)
+        .zip(row_sums.par_iter_mut())
+        .enumerate()
+        .with_min_len(4)
+        .filter_map(|(i, (dst, sum))| {
+            let src = &data[i * d + c0..i * d + c0 + cw];
+            let s = match shift {
+                Shift::None => copy_sum(src, dst),
+                Shift::PerRow(s) => shift_sum(src, dst, s[i]),
+                Shift::ColumnMean => shift_cols_sum(src, dst, &colmean[..cw]),
+            };
+            *sum += s;
+            (!s.is_finite()).then_some(i)
+        })
+        .min()
+}
+
+/// Step 1 for rows read through [`RowSource::read`] (a spill file): read
+/// every row's piece into `b`, then shift it in place. Column means, when
+/// needed, are taken from `b` itself once all rows are in.
+fn fill_chunk_by_reads(
+    rows: &dyn RowSource,
+    shift: Shift<'_>,
+    c0: usize,
+    b: &mut [f32],
+    row_sums: &mut [f64],
+    colmean: &mut [f32],
+) -> Result<Option<usize>> {
+    let n = row_sums.len();
+    let cw = b.len() / n;
+    b.par_chunks_mut(cw)
+        .enumerate()
+        .with_min_len(4)
+        .try_for_each(|(i, dst)| rows.read(i, c0, dst))?;
+    if let Shift::ColumnMean = shift {
+        column_means(b, n, cw, 0, &mut colmean[..cw]);
+    }
+    let colmean = &colmean[..];
+    Ok(b.par_chunks_mut(cw)
+        .zip(row_sums.par_iter_mut())
+        .enumerate()
+        .with_min_len(4)
+        .map_init(Vec::new, |tmp: &mut Vec<f32>, (i, (dst, sum))| {
+            tmp.clear();
+            tmp.extend_from_slice(dst);
+            let s = match shift {
+                Shift::None => sum_f64(dst),
+                Shift::PerRow(s) => shift_sum(tmp, dst, s[i]),
+                Shift::ColumnMean => shift_cols_sum(tmp, dst, &colmean[..cw]),
+            };
+            *sum += s;
+            (!s.is_finite()).then_some(i)
+        })
+        .flatten()
+        .min())
 }
 
 /// The first non-finite value of a row-major matrix, as an error.

@@ -28,10 +28,14 @@ pub mod gram;
 pub mod method;
 pub mod rank;
 pub mod rows;
+pub mod source;
+pub mod spill;
 
 pub use error::{KernelError, Result};
 pub use method::{CompareMethod, CorrMethod};
 pub use rows::RowMatrix;
+pub use source::RowSource;
+pub use spill::{RowStore, SpillPolicy};
 
 /// A full symmetric `n x n` matrix, row-major (both triangles stored, so
 /// row `i` can be handed out as a slice).

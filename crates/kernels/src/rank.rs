@@ -59,6 +59,31 @@ pub fn rank_rows(rows: &mut RowMatrix) -> Result<()> {
     }
 }
 
+/// Average-tie ranks (1-based) of one row written into `out` as `f32`
+/// (exact: ranks are half-integers), for callers that rank rows as they
+/// arrive, e.g. before writing them to a spill file.
+///
+/// Errors: [`KernelError::NonFinite`] with `row` 0 and the first bad
+/// column; [`KernelError::BadShape`] if `out` has another length or there
+/// are 2^32 or more values.
+pub fn rank_row_into(values: &[f32], out: &mut [f32]) -> Result<()> {
+    if out.len() != values.len() {
+        return Err(KernelError::BadShape {
+            what: "rank output",
+            expected: values.len(),
+            got: out.len(),
+        });
+    }
+    check_len(values.len())?;
+    let (mut keys, mut tmp) = (Vec::new(), Vec::new());
+    if let Err((col, value)) = fill_keys(values, &mut keys) {
+        return Err(KernelError::NonFinite { row: 0, col, value });
+    }
+    sort_keys(&mut keys, &mut tmp);
+    for_each_rank(&keys, |idx, twice| out[idx] = twice as f32 * 0.5);
+    Ok(())
+}
+
 /// Average-tie ranks (1-based) of `values`, in `f64`.
 ///
 /// Errors: [`KernelError::NonFinite`] with `row` 0 and the first bad index;
@@ -207,6 +232,21 @@ pub(crate) fn reference_ranks(v: &[f32]) -> Vec<f64> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rank_row_into_matches_the_reference_and_rank_rows() {
+        let v = [3.0f32, -1.0, 3.0, 0.5, 3.0, -1.0, 7.25];
+        let mut out = [0f32; 7];
+        rank_row_into(&v, &mut out).unwrap();
+        let reference: Vec<f32> = reference_ranks(&v).iter().map(|&r| r as f32).collect();
+        assert_eq!(out.to_vec(), reference);
+        let mut m = RowMatrix::from_vec(v.to_vec(), 1, 7).unwrap();
+        rank_rows(&mut m).unwrap();
+        assert_eq!(m.as_slice(), &out[..]);
+        let mut bad = [0f32; 2];
+        assert!(rank_row_into(&[1.0, f32::NAN], &mut bad).is_err());
+        assert!(rank_row_into(&[1.0], &mut bad).is_err());
+    }
     use super::*;
     use rand::{Rng, SeedableRng};
 

@@ -10,6 +10,40 @@
 
 use crate::error::{KernelError, Result};
 
+/// Errors unless `order` is a permutation of `0..n`.
+pub(crate) fn check_permutation(order: &[usize], n: usize) -> Result<()> {
+    if order.len() != n {
+        return Err(KernelError::BadShape {
+            what: "row permutation",
+            expected: n,
+            got: order.len(),
+        });
+    }
+    let mut seen = vec![false; n];
+    for &o in order {
+        if o >= n || std::mem::replace(&mut seen[o], true) {
+            return Err(KernelError::BadShape {
+                what: "row permutation (not a permutation of 0..n)",
+                expected: n,
+                got: o,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Errors unless `row` has `d` values; `n` (rows stored so far) names it.
+pub(crate) fn check_row_length(row: &[f32], n: usize, d: usize) -> Result<()> {
+    if row.len() != d {
+        return Err(KernelError::RowLength {
+            row: n,
+            expected: d,
+            got: row.len(),
+        });
+    }
+    Ok(())
+}
+
 /// `n` rows of `d` `f32` values, row-major and contiguous.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct RowMatrix {
@@ -56,13 +90,7 @@ impl RowMatrix {
 
     /// Appends a row; it must have exactly `d` values.
     pub fn push_row(&mut self, row: &[f32]) -> Result<()> {
-        if row.len() != self.d {
-            return Err(KernelError::RowLength {
-                row: self.n,
-                expected: self.d,
-                got: row.len(),
-            });
-        }
+        check_row_length(row, self.n, self.d)?;
         self.data.extend_from_slice(row);
         self.n += 1;
         Ok(())
@@ -127,23 +155,7 @@ impl RowMatrix {
     /// returned and the matrix is left unchanged.
     pub fn permute_rows(&mut self, order: &[usize]) -> Result<()> {
         let n = self.n;
-        if order.len() != n {
-            return Err(KernelError::BadShape {
-                what: "row permutation",
-                expected: n,
-                got: order.len(),
-            });
-        }
-        let mut seen = vec![false; n];
-        for &o in order {
-            if o >= n || std::mem::replace(&mut seen[o], true) {
-                return Err(KernelError::BadShape {
-                    what: "row permutation (not a permutation of 0..n)",
-                    expected: n,
-                    got: o,
-                });
-            }
-        }
+        check_permutation(order, n)?;
         let d = self.d;
         if d == 0 {
             return Ok(());

@@ -1,0 +1,186 @@
+//! Where the Gram kernel reads its rows from.
+//!
+//! The kernel walks the columns in chunks and copies each row's chunk into
+//! one buffer before the matrix product, so it never needs the rows as one
+//! contiguous matrix: it only needs "columns `c0..c0 + w` of row `i`". That
+//! is [`RowSource`]. A [`RowMatrix`] in memory is one source (and tells the
+//! kernel it is contiguous, so the copy and the shift are fused into one
+//! pass); a [`crate::spill::SpillRows`] file is another, which is what lets
+//! an aggregate keep gigabytes of activations out of its own memory.
+
+use crate::error::{KernelError, Result};
+use crate::rows::{check_permutation, RowMatrix};
+
+/// `n` rows of `d` values that can be read a piece at a time, from any
+/// thread.
+pub trait RowSource: Sync {
+    /// Number of rows.
+    fn n(&self) -> usize;
+    /// Values per row.
+    fn d(&self) -> usize;
+    /// The rows as one row-major slice, when they are held that way: lets
+    /// the kernel read them in place.
+    fn contiguous(&self) -> Option<&[f32]> {
+        None
+    }
+    /// Copies columns `c0..c0 + dst.len()` of row `row` into `dst`.
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()>;
+}
+
+impl RowSource for RowMatrix {
+    fn n(&self) -> usize {
+        RowMatrix::n(self)
+    }
+
+    fn d(&self) -> usize {
+        RowMatrix::d(self)
+    }
+
+    fn contiguous(&self) -> Option<&[f32]> {
+        Some(self.as_slice())
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        let src = self
+            .row(row)
+            .get(c0..c0 + dst.len())
+            .ok_or(KernelError::BadShape {
+                what: "row read",
+                expected: RowMatrix::d(self),
+                got: c0 + dst.len(),
+            })?;
+        dst.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// A borrowed `n x d` row-major slice as a source (tests, benchmarks, and
+/// callers that already hold a flat buffer).
+#[derive(Debug, Clone, Copy)]
+pub struct RowSlice<'a> {
+    data: &'a [f32],
+    n: usize,
+    d: usize,
+}
+
+impl<'a> RowSlice<'a> {
+    /// `data` as `n` rows of `d`; errors if the length is not `n * d`.
+    pub fn new(data: &'a [f32], n: usize, d: usize) -> Result<Self> {
+        if data.len() != n.saturating_mul(d) {
+            return Err(KernelError::BadShape {
+                what: "gram input",
+                expected: n.saturating_mul(d),
+                got: data.len(),
+            });
+        }
+        Ok(RowSlice { data, n, d })
+    }
+}
+
+impl RowSource for RowSlice<'_> {
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn d(&self) -> usize {
+        self.d
+    }
+
+    fn contiguous(&self) -> Option<&[f32]> {
+        Some(self.data)
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        let start = row * self.d + c0;
+        dst.copy_from_slice(&self.data[start..start + dst.len()]);
+        Ok(())
+    }
+}
+
+/// The rows of `inner` in the order `order` (row `i` is `inner`'s row
+/// `order[i]`): sorting keys without moving gigabytes of rows.
+pub struct Permuted<'a> {
+    inner: &'a dyn RowSource,
+    order: &'a [usize],
+}
+
+impl<'a> Permuted<'a> {
+    /// Errors if `order` is not a permutation of `0..inner.n()`.
+    pub fn new(inner: &'a dyn RowSource, order: &'a [usize]) -> Result<Self> {
+        check_permutation(order, inner.n())?;
+        Ok(Permuted { inner, order })
+    }
+}
+
+impl RowSource for Permuted<'_> {
+    fn n(&self) -> usize {
+        self.order.len()
+    }
+
+    fn d(&self) -> usize {
+        self.inner.d()
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        self.inner.read(self.order[row], c0, dst)
+    }
+}
+
+/// The first NaN or infinity of a source in row-major order, as an error
+/// (the slow path taken only once a chunk's sums showed there is one).
+pub(crate) fn first_non_finite_in(rows: &dyn RowSource) -> Result<Option<KernelError>> {
+    if let Some(data) = rows.contiguous() {
+        return Ok(crate::gram::first_non_finite(data, rows.d()));
+    }
+    let mut buf = vec![0f32; rows.d()];
+    for row in 0..rows.n() {
+        rows.read(row, 0, &mut buf)?;
+        if let Some(col) = buf.iter().position(|x| !x.is_finite()) {
+            return Ok(Some(KernelError::NonFinite {
+                row,
+                col,
+                value: buf[col],
+            }));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permuted_reads_rows_in_the_given_order() {
+        let m = RowMatrix::from_vec((0..12).map(|x| x as f32).collect(), 3, 4).unwrap();
+        let order = [2, 0, 1];
+        let p = Permuted::new(&m, &order).unwrap();
+        let mut dst = [0f32; 2];
+        p.read(0, 1, &mut dst).unwrap();
+        assert_eq!(dst, [9.0, 10.0]);
+        p.read(2, 2, &mut dst).unwrap();
+        assert_eq!(dst, [6.0, 7.0]);
+    }
+
+    #[test]
+    fn permuted_rejects_non_permutations() {
+        let m = RowMatrix::from_vec(vec![0.0; 6], 3, 2).unwrap();
+        assert!(Permuted::new(&m, &[0, 0, 1]).is_err());
+        assert!(Permuted::new(&m, &[0, 1]).is_err());
+        assert!(Permuted::new(&m, &[0, 1, 3]).is_err());
+    }
+
+    #[test]
+    fn finds_the_first_non_finite_value_through_reads() {
+        let mut v = vec![1f32; 12];
+        v[7] = f32::NAN;
+        v[10] = f32::INFINITY;
+        let m = RowMatrix::from_vec(v, 3, 4).unwrap();
+        let order = [0, 1, 2];
+        let p = Permuted::new(&m, &order).unwrap();
+        match first_non_finite_in(&p).unwrap() {
+            Some(KernelError::NonFinite { row: 1, col: 3, .. }) => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
