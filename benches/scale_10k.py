@@ -111,10 +111,11 @@ def main() -> None:
     # (4.8 GB) in one output chunk and then copy them into storage, which
     # peaked at about 20 GiB here (`--group-by` measures that form).
     # DuckDB's buffer pool keeps written blocks cached up to its
-    # memory_limit (80% of RAM by default); 8 GB bounds that cache (4 GB
-    # was too little for DuckDB's own checkpoint of a 400 MB matrix). The
-    # kernels' own memory (input rows plus about 12 N² bytes while one
-    # matrix is computed) is outside DuckDB's accounting.
+    # memory_limit (80% of RAM by default); 8 GB bounds that cache (4 and 6 GB
+    # were too little for DuckDB's own checkpoint of the 400 MB matrices). The
+    # aggregate's own memory (a group's rows up to 256 MB, spilled to a
+    # temporary file past that, plus about 8 N² bytes while one matrix is
+    # computed) is outside DuckDB's accounting.
     if args.group_by:
         matrices_sql = f"""
             LOAD '{EXT}';

@@ -16,12 +16,13 @@
 //! 2. the chunk's Gram `B Bᵀ` is computed in `f32`, lower triangle only, by
 //!    faer's triangular matrix product (the fastest path on this hardware,
 //!    half the flops of a full product);
-//! 3. it is added into an `f64` lower-triangular accumulator.
+//! 3. it is added into an `f64` lower-triangular accumulator, stored
+//!    packed (`n(n+1)/2` values).
 //!
 //! The `f32` products of one chunk carry only a chunk's worth of rounding,
 //! and chunks are summed in `f64`, so the result is within about 1e-6 of a
 //! float64 computation while running at `f32` matrix-product speed. Memory
-//! beyond the input is `n·C·4 + 12·n²` bytes (the `f32` chunk Gram is reused
+//! beyond the input is `n·C·4 + 8·n²` bytes (the `f32` chunk Gram is reused
 //! as the output buffer by [`Gram::into_symmetric`]).
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
@@ -67,8 +68,10 @@ pub fn default_chunk(n: usize, d: usize) -> usize {
 #[derive(Debug, Clone)]
 pub struct Gram {
     n: usize,
-    /// Upper triangle, row-major: entry `(i, j)`, `j >= i`, at `i * n + j`.
-    /// (The same memory is faer's column-major lower triangle.)
+    /// Upper triangle, packed row by row: entry `(i, j)`, `j >= i`, at
+    /// `packed_row(n, i) + j - i` (row `i` of the upper triangle is column
+    /// `i` of the lower one, so this is also the packed lower triangle,
+    /// column-major). Half the memory of a full `n x n` `f64` matrix.
     g: Vec<f64>,
     /// Per-row sums of the shifted values.
     row_sums: Vec<f64>,
@@ -85,12 +88,12 @@ impl Gram {
     /// Entry `(i, j)` of the symmetric accumulated Gram matrix.
     pub fn get(&self, i: usize, j: usize) -> f64 {
         let (a, b) = if i <= j { (i, j) } else { (j, i) };
-        self.g[a * self.n + b]
+        self.g[packed_row(self.n, a) + b - a]
     }
 
     /// The diagonal `Σ (x_i − shift)²`.
     pub fn diagonal(&self) -> Vec<f64> {
-        (0..self.n).map(|i| self.g[i * self.n + i]).collect()
+        (0..self.n).map(|i| self.g[packed_row(self.n, i)]).collect()
     }
 
     /// Per-row sums of the shifted values `Σ (x_i − shift)`.
@@ -114,11 +117,14 @@ impl Gram {
         if n == 0 {
             return SquareMatrix { n, data: out };
         }
-        g.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-            for (j, v) in row.iter_mut().enumerate().skip(i) {
-                *v = f(i, j, *v);
-            }
-        });
+        packed_rows_mut(&mut g, n)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, row)| {
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = f(i, i + k, *v);
+                }
+            });
         // Mirror into the full f32 matrix by blocks of rows: the upper part
         // of a row is contiguous in `g`; the lower part of a block of rows
         // is, column by column, a contiguous piece of an earlier row of `g`.
@@ -129,7 +135,8 @@ impl Gram {
             let i1 = i0 + blk.len() / n;
             for (r, orow) in blk.chunks_mut(n).enumerate() {
                 let i = i0 + r;
-                for (o, &v) in orow[i..].iter_mut().zip(&g[i * n + i..(i + 1) * n]) {
+                let start = packed_row(n, i);
+                for (o, &v) in orow[i..].iter_mut().zip(&g[start..start + n - i]) {
                     *o = v as f32;
                 }
             }
@@ -138,13 +145,33 @@ impl Gram {
                 if lo >= i1 {
                     continue;
                 }
-                for (k, &v) in g[j * n + lo..j * n + i1].iter().enumerate() {
+                let col = packed_row(n, j) - j;
+                for (k, &v) in g[col + lo..col + i1].iter().enumerate() {
                     blk[(lo - i0 + k) * n + j] = v as f32;
                 }
             }
         });
         SquareMatrix { n, data: out }
     }
+}
+
+/// Offset of row `i` of a packed upper triangle of order `n` (rows of
+/// lengths `n`, `n − 1`, …).
+fn packed_row(n: usize, i: usize) -> usize {
+    i * n - i * i.saturating_sub(1) / 2
+}
+
+/// The rows of a packed upper triangle as separate slices, so that they
+/// can be processed in parallel.
+fn packed_rows_mut(g: &mut [f64], n: usize) -> Vec<&mut [f64]> {
+    let mut rows = Vec::with_capacity(n);
+    let mut rest = g;
+    for i in 0..n {
+        let (row, tail) = rest.split_at_mut(n - i);
+        rows.push(row);
+        rest = tail;
+    }
+    rows
 }
 
 /// Computes `Σ_chunks B Bᵀ` (lower triangle, `f64`) of the `n x d` row-major
@@ -191,7 +218,7 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
         Shift::ColumnMean => vec![0f32; chunk],
         _ => Vec::new(),
     };
-    let mut g: Vec<f64> = try_zeroed(nn, "gram accumulator")?;
+    let mut g: Vec<f64> = try_zeroed(n.saturating_mul(n + 1) / 2, "gram accumulator")?;
     let mut scratch: Vec<f32> = try_zeroed(nn, "gram output")?;
     let mut row_sums = vec![0f64; n];
     let par = Par::rayon(0);
@@ -222,18 +249,19 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
             par,
         );
         // Column j of the column-major lower triangle holds rows j..n.
-        g.par_chunks_mut(n)
+        packed_rows_mut(&mut g, n)
+            .into_par_iter()
             .zip(scratch.par_chunks(n))
             .enumerate()
             .for_each(|(j, (gc, sc))| {
-                for (a, &v) in gc[j..].iter_mut().zip(&sc[j..]) {
+                for (a, &v) in gc.iter_mut().zip(&sc[j..]) {
                     *a += v as f64;
                 }
             });
         c0 += cw;
     }
     drop(buf);
-    if let Some(row) = (0..n).find(|&i| !g[i * n + i].is_finite()) {
+    if let Some(row) = (0..n).find(|&i| !g[packed_row(n, i)].is_finite()) {
         return Err(KernelError::Overflow { row });
     }
     Ok(Gram {
