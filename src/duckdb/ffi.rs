@@ -156,7 +156,7 @@ impl Validity {
         while i < end {
             // SAFETY: the mask covers every row of its vector.
             let word = unsafe { *self.0.add(i / 64) };
-            if i % 64 == 0 && end - i >= 64 {
+            if i.is_multiple_of(64) && end - i >= 64 {
                 if word != u64::MAX {
                     return Some(i + (!word).trailing_zeros() as usize);
                 }
