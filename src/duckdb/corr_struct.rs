@@ -114,27 +114,6 @@ pub unsafe fn write_keyed_matrix(
     }
 }
 
-/// Reserves room in a `corr_matrix_type()` output vector for matrices of
-/// the given sizes (one per row about to be written), so that writing them
-/// with [`write_keyed_matrix`] never regrows DuckDB's list buffers.
-///
-/// # Safety
-/// `vector` must be a live writable vector of `corr_matrix_type()`.
-pub unsafe fn reserve_keyed_matrices(vector: ffi::duckdb_vector, sizes: &[usize]) {
-    let keys: u64 = sizes.iter().map(|&n| n as u64).sum();
-    let values: u64 = sizes.iter().map(|&n| (n as u64) * (n as u64)).sum();
-    if keys == 0 {
-        return;
-    }
-    let key_vec = struct_child(vector, 0);
-    let matrix_vec = struct_child(vector, 1);
-    let rows_vec = ffi::duckdb_list_vector_get_child(matrix_vec);
-    for (list, extra) in [(key_vec, keys), (matrix_vec, keys), (rows_vec, values)] {
-        let size = ffi::duckdb_list_vector_get_size(list);
-        ffi::duckdb_list_vector_reserve(list, size + extra);
-    }
-}
-
 /// Checks that two matrices are on the same keys, naming the first
 /// difference.
 pub fn check_same_keys(

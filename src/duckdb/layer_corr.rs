@@ -26,7 +26,7 @@ use layercorr_kernels::source::Permuted;
 use layercorr_kernels::{CorrMethod, KernelError, RowStore, SpillPolicy};
 use rayon::prelude::*;
 
-use super::corr_struct::{corr_matrix_type, reserve_keyed_matrices, write_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
 use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
@@ -207,15 +207,6 @@ impl Aggregate for LayerCorr {
             }
         }
         Ok(())
-    }
-
-    unsafe fn reserve_output(states: &[&CorrState], output: ffi::duckdb_vector) {
-        let sizes: Vec<usize> = states
-            .iter()
-            .filter(|s| s.rows.is_some())
-            .map(|s| s.keys.len())
-            .collect();
-        reserve_keyed_matrices(output, &sizes);
     }
 
     unsafe fn finalize(

@@ -236,17 +236,6 @@ pub trait Aggregate {
     ) -> Result<(), String>;
     /// Moves `source` into `target` (parallel aggregation).
     fn combine(source: &mut Self::State, target: &mut Self::State) -> Result<(), String>;
-    /// Reserves room in `output` for the results of all `states` about to
-    /// be finalized together, before any is written.
-    ///
-    /// DuckDB grows a list vector to the next power of two whenever it is
-    /// reserved past its capacity, copying what it holds; reserving once for
-    /// a whole batch of large results (12 matrices of 10,000 x 10,000) avoids
-    /// repeated copies and the transient doubling of the output's memory.
-    ///
-    /// # Safety
-    /// `output` is the live result vector of this finalize call.
-    unsafe fn reserve_output(_states: &[&Self::State], _output: ffi::duckdb_vector) {}
     /// Writes the group's result at `row` of `output`.
     ///
     /// # Safety
@@ -342,12 +331,8 @@ unsafe extern "C" fn agg_finalize<T: Aggregate>(
     offset: u64,
 ) {
     let outcome = guard(|| {
-        let states: Vec<*mut T::State> = (0..count as usize)
-            .map(|i| agg_state::<T>(*source.add(i)))
-            .collect();
-        let views: Vec<&T::State> = states.iter().map(|s| &**s).collect();
-        T::reserve_output(&views, result);
-        for (i, state) in states.into_iter().enumerate() {
+        for i in 0..count as usize {
+            let state = agg_state::<T>(*source.add(i));
             T::finalize(&mut *state, result, offset as usize + i)?;
         }
         Ok(())
