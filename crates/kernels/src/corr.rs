@@ -63,9 +63,7 @@ pub fn correlation_matrix_with_chunk(
     if method == CorrMethod::Spearman {
         rank_rows(&mut rows)?;
     }
-    let m = correlation_matrix_of(&rows, method, chunk);
-    drop(rows);
-    m
+    correlation_matrix_of(&rows, method, chunk)
 }
 
 /// [`correlation_matrix`] of rows read through a [`RowSource`] (in memory

@@ -307,9 +307,11 @@ fn fill_chunk_in_place(
         .min()
 }
 
-/// Step 1 for rows read through [`RowSource::read`] (a spill file): read
-/// every row's piece into `b`, then shift it in place. Column means, when
-/// needed, are taken from `b` itself once all rows are in.
+/// Step 1 for rows read through [`RowSource::read`] (a spill file). With a
+/// per-row or no shift, each row's piece is read into a per-thread buffer
+/// and shifted into `b` in one pass, as in [`fill_chunk_in_place`]. Column
+/// means need every row first, so for them all pieces are read into `b`,
+/// the means taken from `b`, and each row shifted in place.
 fn fill_chunk_by_reads(
     rows: &dyn RowSource,
     shift: Shift<'_>,
@@ -320,31 +322,43 @@ fn fill_chunk_by_reads(
 ) -> Result<Option<usize>> {
     let n = row_sums.len();
     let cw = b.len() / n;
-    b.par_chunks_mut(cw)
-        .enumerate()
-        .with_min_len(4)
-        .try_for_each(|(i, dst)| rows.read(i, c0, dst))?;
     if let Shift::ColumnMean = shift {
+        b.par_chunks_mut(cw)
+            .enumerate()
+            .with_min_len(4)
+            .try_for_each(|(i, dst)| rows.read(i, c0, dst))?;
         column_means(b, n, cw, 0, &mut colmean[..cw]);
     }
     let colmean = &colmean[..];
-    Ok(b.par_chunks_mut(cw)
+    let bad_rows: Vec<usize> = b
+        .par_chunks_mut(cw)
         .zip(row_sums.par_iter_mut())
         .enumerate()
         .with_min_len(4)
-        .map_init(Vec::new, |tmp: &mut Vec<f32>, (i, (dst, sum))| {
-            tmp.clear();
-            tmp.extend_from_slice(dst);
+        .map_init(Vec::new, |src: &mut Vec<f32>, (i, (dst, sum))| {
+            src.resize(cw, 0.0);
             let s = match shift {
-                Shift::None => sum_f64(dst),
-                Shift::PerRow(s) => shift_sum(tmp, dst, s[i]),
-                Shift::ColumnMean => shift_cols_sum(tmp, dst, &colmean[..cw]),
+                Shift::ColumnMean => {
+                    src.copy_from_slice(dst);
+                    shift_cols_sum(src, dst, &colmean[..cw])
+                }
+                Shift::None => {
+                    rows.read(i, c0, src)?;
+                    copy_sum(src, dst)
+                }
+                Shift::PerRow(s) => {
+                    rows.read(i, c0, src)?;
+                    shift_sum(src, dst, s[i])
+                }
             };
             *sum += s;
-            (!s.is_finite()).then_some(i)
+            Ok((!s.is_finite()).then_some(i))
         })
+        .collect::<Result<Vec<Option<usize>>>>()?
+        .into_iter()
         .flatten()
-        .min())
+        .collect();
+    Ok(bad_rows.into_iter().min())
 }
 
 /// The first non-finite value of a row-major matrix, as an error.
