@@ -144,3 +144,41 @@ def test_many_errors_in_one_process_cli(cli, bad_files, photos):
     r.check_alive()
     assert r.stderr.count("Error") >= len(CASES)
     assert json.loads(r.stdout.strip().splitlines()[-1]) == [{"n": 1000}]
+
+
+def memory_limit_cases(photos):
+    """Statements that make DuckDB throw inside a C API call the extension
+    makes (the memory limit is hit while the result grows): a DuckDB error,
+    not an abort of the host ("Rust cannot catch foreign exceptions")."""
+    table = ("CREATE TABLE t AS SELECT 'k' || lpad(i::VARCHAR, 5, '0') AS key, "
+             "[random()::FLOAT for x in range(16)] AS activation FROM range(6000) r(i)")
+    many = "[" + ", ".join([lit(photos[0])] * 10) + "]"
+    return [
+        table,
+        "SET memory_limit = '60MB'",
+        "SELECT len(r.keys) AS n FROM (SELECT layer_corr(key, activation) AS r FROM t)",
+        "SET memory_limit = '8MB'",
+        f"CREATE TABLE a AS FROM nn_activations({lit(H.MODEL)}, {many}, layers := ['input', 'stem'])",
+        "SET memory_limit = '4GB'",
+        "SELECT len(r.keys) AS n FROM (SELECT layer_corr(key, activation) AS r FROM t)",
+    ]
+
+
+def test_memory_limit_inside_a_c_api_call_python(pychild, photos):
+    s = pychild(memory_limit_cases(photos))
+    assert not s.crashed, f"Python host crashed: {H.describe_returncode(s.returncode)}\n{s.stderr[-3000:]}"
+    assert len(s.results) == 7, s.stderr[-3000:]
+    corr, acts = s.results[2], s.results[4]
+    assert not corr["ok"] and corr["is_duckdb_error"], corr
+    assert re.search(r"6000 x 6000 matrix .*Out of Memory", corr["message"]), corr["message"]
+    assert not acts["ok"] and re.search(r"nn_activations: .*Out of Memory", acts["message"]), acts
+    assert s.results[6] == {"ok": True, "rows": [[6000]]}
+
+
+def test_memory_limit_inside_a_c_api_call_cli(cli, photos):
+    r = cli("".join(f"{s};\n" for s in memory_limit_cases(photos)))
+    r.check_alive()
+    assert re.search(r"6000 x 6000 matrix .*Out of Memory", r.stderr), r.stderr[-3000:]
+    assert re.search(r"nn_activations: .*Out of Memory", r.stderr), r.stderr[-3000:]
+    out = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("[")]
+    assert out == [[{"n": 6000}]], r.stdout[-3000:]

@@ -57,7 +57,7 @@ impl ScalarFunction for CorrHeatmap {
                 ..HeatmapOptions::default()
             };
             let png = matrix_heatmap(&m.values, m.n(), &opts).map_err(|e| e.to_string())?;
-            set_blob(output, row, &png);
+            set_blob(output, row, &png)?;
         }
         Ok(())
     }

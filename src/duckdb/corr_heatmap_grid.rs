@@ -131,7 +131,7 @@ impl Aggregate for CorrHeatmapGrid {
             ..GridOptions::default()
         };
         let png = heatmap_grid(&panels, &opts).map_err(|e| e.to_string())?;
-        set_blob(output, row, &png);
+        set_blob(output, row, &png)?;
         state.panels.clear();
         Ok(())
     }

@@ -40,7 +40,7 @@ impl ScalarFunction for CorrOrder {
             };
             let order = leaf_order(&m.values, m.n()).map_err(|e| e.to_string())?;
             let keys: Vec<&str> = order.iter().map(|i| m.keys[*i].as_str()).collect();
-            set_str_list(output, row, &keys);
+            set_str_list(output, row, &keys)?;
         }
         Ok(())
     }

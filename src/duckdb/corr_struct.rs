@@ -7,6 +7,7 @@
 
 use ::duckdb::ffi;
 
+use super::api_guard::list_reserve;
 use super::ffi::{
     append_list, list_entries, set_f32_list, set_str_list, str_list_at, struct_child, FloatLists,
     LogicalType, Validity,
@@ -103,15 +104,22 @@ pub unsafe fn write_keyed_matrix(
     row: usize,
     keys: &[String],
     values: &[f32],
-) {
+) -> Result<(), String> {
     let n = keys.len();
-    set_str_list(struct_child(vector, 0), row, keys);
-    let (rows_vec, offset) = append_list(struct_child(vector, 1), row, n);
-    let total = ffi::duckdb_list_vector_get_size(rows_vec) as u64 + (n * n) as u64;
-    ffi::duckdb_list_vector_reserve(rows_vec, total);
-    for i in 0..n {
-        set_f32_list(rows_vec, offset + i, &values[i * n..(i + 1) * n]);
-    }
+    let write = || -> Result<(), String> {
+        set_str_list(struct_child(vector, 0), row, keys)?;
+        let (rows_vec, offset) = append_list(struct_child(vector, 1), row, n)?;
+        let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + n * n;
+        list_reserve(rows_vec, total)?;
+        for i in 0..n {
+            set_f32_list(rows_vec, offset + i, &values[i * n..(i + 1) * n])?;
+        }
+        Ok(())
+    };
+    write().map_err(|e| {
+        let mb = (n * n * 4) as f64 / (1 << 20) as f64;
+        format!("cannot hand the {n} x {n} matrix ({mb:.0} MB) to DuckDB: {e}")
+    })
 }
 
 /// Checks that two matrices are on the same keys, naming the first

@@ -24,6 +24,14 @@ unsafe fn init(
     if !have_api {
         return Ok(false);
     }
+    let get_api = (*access)
+        .get_api
+        .ok_or("the host gave no get_api function")?;
+    let version = c_string(MIN_DUCKDB_VERSION);
+    let api = get_api(info, version.as_ptr());
+    if api.is_null() || !super::api_guard::install(api) {
+        return Err("the host's C API lacks the list and string functions".into());
+    }
     let get_database = (*access)
         .get_database
         .ok_or("the host gave no get_database function")?;

@@ -12,6 +12,8 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use ::duckdb::ffi;
 
+use super::api_guard;
+
 /// A logical type we created and must destroy.
 pub struct LogicalType(pub ffi::duckdb_logical_type);
 
@@ -271,26 +273,16 @@ pub unsafe fn set_null(vector: ffi::duckdb_vector, row: usize) {
 ///
 /// # Safety
 /// `vector` must be a live writable VARCHAR vector with more than `row` rows.
-pub unsafe fn set_str(vector: ffi::duckdb_vector, row: usize, text: &str) {
-    ffi::duckdb_vector_assign_string_element_len(
-        vector,
-        row as u64,
-        text.as_ptr() as *const c_char,
-        text.len() as u64,
-    );
+pub unsafe fn set_str(vector: ffi::duckdb_vector, row: usize, text: &str) -> Result<(), String> {
+    api_guard::assign_bytes(vector, row, text.as_bytes())
 }
 
 /// Writes bytes into `row` of a BLOB output vector.
 ///
 /// # Safety
 /// `vector` must be a live writable BLOB vector with more than `row` rows.
-pub unsafe fn set_blob(vector: ffi::duckdb_vector, row: usize, bytes: &[u8]) {
-    ffi::duckdb_vector_assign_string_element_len(
-        vector,
-        row as u64,
-        bytes.as_ptr() as *const c_char,
-        bytes.len() as u64,
-    );
+pub unsafe fn set_blob(vector: ffi::duckdb_vector, row: usize, bytes: &[u8]) -> Result<(), String> {
+    api_guard::assign_bytes(vector, row, bytes)
 }
 
 /// Writes a plain value (number) into `row` of a fixed-width output vector.
@@ -311,58 +303,76 @@ pub unsafe fn append_list(
     vector: ffi::duckdb_vector,
     row: usize,
     len: usize,
-) -> (ffi::duckdb_vector, usize) {
+) -> Result<(ffi::duckdb_vector, usize), String> {
     let offset = ffi::duckdb_list_vector_get_size(vector) as usize;
-    let new_size = (offset + len) as u64;
-    ffi::duckdb_list_vector_reserve(vector, new_size);
-    ffi::duckdb_list_vector_set_size(vector, new_size);
+    api_guard::list_resize(vector, offset + len)?;
     let entries = ffi::duckdb_vector_get_data(vector) as *mut ffi::duckdb_list_entry;
     entries.add(row).write(ffi::duckdb_list_entry {
         offset: offset as u64,
         length: len as u64,
     });
-    (ffi::duckdb_list_vector_get_child(vector), offset)
+    Ok((ffi::duckdb_list_vector_get_child(vector), offset))
 }
 
 /// Writes `values` as the list at `row` of a `FLOAT[]` output vector.
 ///
 /// # Safety
 /// `vector` must be a live writable `FLOAT[]` vector with more than `row` rows.
-pub unsafe fn set_f32_list(vector: ffi::duckdb_vector, row: usize, values: &[f32]) {
-    let (child, offset) = append_list(vector, row, values.len());
+pub unsafe fn set_f32_list(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    values: &[f32],
+) -> Result<(), String> {
+    let (child, offset) = append_list(vector, row, values.len())?;
     let data = ffi::duckdb_vector_get_data(child) as *mut f32;
     std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+    Ok(())
 }
 
 /// Writes `values` as the list at `row` of a `DOUBLE[]` output vector.
 ///
 /// # Safety
 /// `vector` must be a live writable `DOUBLE[]` vector with more than `row` rows.
-pub unsafe fn set_f64_list(vector: ffi::duckdb_vector, row: usize, values: &[f64]) {
-    let (child, offset) = append_list(vector, row, values.len());
+pub unsafe fn set_f64_list(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    values: &[f64],
+) -> Result<(), String> {
+    let (child, offset) = append_list(vector, row, values.len())?;
     let data = ffi::duckdb_vector_get_data(child) as *mut f64;
     std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+    Ok(())
 }
 
 /// Writes `values` as the list at `row` of a `BIGINT[]` output vector.
 ///
 /// # Safety
 /// `vector` must be a live writable `BIGINT[]` vector with more than `row` rows.
-pub unsafe fn set_i64_list(vector: ffi::duckdb_vector, row: usize, values: &[i64]) {
-    let (child, offset) = append_list(vector, row, values.len());
+pub unsafe fn set_i64_list(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    values: &[i64],
+) -> Result<(), String> {
+    let (child, offset) = append_list(vector, row, values.len())?;
     let data = ffi::duckdb_vector_get_data(child) as *mut i64;
     std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
+    Ok(())
 }
 
 /// Writes `values` as the list at `row` of a `VARCHAR[]` output vector.
 ///
 /// # Safety
 /// `vector` must be a live writable `VARCHAR[]` vector with more than `row` rows.
-pub unsafe fn set_str_list<S: AsRef<str>>(vector: ffi::duckdb_vector, row: usize, values: &[S]) {
-    let (child, offset) = append_list(vector, row, values.len());
+pub unsafe fn set_str_list<S: AsRef<str>>(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    values: &[S],
+) -> Result<(), String> {
+    let (child, offset) = append_list(vector, row, values.len())?;
     for (i, v) in values.iter().enumerate() {
-        set_str(child, offset + i, v.as_ref());
+        set_str(child, offset + i, v.as_ref())?;
     }
+    Ok(())
 }
 
 /// Child `index` of a STRUCT vector.

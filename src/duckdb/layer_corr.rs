@@ -256,7 +256,7 @@ impl Aggregate for LayerCorr {
         drop(rows);
         let keys = sorted;
         let matrix = matrix.map_err(|e| kernel_error(e, &keys))?;
-        write_keyed_matrix(output, row, &keys, matrix.as_slice());
+        write_keyed_matrix(output, row, &keys, matrix.as_slice())?;
         Ok(())
     }
 }

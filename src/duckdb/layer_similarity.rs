@@ -138,10 +138,10 @@ impl Aggregate for LayerSimilarity {
         let result =
             similarity_matrix(&views, n, method).map_err(|e| name_matrix(e, &state.layers))?;
         let l = state.layers.len();
-        set_str_list(struct_child(output, 0), row, &state.layers);
-        let (rows_vec, offset) = append_list(struct_child(output, 1), row, l);
+        set_str_list(struct_child(output, 0), row, &state.layers)?;
+        let (rows_vec, offset) = append_list(struct_child(output, 1), row, l)?;
         for i in 0..l {
-            set_f64_list(rows_vec, offset + i, result.row(i));
+            set_f64_list(rows_vec, offset + i, result.row(i))?;
         }
         state.matrices.clear();
         Ok(())

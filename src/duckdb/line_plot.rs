@@ -123,7 +123,7 @@ impl Aggregate for LinePlot {
             ..LinePlotOptions::default()
         };
         let png = line_plot(&series, &opts).map_err(|e| e.to_string())?;
-        set_blob(output, row, &png);
+        set_blob(output, row, &png)?;
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! The DuckDB binding layer: one file per SQL function, each converting
 //! DuckDB vectors to engine calls and back. This file only lists them.
 
+mod api_guard;
 mod entry;
 mod ffi;
 mod register;

@@ -169,11 +169,11 @@ impl ScalarFunction for NnActivations {
                 continue;
             };
             let names = &layer_names[names_index];
-            let (entries, offset) = append_list(output, row, names.len());
+            let (entries, offset) = append_list(output, row, names.len())?;
             let (name_vec, values_vec) = (struct_child(entries, 0), struct_child(entries, 1));
             for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
-                set_str(name_vec, offset + k, name);
-                set_f32_list(values_vec, offset + k, values);
+                set_str(name_vec, offset + k, name)?;
+                set_f32_list(values_vec, offset + k, values)?;
             }
         }
         Ok(())

@@ -167,9 +167,9 @@ impl TableFunction for NnActivationsTable {
             let Some((image, layer, values)) = progress.pending.pop_front() else {
                 break;
             };
-            set_str(path_vec, row, &req.paths[image]);
-            set_str(layer_vec, row, &req.prepared.layers[layer]);
-            set_f32_list(act_vec, row, &values);
+            set_str(path_vec, row, &req.paths[image])?;
+            set_str(layer_vec, row, &req.prepared.layers[layer])?;
+            set_f32_list(act_vec, row, &values)?;
             row += 1;
         }
         Ok(row)

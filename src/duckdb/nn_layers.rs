@@ -61,9 +61,9 @@ impl TableFunction for NnLayers {
             column(output, 4),
         );
         for (i, layer) in rows.iter().enumerate() {
-            set_str(name, i, &layer.name);
-            set_str(op, i, &layer.op);
-            set_i64_list(shape, i, &layer.shape);
+            set_str(name, i, &layer.name)?;
+            set_str(op, i, &layer.op)?;
+            set_i64_list(shape, i, &layer.shape)?;
             set_value(size, i, layer.size);
             set_value(position, i, layer.position);
         }

@@ -57,9 +57,9 @@ impl TableFunction for NnWeights {
         let rows = next_page(weights, next_row);
         let cols: Vec<ffi::duckdb_vector> = (0..9).map(|i| column(output, i)).collect();
         for (i, w) in rows.iter().enumerate() {
-            set_str(cols[0], i, &w.tensor);
-            set_str(cols[1], i, &w.layer);
-            set_i64_list(cols[2], i, &w.shape);
+            set_str(cols[0], i, &w.tensor)?;
+            set_str(cols[1], i, &w.layer)?;
+            set_i64_list(cols[2], i, &w.shape)?;
             set_value(cols[3], i, w.count);
             set_value(cols[4], i, w.mean);
             set_value(cols[5], i, w.std);

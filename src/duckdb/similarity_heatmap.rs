@@ -90,7 +90,7 @@ impl ScalarFunction for SimilarityHeatmap {
             };
             let png =
                 labeled_matrix(&values, layers.len(), &layers, &opts).map_err(|e| e.to_string())?;
-            set_blob(output, row, &png);
+            set_blob(output, row, &png)?;
         }
         Ok(())
     }

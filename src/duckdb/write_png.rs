@@ -59,7 +59,7 @@ impl ScalarFunction for WritePng {
                     .map_err(|e| format!("cannot create folder '{}': {e}", dir.display()))?;
             }
             std::fs::write(&path, bytes).map_err(|e| format!("cannot write '{path}': {e}"))?;
-            set_str(output, row, &path);
+            set_str(output, row, &path)?;
         }
         Ok(())
     }
