@@ -4,10 +4,12 @@
 //! `loaded` parses a model once and lists its capturable layers; `selection`
 //! turns the user's names and glob patterns into layers (with "did you mean"
 //! suggestions); `plan` builds an optimised tract plan whose outputs are
-//! exactly those layers; `cache` shares parsed models and plans across
+//! exactly those layers (with `depthwise`, a faster depthwise convolution
+//! swapped in for tract's); `cache` shares parsed models and plans across
 //! DuckDB threads and queries. Nothing here knows about DuckDB.
 
 mod cache;
+mod depthwise;
 mod error;
 mod loaded;
 mod metadata;

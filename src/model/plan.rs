@@ -11,7 +11,14 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
+use super::depthwise::replace_depthwise;
 use super::{LoadedModel, ModelError, INPUT_LAYER};
+
+/// Whether depthwise convolutions run on [`super::depthwise`] (the default)
+/// or on tract's own kernel (`LAYERCORR_DEPTHWISE=tract`, for comparison).
+fn use_own_depthwise() -> bool {
+    std::env::var("LAYERCORR_DEPTHWISE").map_or(true, |v| !v.eq_ignore_ascii_case("tract"))
+}
 
 /// One image's activations, one vector per requested layer in request order.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,7 +75,14 @@ impl Plan {
             };
             let mut graph = model.with_batch(batch)?;
             graph.select_outputs_by_name(&outputs).map_err(prepare)?;
-            let optimized = graph.into_optimized().map_err(prepare)?;
+            let mut typed = graph
+                .into_typed()
+                .and_then(|t| t.into_decluttered())
+                .map_err(prepare)?;
+            if use_own_depthwise() {
+                replace_depthwise(&mut typed).map_err(prepare)?;
+            }
+            let optimized = typed.into_optimized().map_err(prepare)?;
             Some(optimized.into_runnable().map_err(prepare)?)
         };
         Ok(Plan {
