@@ -7,8 +7,10 @@
 //! of rows keeps both cores busy even when DuckDB gives the whole table to
 //! one thread (small tables are a single row group).
 
+use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 
 use rayon::prelude::*;
 
@@ -135,4 +137,80 @@ pub fn activations_for_paths(
         .map(|chunk| run_batch(prepared, chunk, skip_bad_images))
         .collect::<Result<_, _>>()?;
     Ok(batches.into_iter().flatten().collect())
+}
+
+/// Images computed per background step: enough for both cores, few enough
+/// to keep memory small (a step of EfficientNet's 12 demo layers is ~30 MB).
+pub const IMAGES_PER_STEP: usize = 8;
+
+/// Steps computed ahead of the one being consumed: two, so that the cores
+/// never wait for the slowest image of a step.
+const STEPS_IN_FLIGHT: usize = 2;
+
+/// One step's activations (`None` for a skipped bad image), or the error
+/// that stops the run, as text.
+pub type StepResult = Result<Vec<Option<ImageActivations>>, String>;
+
+/// Activations for a list of paths, computed `IMAGES_PER_STEP` images at a
+/// time on rayon's pool, a few steps ahead of the consumer.
+///
+/// Both forms of `nn_activations` copy each step into DuckDB while the
+/// next ones compute, which keeps both cores busy: without the overlap they
+/// idle while DuckDB's thread writes and stores activations.
+pub struct Prefetch {
+    prepared: Prepared,
+    paths: Arc<Vec<String>>,
+    skip_bad_images: bool,
+    next_image: usize,
+    in_flight: VecDeque<(usize, mpsc::Receiver<StepResult>)>,
+}
+
+impl Prefetch {
+    /// A run over `paths` that starts computing on the first `next_step`.
+    pub fn new(prepared: Prepared, paths: Arc<Vec<String>>, skip_bad_images: bool) -> Prefetch {
+        Prefetch {
+            prepared,
+            paths,
+            skip_bad_images,
+            next_image: 0,
+            in_flight: VecDeque::new(),
+        }
+    }
+
+    fn start_steps(&mut self) {
+        while self.in_flight.len() < STEPS_IN_FLIGHT && self.next_image < self.paths.len() {
+            let start = self.next_image;
+            let end = (start + IMAGES_PER_STEP).min(self.paths.len());
+            let (prepared, paths, skip) = (
+                self.prepared.clone(),
+                self.paths.clone(),
+                self.skip_bad_images,
+            );
+            let (send, receive) = mpsc::sync_channel(1);
+            rayon::spawn(move || {
+                let names: Vec<&str> = paths[start..end].iter().map(String::as_str).collect();
+                let result = catch_unwind(AssertUnwindSafe(|| {
+                    activations_for_paths(&prepared, &names, skip).map_err(|e| e.to_string())
+                }))
+                .unwrap_or_else(|_| Err("internal error: a forward pass panicked".into()));
+                // The consumer may have stopped early (a LIMIT); nothing to do then.
+                let _ = send.send(result);
+            });
+            self.next_image = end;
+            self.in_flight.push_back((start, receive));
+        }
+    }
+
+    /// The next step in order: the index of its first path and its
+    /// activations; `None` once every path has been returned.
+    pub fn next_step(&mut self) -> Option<(usize, StepResult)> {
+        self.start_steps();
+        let (first, receive) = self.in_flight.pop_front()?;
+        let result = receive
+            .recv()
+            .unwrap_or_else(|_| Err("internal error: a background step stopped".into()));
+        // The following steps compute while the caller uses this one.
+        self.start_steps();
+        Some((first, result))
+    }
 }

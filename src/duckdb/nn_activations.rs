@@ -16,6 +16,7 @@
 //! ```
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ::duckdb::ffi;
 
@@ -24,8 +25,7 @@ use super::ffi::{
     str_list_at, struct_child, LogicalType, Validity,
 };
 use super::register::ScalarFunction;
-use crate::model::ImageActivations;
-use crate::pipeline::{activations_for_paths, prepare};
+use crate::pipeline::{prepare, Prefetch};
 use crate::pooling::Pooling;
 
 /// The `nn_activations` scalar function.
@@ -102,6 +102,7 @@ impl ScalarFunction for NnActivations {
         let mut groups: Vec<Group> = Vec::new();
         for row in 0..rows {
             if !path_ok.is_valid(row) {
+                set_null(output, row);
                 continue;
             }
             if !model_ok.is_valid(row) {
@@ -144,36 +145,32 @@ impl ScalarFunction for NnActivations {
             }
         }
 
-        let mut results: Vec<Option<(usize, ImageActivations)>> = (0..rows).map(|_| None).collect();
-        let mut layer_names: Vec<Vec<String>> = Vec::new();
-        for group in &groups {
+        // Each group's images compute in background steps while earlier
+        // steps are written into the output.
+        for group in groups {
             let prepared = prepare(
                 Path::new(&group.model),
                 group.layers.as_deref(),
                 group.pooling,
             )
             .map_err(|e| e.to_string())?;
-            let paths: Vec<&str> = group.paths.iter().map(String::as_str).collect();
-            let acts = activations_for_paths(&prepared, &paths, group.skip_bad_images)
-                .map_err(|e| e.to_string())?;
-            let names_index = layer_names.len();
-            layer_names.push(prepared.layers.clone());
-            for (row, act) in group.rows.iter().zip(acts) {
-                results[*row] = act.map(|a| (names_index, a));
-            }
-        }
-
-        for (row, result) in results.into_iter().enumerate() {
-            let Some((names_index, acts)) = result else {
-                set_null(output, row);
-                continue;
-            };
-            let names = &layer_names[names_index];
-            let (entries, offset) = append_list(output, row, names.len())?;
-            let (name_vec, values_vec) = (struct_child(entries, 0), struct_child(entries, 1));
-            for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
-                set_str(name_vec, offset + k, name)?;
-                set_f32_list(values_vec, offset + k, values)?;
+            let names = prepared.layers.clone();
+            let mut steps = Prefetch::new(prepared, Arc::new(group.paths), group.skip_bad_images);
+            while let Some((first, result)) = steps.next_step() {
+                for (i, act) in result?.into_iter().enumerate() {
+                    let row = group.rows[first + i];
+                    let Some(acts) = act else {
+                        set_null(output, row);
+                        continue;
+                    };
+                    let (entries, offset) = append_list(output, row, names.len())?;
+                    let (name_vec, values_vec) =
+                        (struct_child(entries, 0), struct_child(entries, 1));
+                    for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
+                        set_str(name_vec, offset + k, name)?;
+                        set_f32_list(values_vec, offset + k, values)?;
+                    }
+                }
             }
         }
         Ok(())

@@ -14,17 +14,15 @@
 
 use std::collections::VecDeque;
 use std::path::Path;
+use std::sync::Arc;
 
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_f32_list, set_str, LogicalType, Value};
 use super::register::{BindArgs, Bound, TableFunction};
-use crate::pipeline::{activations_for_paths, prepare, Prepared};
+use crate::pipeline::{prepare, Prefetch, Prepared};
 use crate::pooling::Pooling;
 
-/// Images computed per call; small enough to bound memory, large enough
-/// to keep both cores busy.
-const IMAGES_PER_STEP: usize = 8;
 /// DuckDB's standard vector size.
 const MAX_ROWS: usize = 2048;
 
@@ -34,13 +32,13 @@ pub struct NnActivationsTable;
 /// What bind resolved: the prepared model and the image paths.
 pub struct Request {
     prepared: Prepared,
-    paths: Vec<String>,
+    paths: Arc<Vec<String>>,
     skip_bad_images: bool,
 }
 
-/// Scan progress: next image, and rows computed but not yet emitted.
+/// Scan progress: steps being computed and rows not yet emitted.
 pub struct Progress {
-    next_image: usize,
+    steps: Prefetch,
     pending: VecDeque<(usize, usize, Vec<f32>)>,
 }
 
@@ -126,16 +124,16 @@ impl TableFunction for NnActivationsTable {
         Ok((
             Request {
                 prepared,
-                paths,
+                paths: Arc::new(paths),
                 skip_bad_images,
             },
             columns,
         ))
     }
 
-    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+    fn init(req: &Self::Bind) -> Result<Self::State, String> {
         Ok(Progress {
-            next_image: 0,
+            steps: Prefetch::new(req.prepared.clone(), req.paths.clone(), req.skip_bad_images),
             pending: VecDeque::new(),
         })
     }
@@ -145,20 +143,17 @@ impl TableFunction for NnActivationsTable {
         progress: &mut Self::State,
         output: ffi::duckdb_data_chunk,
     ) -> Result<usize, String> {
-        while progress.pending.is_empty() && progress.next_image < req.paths.len() {
-            let start = progress.next_image;
-            let end = (start + IMAGES_PER_STEP).min(req.paths.len());
-            let paths: Vec<&str> = req.paths[start..end].iter().map(String::as_str).collect();
-            let acts = activations_for_paths(&req.prepared, &paths, req.skip_bad_images)
-                .map_err(|e| e.to_string())?;
-            for (i, act) in acts.into_iter().enumerate() {
+        while progress.pending.is_empty() {
+            let Some((first, result)) = progress.steps.next_step() else {
+                break;
+            };
+            for (i, act) in result?.into_iter().enumerate() {
                 if let Some(act) = act {
                     for (layer, values) in act.layers.into_iter().enumerate() {
-                        progress.pending.push_back((start + i, layer, values));
+                        progress.pending.push_back((first + i, layer, values));
                     }
                 }
             }
-            progress.next_image = end;
         }
         let (path_vec, layer_vec, act_vec) =
             (column(output, 0), column(output, 1), column(output, 2));

@@ -123,6 +123,7 @@ impl EvalOp for PlaneDepthwise {
             let out = out_view.as_slice_mut::<f32>()?;
             let mut scratch = vec![0.0f32; g.stride_w * g.padded_h() * g.phase_len()];
             let offsets = tap_offsets(g);
+            let mut row = vec![0.0f32; g.stride_w * g.phase_len()];
             let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
             for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
                 let c = p % g.channels;
@@ -133,6 +134,7 @@ impl EvalOp for PlaneDepthwise {
                     &kernel[c * taps..(c + 1) * taps],
                     b,
                     &offsets,
+                    &mut row,
                     &mut scratch,
                     out,
                 );
@@ -154,7 +156,7 @@ impl TypedOp for PlaneDepthwise {
 
 /// Writes `plane` (in_h x in_w) zero-padded and split by column phase into
 /// `scratch`: phase `q` of padded row `r` holds padded columns q, q + s, …
-fn pad_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
+fn pad_into_phases(g: &Geometry, plane: &[f32], row: &mut [f32], scratch: &mut [f32]) {
     let (ph, len, s) = (g.padded_h(), g.phase_len(), g.stride_w);
     let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
     // Zero rows above and below the image, in every phase.
@@ -163,31 +165,37 @@ fn pad_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
         phase[..g.pad_top * len].fill(0.0);
         phase[(g.pad_top + rows) * len..].fill(0.0);
     }
+    // `row` is one padded row (len·s columns): zeros, the input row, zeros.
+    let left = g.pad_left.min(row.len());
+    let copied = g.in_w.min(row.len() - left);
+    row[..left].fill(0.0);
+    row[left + copied..].fill(0.0);
     for y in 0..rows {
-        let src = &plane[y * g.in_w..(y + 1) * g.in_w];
         let r = y + g.pad_top;
-        for q in 0..s {
-            // Padded column q + s·j holds input column q + s·j − pad_left.
-            let j_first = g.pad_left.saturating_sub(q).div_ceil(s);
-            let x_first = q + s * j_first - g.pad_left;
-            let dst = &mut scratch[(q * ph + r) * len..(q * ph + r + 1) * len];
-            dst[..j_first].fill(0.0);
-            let copied = if s == 1 {
-                let n = (len - j_first).min(src.len() - x_first.min(src.len()));
-                dst[j_first..j_first + n].copy_from_slice(&src[x_first..x_first + n]);
-                n
-            } else {
-                let mut n = 0;
-                for (d, v) in dst[j_first..]
-                    .iter_mut()
-                    .zip(src.iter().skip(x_first).step_by(s))
-                {
-                    *d = *v;
-                    n += 1;
+        let src = &plane[y * g.in_w..y * g.in_w + copied];
+        if s == 1 {
+            let dst = &mut scratch[r * len..(r + 1) * len];
+            dst[..left].fill(0.0);
+            dst[left..left + copied].copy_from_slice(src);
+            dst[left + copied..].fill(0.0);
+            continue;
+        }
+        row[left..left + copied].copy_from_slice(src);
+        if s == 2 {
+            // Split even and odd columns in one pass.
+            let (even, odd) = scratch.split_at_mut(ph * len);
+            let even = &mut even[r * len..(r + 1) * len];
+            let odd = &mut odd[r * len..(r + 1) * len];
+            for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+        } else {
+            for (j, group) in row.chunks_exact(s).enumerate() {
+                for (q, v) in group.iter().enumerate() {
+                    scratch[(q * ph + r) * len + j] = *v;
                 }
-                n
-            };
-            dst[j_first + copied..].fill(0.0);
+            }
         }
     }
 }
@@ -207,10 +215,11 @@ fn convolve_plane(
     weights: &[f32],
     bias: f32,
     offsets: &[usize],
+    row: &mut [f32],
     scratch: &mut [f32],
     out: &mut [f32],
 ) {
-    pad_into_phases(g, plane, scratch);
+    pad_into_phases(g, plane, row, scratch);
     // Every read below stays inside the scratch plane: the last tap of the
     // last output row ends at its phase row's last used column.
     let last_read = (g.out_h - 1) * g.stride_h * g.phase_len()
