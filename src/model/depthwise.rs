@@ -121,9 +121,7 @@ impl EvalOp for PlaneDepthwise {
         {
             let mut out_view = output.try_as_plain_ram_mut()?;
             let out = out_view.as_slice_mut::<f32>()?;
-            let mut scratch = vec![0.0f32; g.stride_w * g.padded_h() * g.phase_len()];
-            let offsets = tap_offsets(g);
-            let mut row = vec![0.0f32; g.stride_w * g.phase_len()];
+            let mut work = Workspace::new(g);
             let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
             for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
                 let c = p % g.channels;
@@ -133,9 +131,7 @@ impl EvalOp for PlaneDepthwise {
                     &data[p * in_plane..(p + 1) * in_plane],
                     &kernel[c * taps..(c + 1) * taps],
                     b,
-                    &offsets,
-                    &mut row,
-                    &mut scratch,
+                    &mut work,
                     out,
                 );
             }
@@ -200,6 +196,26 @@ fn pad_into_phases(g: &Geometry, plane: &[f32], row: &mut [f32], scratch: &mut [
     }
 }
 
+/// Buffers reused across the planes of one evaluation.
+struct Workspace {
+    /// [`tap_offsets`].
+    offsets: Vec<usize>,
+    /// One padded input row.
+    row: Vec<f32>,
+    /// The padded plane, split by stride phase.
+    scratch: Vec<f32>,
+}
+
+impl Workspace {
+    fn new(g: &Geometry) -> Workspace {
+        Workspace {
+            offsets: tap_offsets(g),
+            row: vec![0.0; g.stride_w * g.phase_len()],
+            scratch: vec![0.0; g.stride_w * g.padded_h() * g.phase_len()],
+        }
+    }
+}
+
 /// Offset in `scratch` of each tap's first value for output row 0.
 fn tap_offsets(g: &Geometry) -> Vec<usize> {
     let (ph, len, s) = (g.padded_h(), g.phase_len(), g.stride_w);
@@ -214,11 +230,14 @@ fn convolve_plane(
     plane: &[f32],
     weights: &[f32],
     bias: f32,
-    offsets: &[usize],
-    row: &mut [f32],
-    scratch: &mut [f32],
+    work: &mut Workspace,
     out: &mut [f32],
 ) {
+    let Workspace {
+        offsets,
+        row,
+        scratch,
+    } = work;
     pad_into_phases(g, plane, row, scratch);
     // Every read below stays inside the scratch plane: the last tap of the
     // last output row ends at its phase row's last used column.
