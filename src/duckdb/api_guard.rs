@@ -86,6 +86,24 @@ fn outcome(status: c_int, buffer: &[c_char; MESSAGE_CAPACITY], what: &str) -> Re
     }
 }
 
+/// Calls a list-size function (reserve or set size) through the shim.
+unsafe fn list_size_call(
+    f: ListSizeFn,
+    vector: ffi::duckdb_vector,
+    size: usize,
+    what: &str,
+) -> Result<(), String> {
+    let mut buffer = [0 as c_char; MESSAGE_CAPACITY];
+    let status = layercorr_guarded_list_size(
+        f,
+        vector,
+        size as ffi::idx_t,
+        buffer.as_mut_ptr(),
+        MESSAGE_CAPACITY,
+    );
+    outcome(status, &buffer, what)
+}
+
 /// `duckdb_list_vector_reserve` then `duckdb_list_vector_set_size`, with
 /// DuckDB's exception (e.g. the memory limit) as an error.
 ///
@@ -93,24 +111,9 @@ fn outcome(status: c_int, buffer: &[c_char; MESSAGE_CAPACITY], what: &str) -> Re
 /// `vector` must be a live writable LIST vector.
 pub unsafe fn list_resize(vector: ffi::duckdb_vector, size: usize) -> Result<(), String> {
     let f = functions()?;
-    let mut buffer = [0 as c_char; MESSAGE_CAPACITY];
-    let what = || format!("grow a list vector to {size} elements");
-    let status = layercorr_guarded_list_size(
-        f.list_reserve,
-        vector,
-        size as ffi::idx_t,
-        buffer.as_mut_ptr(),
-        MESSAGE_CAPACITY,
-    );
-    outcome(status, &buffer, &what())?;
-    let status = layercorr_guarded_list_size(
-        f.list_set_size,
-        vector,
-        size as ffi::idx_t,
-        buffer.as_mut_ptr(),
-        MESSAGE_CAPACITY,
-    );
-    outcome(status, &buffer, &what())
+    let what = format!("grow a list vector to {size} elements");
+    list_size_call(f.list_reserve, vector, size, &what)?;
+    list_size_call(f.list_set_size, vector, size, &what)
 }
 
 /// `duckdb_list_vector_reserve` alone (capacity for later appends).
@@ -118,20 +121,8 @@ pub unsafe fn list_resize(vector: ffi::duckdb_vector, size: usize) -> Result<(),
 /// # Safety
 /// `vector` must be a live writable LIST vector.
 pub unsafe fn list_reserve(vector: ffi::duckdb_vector, capacity: usize) -> Result<(), String> {
-    let f = functions()?;
-    let mut buffer = [0 as c_char; MESSAGE_CAPACITY];
-    let status = layercorr_guarded_list_size(
-        f.list_reserve,
-        vector,
-        capacity as ffi::idx_t,
-        buffer.as_mut_ptr(),
-        MESSAGE_CAPACITY,
-    );
-    outcome(
-        status,
-        &buffer,
-        &format!("reserve {capacity} list elements"),
-    )
+    let what = format!("reserve {capacity} list elements");
+    list_size_call(functions()?.list_reserve, vector, capacity, &what)
 }
 
 /// `duckdb_vector_assign_string_element_len`: copies `bytes` into row

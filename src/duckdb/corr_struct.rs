@@ -9,7 +9,7 @@ use ::duckdb::ffi;
 
 use super::api_guard::list_reserve;
 use super::ffi::{
-    append_list, list_entries, set_f32_list, set_str_list, str_list_at, struct_child, FloatLists,
+    append_list, list_entries, set_list, set_str_list, str_list_at, struct_child, FloatLists,
     LogicalType, Validity,
 };
 
@@ -112,7 +112,7 @@ pub unsafe fn write_keyed_matrix(
         let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + n * n;
         list_reserve(rows_vec, total)?;
         for i in 0..n {
-            set_f32_list(rows_vec, offset + i, &values[i * n..(i + 1) * n])?;
+            set_list(rows_vec, offset + i, &values[i * n..(i + 1) * n])?;
         }
         Ok(())
     };

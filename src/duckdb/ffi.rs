@@ -314,47 +314,19 @@ pub unsafe fn append_list(
     Ok((ffi::duckdb_list_vector_get_child(vector), offset))
 }
 
-/// Writes `values` as the list at `row` of a `FLOAT[]` output vector.
+/// Writes `values` as the list at `row` of a list output vector whose
+/// elements are plain values of type `T` (`FLOAT[]`: f32, `DOUBLE[]`: f64,
+/// `BIGINT[]`: i64).
 ///
 /// # Safety
-/// `vector` must be a live writable `FLOAT[]` vector with more than `row` rows.
-pub unsafe fn set_f32_list(
+/// `vector` must be a live writable list vector of `T` with more than `row` rows.
+pub unsafe fn set_list<T: Copy>(
     vector: ffi::duckdb_vector,
     row: usize,
-    values: &[f32],
+    values: &[T],
 ) -> Result<(), String> {
     let (child, offset) = append_list(vector, row, values.len())?;
-    let data = ffi::duckdb_vector_get_data(child) as *mut f32;
-    std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
-    Ok(())
-}
-
-/// Writes `values` as the list at `row` of a `DOUBLE[]` output vector.
-///
-/// # Safety
-/// `vector` must be a live writable `DOUBLE[]` vector with more than `row` rows.
-pub unsafe fn set_f64_list(
-    vector: ffi::duckdb_vector,
-    row: usize,
-    values: &[f64],
-) -> Result<(), String> {
-    let (child, offset) = append_list(vector, row, values.len())?;
-    let data = ffi::duckdb_vector_get_data(child) as *mut f64;
-    std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
-    Ok(())
-}
-
-/// Writes `values` as the list at `row` of a `BIGINT[]` output vector.
-///
-/// # Safety
-/// `vector` must be a live writable `BIGINT[]` vector with more than `row` rows.
-pub unsafe fn set_i64_list(
-    vector: ffi::duckdb_vector,
-    row: usize,
-    values: &[i64],
-) -> Result<(), String> {
-    let (child, offset) = append_list(vector, row, values.len())?;
-    let data = ffi::duckdb_vector_get_data(child) as *mut i64;
+    let data = ffi::duckdb_vector_get_data(child) as *mut T;
     std::ptr::copy_nonoverlapping(values.as_ptr(), data.add(offset), values.len());
     Ok(())
 }

@@ -21,7 +21,7 @@ use super::corr_struct::{
     check_same_keys, corr_matrix_type, read_keyed_matrix, similarity_type, KeyedMatrix,
 };
 use super::ffi::{
-    append_list, chunk_len, column, column_count, set_f64_list, set_str_list, str_at, struct_child,
+    append_list, chunk_len, column, column_count, set_list, set_str_list, str_at, struct_child,
     LogicalType, Validity,
 };
 use super::method_arg::{merge_method, method_at};
@@ -141,7 +141,7 @@ impl Aggregate for LayerSimilarity {
         set_str_list(struct_child(output, 0), row, &state.layers)?;
         let (rows_vec, offset) = append_list(struct_child(output, 1), row, l)?;
         for i in 0..l {
-            set_f64_list(rows_vec, offset + i, result.row(i))?;
+            set_list(rows_vec, offset + i, result.row(i))?;
         }
         state.matrices.clear();
         Ok(())

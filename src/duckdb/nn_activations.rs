@@ -21,8 +21,8 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::ffi::{
-    append_list, chunk_len, column, column_count, set_f32_list, set_null, set_str, str_at,
-    str_list_at, struct_child, LogicalType, Validity,
+    append_list, chunk_len, column, column_count, set_list, set_null, set_str, str_at, str_list_at,
+    struct_child, LogicalType, Validity,
 };
 use super::register::ScalarFunction;
 use crate::pipeline::{prepare, Prefetch};
@@ -168,7 +168,7 @@ impl ScalarFunction for NnActivations {
                         (struct_child(entries, 0), struct_child(entries, 1));
                     for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
                         set_str(name_vec, offset + k, name)?;
-                        set_f32_list(values_vec, offset + k, values)?;
+                        set_list(values_vec, offset + k, values)?;
                     }
                 }
             }

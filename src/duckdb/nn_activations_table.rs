@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use ::duckdb::ffi;
 
-use super::ffi::{column, set_f32_list, set_str, LogicalType, Value};
+use super::ffi::{column, set_list, set_str, LogicalType, Value};
 use super::register::{BindArgs, Bound, TableFunction};
 use crate::pipeline::{prepare, Prefetch, Prepared};
 use crate::pooling::Pooling;
@@ -164,7 +164,7 @@ impl TableFunction for NnActivationsTable {
             };
             set_str(path_vec, row, &req.paths[image])?;
             set_str(layer_vec, row, &req.prepared.layers[layer])?;
-            set_f32_list(act_vec, row, &values)?;
+            set_list(act_vec, row, &values)?;
             row += 1;
         }
         Ok(row)

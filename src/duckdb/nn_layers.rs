@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use ::duckdb::ffi;
 
-use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
+use super::ffi::{column, set_list, set_str, set_value, LogicalType};
 use super::register::{next_page, BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, LoadedModel};
 
@@ -63,7 +63,7 @@ impl TableFunction for NnLayers {
         for (i, layer) in rows.iter().enumerate() {
             set_str(name, i, &layer.name)?;
             set_str(op, i, &layer.op)?;
-            set_i64_list(shape, i, &layer.shape)?;
+            set_list(shape, i, &layer.shape)?;
             set_value(size, i, layer.size);
             set_value(position, i, layer.position);
         }

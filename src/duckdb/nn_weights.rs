@@ -12,7 +12,7 @@ use std::path::Path;
 
 use ::duckdb::ffi;
 
-use super::ffi::{column, set_i64_list, set_str, set_value, LogicalType};
+use super::ffi::{column, set_list, set_str, set_value, LogicalType};
 use super::register::{next_page, BindArgs, Bound, TableFunction};
 use crate::model::{cached_model, WeightInfo};
 
@@ -59,7 +59,7 @@ impl TableFunction for NnWeights {
         for (i, w) in rows.iter().enumerate() {
             set_str(cols[0], i, &w.tensor)?;
             set_str(cols[1], i, &w.layer)?;
-            set_i64_list(cols[2], i, &w.shape)?;
+            set_list(cols[2], i, &w.shape)?;
             set_value(cols[3], i, w.count);
             set_value(cols[4], i, w.mean);
             set_value(cols[5], i, w.std);
