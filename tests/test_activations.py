@@ -487,3 +487,33 @@ def test_threads_do_not_change_results(ext_path, photos):
     for name in ("blocks.8", "logits"):
         assert_close(f"{name} threads 1 vs 2", res[1][name], res[2][name],
                      1e-5 * max(1.0, float(np.abs(res[1][name]).max())))
+
+
+def test_own_depthwise_agrees_with_tracts(photos, tmp_path, monkeypatch):
+    """layercorr swaps its own depthwise convolution in for tract's
+    (src/model/depthwise.rs); `LAYERCORR_DEPTHWISE=tract` keeps tract's.
+    Both runs must agree to float32 rounding on every layer of the
+    network, and must not be the same computation (else the swap did not
+    happen)."""
+    paths = "[" + ", ".join(f"'{sql_str(p)}'" for p in photos[:3]) + "]"
+    outputs = {}
+    for variant in ("own", "tract"):
+        monkeypatch.setenv("LAYERCORR_DEPTHWISE", variant)
+        out = tmp_path / f"{variant}.parquet"
+        s = H.run_python_child([
+            f"COPY (SELECT path, layer, activation FROM nn_activations('{sql_str(H.MODEL)}', "
+            f"{paths}, layers := ['*']) ORDER BY path, layer) TO '{sql_str(out)}'"])
+        assert not s.crashed and s.results and s.results[0]["ok"], (s.results, s.stderr[-2000:])
+        outputs[variant] = out
+    import duckdb
+
+    con = duckdb.connect()
+    own = con.execute(f"FROM '{sql_str(outputs['own'])}'").fetchall()
+    tract = con.execute(f"FROM '{sql_str(outputs['tract'])}'").fetchall()
+    assert [r[:2] for r in own] == [r[:2] for r in tract] and len(own) > 100
+    differ = 0
+    for (path, layer, a), (_, _, b) in zip(own, tract):
+        a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+        assert_close(f"{path} {layer}", a, b, 1e-4 * max(1.0, float(np.abs(b).max())))
+        differ += int(not np.array_equal(a, b))
+    assert differ > 0, "own and tract depthwise gave bit-identical results: was the op swapped in?"
