@@ -77,6 +77,10 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=10_000)
     parser.add_argument("--pool", default="avg4x4")
     parser.add_argument("--subset", type=int, default=500)
+    parser.add_argument("--memory-limit", default="7GB",
+                        help="DuckDB memory_limit for the matrices step (default 7GB)")
+    parser.add_argument("--matrices-only", action="store_true",
+                        help="reuse out/bench/scale.duckdb from an earlier run; compute only the matrices")
     parser.add_argument("--group-by", action="store_true",
                         help="all matrices in one GROUP BY layer statement instead of one statement per layer")
     args = parser.parse_args()
@@ -87,7 +91,8 @@ def main() -> None:
     out = ROOT / "out/bench"
     out.mkdir(parents=True, exist_ok=True)
     db = out / "scale.duckdb"
-    db.unlink(missing_ok=True)
+    if not args.matrices_only:
+        db.unlink(missing_ok=True)
     layers = ", ".join(f"'{layer}'" for layer in LAYERS)
     glob = ROOT / "data/scale/*.jpg"
 
@@ -100,10 +105,14 @@ def main() -> None:
         FROM images;
         SELECT count(*) AS rows, count(DISTINCT path) AS images FROM activations;
     """
-    seconds_acts, stdout = run_cli(db, activations_sql)
-    rss_acts = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
-    print(stdout)
-    print(f"activations: {seconds_acts:.0f} s ({args.images / seconds_acts:.1f} images/s), peak RSS {rss_acts / 2**30:.2f} GiB", flush=True)
+    if args.matrices_only:
+        seconds_acts, rss_acts = None, None
+        run_cli(db, "DROP TABLE IF EXISTS matrices;")
+    else:
+        seconds_acts, stdout = run_cli(db, activations_sql)
+        rss_acts = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        print(stdout)
+        print(f"activations: {seconds_acts:.0f} s ({args.images / seconds_acts:.1f} images/s), peak RSS {rss_acts / 2**30:.2f} GiB", flush=True)
 
     # One statement per layer: each 10,000 x 10,000 result (400 MB) is
     # written to the table before the next is computed. A single
@@ -111,21 +120,22 @@ def main() -> None:
     # (4.8 GB) in one output chunk and then copy them into storage, which
     # peaked at about 20 GiB here (`--group-by` measures that form).
     # DuckDB's buffer pool keeps written blocks cached up to its
-    # memory_limit (80% of RAM by default); 8 GB bounds that cache (4 and 6 GB
-    # were too little for DuckDB's own checkpoint of the 400 MB matrices). The
+    # memory_limit (80% of RAM by default); 7 GB bounds that cache (4 and 6 GB
+    # were too little for DuckDB's own checkpoint of the 400 MB matrices, and
+    # 8 GB peaked at 11.9-12.2 GiB in all). The
     # aggregate's own memory (a group's rows up to 256 MB, spilled to a
     # temporary file past that, plus about 8 N² bytes while one matrix is
     # computed) is outside DuckDB's accounting.
     if args.group_by:
         matrices_sql = f"""
             LOAD '{EXT}';
-            SET memory_limit = '8GB';
+            SET memory_limit = '{args.memory_limit}';
             CREATE TABLE matrices AS SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
         """
     else:
         matrices_sql = f"""
             LOAD '{EXT}';
-            SET memory_limit = '8GB';
+            SET memory_limit = '{args.memory_limit}';
             CREATE TABLE matrices (layer VARCHAR, m STRUCT(keys VARCHAR[], matrix FLOAT[][]));
         """ + "".join(
             f"INSERT INTO matrices SELECT layer, layer_corr(path, activation) FROM activations "
@@ -152,7 +162,8 @@ def main() -> None:
     _, stdout = run_cli(sub_db, subset_sql)
     print(stdout)
     result = {"images": args.images, "pool": args.pool, "activation_seconds": seconds_acts,
-              "matrix_seconds": seconds_m, "matrices_in_one_group_by": args.group_by, "peak_rss_bytes": rss_all, "subset_check": stdout.strip()}
+              "matrix_seconds": seconds_m, "matrices_in_one_group_by": args.group_by, "memory_limit": args.memory_limit,
+              "matrices_only": args.matrices_only, "peak_rss_bytes": rss_all, "subset_check": stdout.strip()}
     (out / "scale_10k.json").write_text(json.dumps(result, indent=2))
 
 
