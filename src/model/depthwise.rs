@@ -11,8 +11,8 @@
 //! depthwise kernel that plugs into tract.
 //!
 //! [`replace_depthwise`] swaps it in for every grouped `Conv` with one input
-//! channel per group, NCHW f32 data, dilation 1 and a concrete shape; all
-//! other convolutions stay tract's.
+//! channel per group, NCHW (or batch-less CHW) f32 data, dilation 1 and a
+//! concrete shape; all other convolutions stay tract's.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{ensure, EvalContext, EvalOp, Op, StaticName};
@@ -31,7 +31,7 @@ pub struct Geometry {
     pub batch_axis: bool,
     /// Channels (= groups).
     pub channels: usize,
-    /// Input plane height and width.
+    /// Input plane height.
     pub in_h: usize,
     /// Input plane width.
     pub in_w: usize,

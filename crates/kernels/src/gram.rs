@@ -330,7 +330,7 @@ fn fill_chunk_by_reads(
         column_means(b, n, cw, 0, &mut colmean[..cw]);
     }
     let colmean = &colmean[..];
-    let bad_rows: Vec<usize> = b
+    let bad_rows = b
         .par_chunks_mut(cw)
         .zip(row_sums.par_iter_mut())
         .enumerate()
@@ -354,11 +354,8 @@ fn fill_chunk_by_reads(
             *sum += s;
             Ok((!s.is_finite()).then_some(i))
         })
-        .collect::<Result<Vec<Option<usize>>>>()?
-        .into_iter()
-        .flatten()
-        .collect();
-    Ok(bad_rows.into_iter().min())
+        .collect::<Result<Vec<Option<usize>>>>()?;
+    Ok(bad_rows.into_iter().flatten().min())
 }
 
 /// The first non-finite value of a row-major matrix, as an error.
