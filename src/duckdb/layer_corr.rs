@@ -8,22 +8,28 @@
 //! of different lengths, fewer than two rows, and a constant (zero
 //! variance) activation for pearson/spearman are errors naming the key.
 //!
-//! A group keeps its rows until finalize: in memory up to
+//! For pearson, spearman and cosine the products are taken while DuckDB
+//! hands the rows over ([`layercorr_kernels::stream`]): each chunk's rows
+//! of a group are multiplied, on both cores, with each other and with the
+//! group's earlier rows, straight from DuckDB's vector; finalize only
+//! scales and writes the matrix. Euclidean and gram need every row before
+//! the first product, so they multiply at finalize. Either way a group
+//! keeps its rows (for products with later chunks): in memory up to
 //! `LAYERCORR_SPILL_MB` megabytes (default 256), past that in an unlinked
-//! file in the temporary folder (`TMPDIR`), read back a column chunk at a
-//! time, so the host's memory stays near the table plus N² however large
-//! the layer. `LAYERCORR_SPILL_MB=off` keeps everything in memory. For
-//! spearman each row is ranked as it arrives.
+//! file in the temporary folder (`TMPDIR`), so the host's memory stays
+//! near the table plus N² however large the layer.
+//! `LAYERCORR_SPILL_MB=off` keeps everything in memory. For spearman each
+//! row is ranked as it arrives.
 //!
 //! ```sql
 //! SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
 //! ```
 
+use std::collections::HashMap;
+
 use ::duckdb::ffi;
-use layercorr_kernels::corr::correlation_matrix_of;
 use layercorr_kernels::rank::rank_row_into;
-use layercorr_kernels::source::Permuted;
-use layercorr_kernels::{CorrMethod, KernelError, RowStore, SpillPolicy};
+use layercorr_kernels::{CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
 use rayon::prelude::*;
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
@@ -34,11 +40,12 @@ use super::register::Aggregate;
 /// The `layer_corr` aggregate.
 pub struct LayerCorr;
 
-/// One group's rows, kept until finalize (ranked already for spearman).
+/// One group's rows so far: keys in arrival order and their products (or
+/// rows) in an accumulator.
 #[derive(Default)]
 pub struct CorrState {
     keys: Vec<String>,
-    rows: Option<RowStore>,
+    acc: Option<CorrAccumulator>,
     method: Option<CorrMethod>,
 }
 
@@ -72,6 +79,7 @@ fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> Stri
     )
 }
 
+/// A kernel error with its row (arrival order in the group) named by key.
 fn kernel_error(e: KernelError, keys: &[String]) -> String {
     match e.row().and_then(|r| keys.get(r)) {
         Some(key) => format!("{e} (row {} is key '{key}')", e.row().unwrap_or(0)),
@@ -82,51 +90,83 @@ fn kernel_error(e: KernelError, keys: &[String]) -> String {
 /// Spearman rows ranked together in one parallel step.
 const RANK_BATCH: usize = 16;
 
-/// Adds a batch of `(row, method, values)` to their groups, ranking the
-/// spearman ones first (in parallel, into `ranked`).
+/// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
+/// order) to its state.
 ///
 /// # Safety
-/// `key_vec` is the live key column and `state_of` returns live states.
-unsafe fn store_batch(
-    batch: &[(usize, CorrMethod, &[f32])],
-    ranked: &mut Vec<Vec<f32>>,
+/// `key_vec` is the live key column and `state` a live state.
+unsafe fn add_group_rows(
+    state: &mut CorrState,
+    rows: &[usize],
+    acts: &FloatLists,
     key_vec: ffi::duckdb_vector,
-    state_of: &mut dyn FnMut(usize) -> *mut CorrState,
     policy: &SpillPolicy,
 ) -> Result<(), String> {
-    ranked.resize_with(batch.len(), Vec::new);
-    let failed = batch
-        .par_iter()
-        .zip(ranked.par_iter_mut())
-        .filter(|((_, method, _), _)| *method == CorrMethod::Spearman)
-        .map(|((row, _, values), out)| {
-            out.resize(values.len(), 0.0);
-            rank_row_into(values, out).err().map(|e| (*row, e))
-        })
-        .flatten()
-        .min_by_key(|(row, _)| *row);
-    if let Some((row, e)) = failed {
-        let key = str_at(key_vec, row);
-        let e = e.to_string().replacen("row 0 ", "the activation ", 1);
-        return Err(format!("{e} (key '{key}')"));
-    }
-    for ((row, method, values), ranks) in batch.iter().zip(ranked.iter()) {
-        let key = str_at(key_vec, *row);
-        let state = &mut *state_of(*row);
-        merge_method(&mut state.method, *method)?;
-        let store = state
-            .rows
-            .get_or_insert_with(|| RowStore::new(values.len()));
-        if store.d() != values.len() {
-            return Err(length_error(&state.keys, &key, store.d(), values.len()));
-        }
-        let values = if *method == CorrMethod::Spearman {
-            &ranks[..]
-        } else {
-            values
+    let method = state.method.unwrap_or(CorrMethod::Pearson);
+    let mut values: Vec<&[f32]> = Vec::with_capacity(rows.len());
+    for &row in rows {
+        let v = acts
+            .get(row)
+            .map_err(|e| format!("activation: {e}"))?
+            .unwrap_or(&[]);
+        let expected = match (&state.acc, values.first()) {
+            (Some(acc), _) => Some(acc.d()),
+            (None, Some(first)) => Some(first.len()),
+            (None, None) => None,
         };
-        store.push_row(values, policy).map_err(|e| e.to_string())?;
-        state.keys.push(key.into_owned());
+        if let Some(d) = expected.filter(|&d| d != v.len()) {
+            // Named against the group's first key, as the message says.
+            let first_key = match state.keys.first() {
+                Some(k) => k.clone(),
+                None => str_at(key_vec, rows[0]).into_owned(),
+            };
+            return Err(length_error(
+                &[first_key],
+                &str_at(key_vec, row),
+                d,
+                v.len(),
+            ));
+        }
+        values.push(v);
+    }
+    let Some(d) = values.first().map(|v| v.len()) else {
+        return Ok(());
+    };
+    let first_row = state.acc.as_ref().map_or(0, |a| a.n());
+    state
+        .keys
+        .extend(rows.iter().map(|&r| str_at(key_vec, r).into_owned()));
+    let acc = state
+        .acc
+        .get_or_insert_with(|| CorrAccumulator::new(d, method));
+    if method != CorrMethod::Spearman {
+        return acc
+            .push_rows(&values, policy)
+            .map_err(|e| kernel_error(e, &state.keys));
+    }
+    // Spearman rows are ranked a batch at a time on rayon's pool (the
+    // ranking is an n log n sort per row), then added in arrival order.
+    let mut ranked: Vec<Vec<f32>> = Vec::new();
+    for (b, batch) in values.chunks(RANK_BATCH).enumerate() {
+        ranked.resize_with(batch.len(), Vec::new);
+        let failed = batch
+            .par_iter()
+            .zip(ranked.par_iter_mut())
+            .enumerate()
+            .map(|(i, (v, out))| {
+                out.resize(v.len(), 0.0);
+                rank_row_into(v, out).err().map(|e| (i, e))
+            })
+            .flatten()
+            .min_by_key(|(i, _)| *i);
+        if let Some((i, e)) = failed {
+            let key = &state.keys[first_row + b * RANK_BATCH + i];
+            let e = e.to_string().replacen("row 0 ", "the activation ", 1);
+            return Err(format!("{e} (key '{key}')"));
+        }
+        let refs: Vec<&[f32]> = ranked[..batch.len()].iter().map(Vec::as_slice).collect();
+        acc.push_rows(&refs, policy)
+            .map_err(|e| kernel_error(e, &state.keys))?;
     }
     Ok(())
 }
@@ -157,46 +197,55 @@ impl Aggregate for LayerCorr {
         let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
         let mut last_method = None;
         let policy = spill_policy()?;
-        // Spearman rows are ranked a batch at a time on rayon's pool (the
-        // ranking is an n log n sort per row), then stored in arrival order.
-        let mut batch: Vec<(usize, CorrMethod, &[f32])> = Vec::with_capacity(RANK_BATCH);
-        let mut ranked: Vec<Vec<f32>> = Vec::new();
+        // The chunk's rows by group, groups in order of first appearance,
+        // so that each group's rows are multiplied as one block.
+        let mut groups: Vec<(*mut CorrState, Vec<usize>)> = Vec::new();
+        let mut group_of: HashMap<*mut CorrState, usize> = HashMap::new();
         for row in 0..rows {
             let method = method_at(method_vec, row, CorrMethod::Pearson, &mut last_method)?;
-            let Some(values) = acts.get(row).map_err(|e| format!("activation: {e}"))? else {
+            if acts
+                .get(row)
+                .map_err(|e| format!("activation: {e}"))?
+                .is_none()
+            {
                 continue;
-            };
+            }
             if !key_ok.is_valid(row) {
                 return Err("key is NULL for a non-NULL activation".into());
             }
-            batch.push((row, method, values));
-            if batch.len() == RANK_BATCH {
-                store_batch(&batch, &mut ranked, key_vec, state_of, &policy)?;
-                batch.clear();
-            }
+            let state = state_of(row);
+            merge_method(&mut (*state).method, method)?;
+            let g = *group_of.entry(state).or_insert_with(|| {
+                groups.push((state, Vec::new()));
+                groups.len() - 1
+            });
+            groups[g].1.push(row);
         }
-        store_batch(&batch, &mut ranked, key_vec, state_of, &policy)
+        for (state, group_rows) in &groups {
+            add_group_rows(&mut **state, group_rows, &acts, key_vec, &policy)?;
+        }
+        Ok(())
     }
 
     fn combine(source: &mut CorrState, target: &mut CorrState) -> Result<(), String> {
         if let Some(m) = source.method {
             merge_method(&mut target.method, m)?;
         }
-        let Some(src_rows) = source.rows.take() else {
+        let Some(src) = source.acc.take() else {
             return Ok(());
         };
-        match &mut target.rows {
+        match &mut target.acc {
             None => {
-                target.rows = Some(src_rows);
+                target.acc = Some(src);
                 target.keys = std::mem::take(&mut source.keys);
             }
             Some(dst) => {
-                if dst.d() != src_rows.d() {
+                if dst.d() != src.d() {
                     let key = source.keys.first().cloned().unwrap_or_default();
-                    return Err(length_error(&target.keys, &key, dst.d(), src_rows.d()));
+                    return Err(length_error(&target.keys, &key, dst.d(), src.d()));
                 }
-                let keeps_order = dst.append_keeps_order(&src_rows);
-                dst.append(src_rows, &spill_policy()?)
+                let keeps_order = dst
+                    .merge(src, &spill_policy()?)
                     .map_err(|e| e.to_string())?;
                 if keeps_order {
                     target.keys.append(&mut source.keys);
@@ -215,7 +264,7 @@ impl Aggregate for LayerCorr {
         row: usize,
     ) -> Result<(), String> {
         let method = state.method.unwrap_or(CorrMethod::Pearson);
-        let Some(mut rows) = state.rows.take() else {
+        let Some(acc) = state.acc.take() else {
             return Err(format!(
                 "{}: the group has no non-NULL activations; need at least 2 rows",
                 method.name()
@@ -238,25 +287,9 @@ impl Aggregate for LayerCorr {
                 keys[w[0]]
             ));
         }
-        rows.finish().map_err(|e| e.to_string())?;
+        let matrix = acc.finish(&order).map_err(|e| kernel_error(e, &keys))?;
         let sorted: Vec<String> = order.iter().map(|i| keys[*i].clone()).collect();
-        let in_order = order.iter().enumerate().all(|(i, o)| i == *o);
-        let matrix = match &mut rows {
-            RowStore::Memory(m) => {
-                if !in_order {
-                    m.permute_rows(&order).map_err(|e| e.to_string())?;
-                }
-                correlation_matrix_of(m, method, None)
-            }
-            RowStore::Spilled(file) => {
-                let permuted = Permuted::new(file, &order).map_err(|e| e.to_string())?;
-                correlation_matrix_of(&permuted, method, None)
-            }
-        };
-        drop(rows);
-        let keys = sorted;
-        let matrix = matrix.map_err(|e| kernel_error(e, &keys))?;
-        write_keyed_matrix(output, row, &keys, matrix.as_slice())?;
+        write_keyed_matrix(output, row, &sorted, matrix.as_slice())?;
         Ok(())
     }
 }

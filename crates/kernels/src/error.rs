@@ -188,6 +188,19 @@ impl KernelError {
         }
     }
 
+    /// The same error about row `to` instead (after rows were reordered).
+    pub fn with_row(mut self, to: usize) -> Self {
+        match &mut self {
+            KernelError::RowLength { row, .. }
+            | KernelError::NonFinite { row, .. }
+            | KernelError::Overflow { row }
+            | KernelError::ConstantRow { row, .. }
+            | KernelError::NonFiniteMatrix { row, .. } => *row = to,
+            _ => {}
+        }
+        self
+    }
+
     /// The index of the matrix (in a list of matrices) that the error is
     /// about, if any. The binding layer maps it to the layer name.
     pub fn matrix_index(&self) -> Option<usize> {

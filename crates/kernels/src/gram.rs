@@ -407,7 +407,7 @@ fn copy_sum(src: &[f32], dst: &mut [f32]) -> f64 {
 }
 
 /// `dst = src − s`, returns `Σ dst` in `f64`.
-fn shift_sum(src: &[f32], dst: &mut [f32], s: f32) -> f64 {
+pub(crate) fn shift_sum(src: &[f32], dst: &mut [f32], s: f32) -> f64 {
     let mut acc = [0f64; 8];
     let mut sc = src.chunks_exact(8);
     let mut dc = dst.chunks_exact_mut(8);

@@ -30,12 +30,14 @@ pub mod rank;
 pub mod rows;
 pub mod source;
 pub mod spill;
+pub mod stream;
 
 pub use error::{KernelError, Result};
 pub use method::{CompareMethod, CorrMethod};
 pub use rows::RowMatrix;
 pub use source::RowSource;
 pub use spill::{RowStore, SpillPolicy};
+pub use stream::{CorrAccumulator, StreamingGram};
 
 /// A full symmetric `n x n` matrix, row-major (both triangles stored, so
 /// row `i` can be handed out as a slice).

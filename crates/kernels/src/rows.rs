@@ -96,6 +96,21 @@ impl RowMatrix {
         Ok(())
     }
 
+    /// Appends `r` rows of zeros and returns them, to be filled in place.
+    pub fn extend_zeroed(&mut self, r: usize) -> Result<&mut [f32]> {
+        let len = r.saturating_mul(self.d);
+        self.data
+            .try_reserve(len)
+            .map_err(|_| KernelError::TooLarge {
+                what: "row store",
+                bytes: len.saturating_mul(4),
+            })?;
+        let start = self.data.len();
+        self.data.resize(start + len, 0.0);
+        self.n += r;
+        Ok(&mut self.data[start..])
+    }
+
     /// Appends all rows of `other` (for merging aggregate states).
     pub fn append(&mut self, other: &RowMatrix) -> Result<()> {
         if other.n == 0 {

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::{KernelError, Result};
 use crate::rows::{check_row_length, RowMatrix};
-use crate::source::RowSource;
+use crate::source::{RowSlice, RowSource};
 
 /// Bytes gathered before one `write` to the file.
 const WRITE_BUFFER_BYTES: usize = 4 << 20;
@@ -155,9 +155,45 @@ impl RowSource for SpillRows {
     }
 
     fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
-        if row >= self.n || c0 + dst.len() > self.d || !self.pending.is_empty() {
+        if !self.pending.is_empty() {
             return Err(KernelError::BadShape {
-                what: "spill read (row out of range, or rows not flushed)",
+                what: "spill read (rows not flushed)",
+                expected: 0,
+                got: self.pending.len(),
+            });
+        }
+        FileRows {
+            file: &self.file,
+            dir: &self.dir,
+            n: self.n,
+            d: self.d,
+        }
+        .read(row, c0, dst)
+    }
+}
+
+/// The first `n` rows of a spill file, read by position (shared access).
+#[derive(Debug, Clone, Copy)]
+pub struct FileRows<'a> {
+    file: &'a File,
+    dir: &'a PathBuf,
+    n: usize,
+    d: usize,
+}
+
+impl RowSource for FileRows<'_> {
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn d(&self) -> usize {
+        self.d
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        if row >= self.n || c0 + dst.len() > self.d {
+            return Err(KernelError::BadShape {
+                what: "spill read (row out of range)",
                 expected: self.n,
                 got: row,
             });
@@ -165,7 +201,91 @@ impl RowSource for SpillRows {
         let offset = ((row * self.d + c0) * 4) as u64;
         self.file
             .read_exact_at(as_bytes_mut(dst), offset)
-            .map_err(|e| self.io_error(e))
+            .map_err(|e| KernelError::Spill {
+                dir: self.dir.display().to_string(),
+                reason: e.to_string(),
+            })
+    }
+}
+
+/// The rows a [`RowStore`] held before [`RowStore::extend_rows`].
+#[derive(Debug, Clone, Copy)]
+pub enum EarlierRows<'a> {
+    /// In the memory buffer.
+    Memory(RowSlice<'a>),
+    /// In the spill file.
+    File(FileRows<'a>),
+}
+
+impl RowSource for EarlierRows<'_> {
+    fn n(&self) -> usize {
+        match self {
+            EarlierRows::Memory(m) => m.n(),
+            EarlierRows::File(f) => f.n(),
+        }
+    }
+
+    fn d(&self) -> usize {
+        match self {
+            EarlierRows::Memory(m) => m.d(),
+            EarlierRows::File(f) => f.d(),
+        }
+    }
+
+    fn contiguous(&self) -> Option<&[f32]> {
+        match self {
+            EarlierRows::Memory(m) => m.contiguous(),
+            EarlierRows::File(_) => None,
+        }
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        match self {
+            EarlierRows::Memory(m) => m.read(row, c0, dst),
+            EarlierRows::File(f) => f.read(row, c0, dst),
+        }
+    }
+}
+
+/// Where one new row of a [`RowStore`] goes (see [`RowStore::extend_rows`]).
+#[derive(Debug)]
+pub enum RowSink<'a> {
+    /// The row's place in the memory buffer.
+    Memory(&'a mut [f32]),
+    /// The row's place in the spill file.
+    File {
+        /// The spill file (positional writes need no `&mut`).
+        file: &'a File,
+        /// Its folder, for error messages.
+        dir: &'a PathBuf,
+        /// Byte offset of the row's first value.
+        offset: u64,
+    },
+}
+
+impl RowSink<'_> {
+    /// Writes `values` as the row's columns `c0..c0 + values.len()`.
+    pub fn write(&mut self, c0: usize, values: &[f32]) -> Result<()> {
+        match self {
+            RowSink::Memory(row) => {
+                let len = row.len();
+                let dst = row
+                    .get_mut(c0..c0 + values.len())
+                    .ok_or(KernelError::BadShape {
+                        what: "row sink write",
+                        expected: len,
+                        got: c0 + values.len(),
+                    })?;
+                dst.copy_from_slice(values);
+                Ok(())
+            }
+            RowSink::File { file, dir, offset } => file
+                .write_all_at(as_bytes(values), *offset + (c0 * 4) as u64)
+                .map_err(|e| KernelError::Spill {
+                    dir: dir.display().to_string(),
+                    reason: e.to_string(),
+                }),
+        }
     }
 }
 
@@ -278,6 +398,57 @@ impl RowStore {
         file.append_from(m)?;
         *self = RowStore::Spilled(file);
         Ok(())
+    }
+
+    /// Makes room for `r` more rows and returns one writer per new row, so
+    /// that rows can be written a column piece at a time from several
+    /// threads (the streaming Gram writes each piece as it reads it for
+    /// its products, instead of copying the rows in a pass of their own).
+    /// Moves to a file first if the rows would pass the policy's limit.
+    /// The rows already there stay readable through the returned
+    /// [`EarlierRows`] while the new ones are written.
+    pub fn extend_rows(
+        &mut self,
+        r: usize,
+        policy: &SpillPolicy,
+    ) -> Result<(EarlierRows<'_>, Vec<RowSink<'_>>)> {
+        let d = self.d();
+        if let (RowStore::Memory(m), Some(limit)) = (&*self, policy.limit_bytes) {
+            if (m.n() + r).saturating_mul(d).saturating_mul(4) > limit {
+                let mut file = SpillRows::create(policy.dir.clone(), d)?;
+                file.append_from(m)?;
+                *self = RowStore::Spilled(file);
+            }
+        }
+        match self {
+            RowStore::Memory(m) => {
+                let first = m.n();
+                m.extend_zeroed(r)?;
+                let (old, new) = m.as_mut_slice().split_at_mut(first * d);
+                let sinks = new.chunks_mut(d.max(1)).map(RowSink::Memory).collect();
+                Ok((EarlierRows::Memory(RowSlice::new(old, first, d)?), sinks))
+            }
+            RowStore::Spilled(s) => {
+                s.flush()?;
+                let first = s.n;
+                s.n += r;
+                let (file, dir) = (&s.file, &s.dir);
+                let sinks = (first..first + r)
+                    .map(|row| RowSink::File {
+                        file,
+                        dir,
+                        offset: (row * d * 4) as u64,
+                    })
+                    .collect();
+                let earlier = FileRows {
+                    file,
+                    dir,
+                    n: first,
+                    d,
+                };
+                Ok((EarlierRows::File(earlier), sinks))
+            }
+        }
     }
 
     /// Flushes a spill file's write buffer; call before reading.

@@ -1,0 +1,940 @@
+//! The Gram matrix of a group's rows, accumulated while the rows arrive.
+//!
+//! An aggregate sees its rows a chunk at a time, and the host frees each
+//! chunk once the aggregate has looked at it. Keeping every row and doing
+//! all the products at the end costs a copy of the rows on one thread and
+//! a second read of them later. [`StreamingGram`] instead multiplies each
+//! arriving block of rows at once, on every core: with itself (lower
+//! triangle) and with the rows that came before it (a rectangular
+//! product), reading the block straight from the host's memory. In the
+//! same pass each piece of the block is written to the group's
+//! [`RowStore`], where later blocks will read it for their own products.
+//!
+//! The products go, as in [`crate::gram`], through `f32` column chunks of
+//! shifted rows summed into an `f64` accumulator; here it is a packed lower
+//! triangle stored row by row, which grows by appending as rows arrive.
+//! Small blocks are held back until they are worth a pass over the earlier
+//! rows (at least [`MIN_BLOCK_ROWS`] rows and a quarter of the rows before
+//! them), so a group that arrives a few rows per chunk still reads its
+//! earlier rows only a few times in all.
+//!
+//! For pearson, spearman (rows ranked by the caller) and cosine, whose
+//! shift is known from each row alone. Euclidean and gram centre by the
+//! column means over all rows, so their rows are kept until the end
+//! ([`crate::corr::correlation_matrix_of`]); [`CorrAccumulator`] picks.
+
+use faer::linalg::matmul::matmul as rect_matmul;
+use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use crate::corr::correlation_matrix_of;
+use crate::error::{KernelError, Result};
+use crate::gram::{shift_sum, sum_f64};
+use crate::source::{Permuted, RowSource};
+use crate::spill::{RowSink, RowStore, SpillPolicy};
+use crate::{try_zeroed, CorrMethod, SquareMatrix};
+
+/// Blocks smaller than this wait for more rows before being multiplied.
+pub const MIN_BLOCK_ROWS: usize = 128;
+/// The pearson shift of a row is the mean of its first this many values.
+const SHIFT_SPAN: usize = 2048;
+/// Target size of the two chunk buffers together, in bytes.
+const BUFFER_BYTES: usize = 128 << 20;
+
+/// Offset of row `i` in a packed lower triangle stored row by row.
+fn lower_row(i: usize) -> usize {
+    i * (i + 1) / 2
+}
+
+/// Rows of at least this many wait for no more: a block of `r` rows after
+/// `p` earlier ones is multiplied once `r >= max(MIN_BLOCK_ROWS, p / 4)`.
+fn block_threshold(p: usize) -> usize {
+    MIN_BLOCK_ROWS.max(p / 4)
+}
+
+/// Column chunk width for `rows` rows: the two buffers within
+/// [`BUFFER_BYTES`], 2048–16384 columns, a multiple of 64, at most `d`.
+fn chunk_width(rows: usize, d: usize) -> usize {
+    let by_memory = BUFFER_BYTES / (4 * rows.max(1));
+    (by_memory.clamp(2048, 16384) / 64 * 64).min(d).max(1)
+}
+
+/// Whether [`StreamingGram`] serves `method` (its shift is per row).
+pub fn streams(method: CorrMethod) -> bool {
+    matches!(
+        method,
+        CorrMethod::Pearson | CorrMethod::Spearman | CorrMethod::Cosine
+    )
+}
+
+/// Products of a group's rows, accumulated block by block (see the module
+/// documentation); rows are numbered in arrival order.
+#[derive(Debug)]
+pub struct StreamingGram {
+    method: CorrMethod,
+    d: usize,
+    /// Every row so far, for the products with later blocks.
+    store: RowStore,
+    /// The shift of every stored row.
+    shifts: Vec<f32>,
+    /// Sums of the shifted values of the rows in `lower`.
+    row_sums: Vec<f64>,
+    /// Packed lower triangle, row by row, of the first `done` rows.
+    lower: Vec<f64>,
+    /// Rows whose products are in `lower`; the rest of the store waits.
+    done: usize,
+}
+
+/// The new rows of one block.
+enum NewRows<'a> {
+    /// In the host's memory; each is also written to its sink.
+    Slices {
+        rows: &'a [&'a [f32]],
+        sinks: Vec<RowSink<'a>>,
+    },
+    /// Rows `start..start + r` of a source.
+    Source {
+        rows: &'a dyn RowSource,
+        start: usize,
+        r: usize,
+    },
+}
+
+impl NewRows<'_> {
+    fn len(&self) -> usize {
+        match self {
+            NewRows::Slices { rows, .. } => rows.len(),
+            NewRows::Source { r, .. } => *r,
+        }
+    }
+
+    /// The first non-finite value of new row `i`, as an error for row
+    /// `first + i` of the group.
+    fn non_finite(&self, i: usize, first: usize) -> Result<Option<KernelError>> {
+        let found = |row: &[f32]| {
+            row.iter()
+                .position(|x| !x.is_finite())
+                .map(|col| KernelError::NonFinite {
+                    row: first + i,
+                    col,
+                    value: row[col],
+                })
+        };
+        match self {
+            NewRows::Slices { rows, .. } => Ok(found(rows[i])),
+            NewRows::Source { rows, start, .. } => {
+                let mut buf = vec![0f32; rows.d()];
+                rows.read(start + i, 0, &mut buf)?;
+                Ok(found(&buf))
+            }
+        }
+    }
+}
+
+/// One block's products: new rows `p..p + r` with the first `p` rows and,
+/// if `triangle`, with themselves; added into `lower_new` (the packed
+/// lower rows `p..p + r`) and, if given, the new rows' sums into `sums`.
+struct Block<'a> {
+    earlier: &'a dyn RowSource,
+    p: usize,
+    earlier_shifts: &'a [f32],
+    new: NewRows<'a>,
+    new_shifts: &'a [f32],
+    triangle: bool,
+}
+
+impl Block<'_> {
+    fn run(self, d: usize, lower_new: &mut [f64], sums: Option<&mut [f64]>) -> Result<()> {
+        let Block {
+            earlier,
+            p,
+            earlier_shifts,
+            mut new,
+            new_shifts,
+            triangle,
+        } = self;
+        let r = new.len();
+        let cw_max = chunk_width(p + r, d);
+        let mut b_new: Vec<f32> = try_zeroed(r * cw_max, "stream chunk buffer")?;
+        let mut b_old: Vec<f32> = try_zeroed(p * cw_max, "stream chunk buffer")?;
+        let mut rect: Vec<f32> = try_zeroed(r * p, "stream cross products")?;
+        let mut tri: Vec<f32> = try_zeroed(if triangle { r * r } else { 0 }, "stream products")?;
+        let mut new_sums = vec![0f64; r];
+        let par = Par::rayon(0);
+
+        let mut c0 = 0;
+        while c0 < d {
+            let cw = cw_max.min(d - c0);
+            let bn = &mut b_new[..r * cw];
+            let bad = fill_new(&mut new, new_shifts, c0, bn, &mut new_sums)?;
+            if let Some(i) = bad {
+                return Err(new
+                    .non_finite(i, p)?
+                    .unwrap_or(KernelError::Overflow { row: p + i }));
+            }
+            let bo = &mut b_old[..p * cw];
+            fill_earlier(earlier, earlier_shifts, c0, bo)?;
+
+            let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
+            if triangle {
+                tri_matmul(
+                    MatMut::from_row_major_slice_mut(&mut tri[..], r, r),
+                    BlockStructure::TriangularLower,
+                    Accum::Replace,
+                    lhs,
+                    BlockStructure::Rectangular,
+                    lhs.transpose(),
+                    BlockStructure::Rectangular,
+                    1.0f32,
+                    par,
+                );
+            }
+            if p > 0 {
+                let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
+                rect_matmul(
+                    MatMut::from_row_major_slice_mut(&mut rect[..], r, p),
+                    Accum::Replace,
+                    lhs,
+                    rhs.transpose(),
+                    1.0f32,
+                    par,
+                );
+            }
+            lower_rows_mut(lower_new, p, r)
+                .into_par_iter()
+                .enumerate()
+                .for_each(|(i, row)| {
+                    let (cross, own) = row.split_at_mut(p);
+                    for (a, &v) in cross.iter_mut().zip(&rect[i * p..(i + 1) * p]) {
+                        *a += v as f64;
+                    }
+                    if triangle {
+                        for (a, &v) in own.iter_mut().zip(&tri[i * r..i * r + i + 1]) {
+                            *a += v as f64;
+                        }
+                    }
+                });
+            c0 += cw;
+        }
+        if triangle {
+            let rows = lower_rows_mut(lower_new, p, r);
+            if let Some(i) = rows.iter().position(|row| !row[row.len() - 1].is_finite()) {
+                return Err(KernelError::Overflow { row: p + i });
+            }
+        }
+        if let Some(s) = sums {
+            for (a, b) in s.iter_mut().zip(&new_sums) {
+                *a += b;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The packed lower rows `p..p + r` (lengths `p + 1`, `p + 2`, …) as
+/// separate slices of `lower_new`, which starts at row `p`.
+fn lower_rows_mut(lower_new: &mut [f64], p: usize, r: usize) -> Vec<&mut [f64]> {
+    let mut rows = Vec::with_capacity(r);
+    let mut rest = lower_new;
+    for i in 0..r {
+        let (row, tail) = rest.split_at_mut(p + i + 1);
+        rows.push(row);
+        rest = tail;
+    }
+    rows
+}
+
+/// Columns `c0..c0 + cw` of the new rows, shifted, into `b` (`r x cw`);
+/// adds the row sums and writes host rows to their sinks on the way.
+/// Returns the first new row with a non-finite value.
+fn fill_new(
+    new: &mut NewRows<'_>,
+    shifts: &[f32],
+    c0: usize,
+    b: &mut [f32],
+    sums: &mut [f64],
+) -> Result<Option<usize>> {
+    let r = sums.len();
+    let cw = b.len() / r.max(1);
+    let bad: Vec<Option<usize>> = match new {
+        NewRows::Slices { rows, sinks } => b
+            .par_chunks_mut(cw)
+            .zip(sinks.par_iter_mut())
+            .zip(sums.par_iter_mut())
+            .enumerate()
+            .with_min_len(4)
+            .map(|(i, ((dst, sink), sum))| {
+                let src = &rows[i][c0..c0 + cw];
+                sink.write(c0, src)?;
+                let s = shift_sum(src, dst, shifts[i]);
+                *sum += s;
+                Ok((!s.is_finite()).then_some(i))
+            })
+            .collect::<Result<_>>()?,
+        NewRows::Source { rows, start, .. } => b
+            .par_chunks_mut(cw)
+            .zip(sums.par_iter_mut())
+            .enumerate()
+            .with_min_len(4)
+            .map_init(Vec::new, |src: &mut Vec<f32>, (i, (dst, sum))| {
+                src.resize(cw, 0.0);
+                rows.read(*start + i, c0, src)?;
+                let s = shift_sum(src, dst, shifts[i]);
+                *sum += s;
+                Ok((!s.is_finite()).then_some(i))
+            })
+            .collect::<Result<_>>()?,
+    };
+    Ok(bad.into_iter().flatten().min())
+}
+
+/// Columns `c0..c0 + cw` of the first `p` rows of `rows`, shifted, into `b`.
+fn fill_earlier(rows: &dyn RowSource, shifts: &[f32], c0: usize, b: &mut [f32]) -> Result<()> {
+    let p = shifts.len();
+    if p == 0 {
+        return Ok(());
+    }
+    let cw = b.len() / p;
+    let d = rows.d();
+    if let Some(data) = rows.contiguous() {
+        b.par_chunks_mut(cw)
+            .enumerate()
+            .with_min_len(4)
+            .for_each(|(i, dst)| {
+                shift_sum(&data[i * d + c0..i * d + c0 + cw], dst, shifts[i]);
+            });
+        return Ok(());
+    }
+    b.par_chunks_mut(cw)
+        .enumerate()
+        .with_min_len(4)
+        .try_for_each_init(Vec::new, |src: &mut Vec<f32>, (i, dst)| {
+            src.resize(cw, 0.0);
+            rows.read(i, c0, src)?;
+            shift_sum(src, dst, shifts[i]);
+            Ok(())
+        })
+}
+
+impl StreamingGram {
+    /// An empty accumulator for rows of `d` values and a method that
+    /// [`streams`].
+    pub fn new(d: usize, method: CorrMethod) -> Self {
+        StreamingGram {
+            method,
+            d,
+            store: RowStore::new(d),
+            shifts: Vec::new(),
+            row_sums: Vec::new(),
+            lower: Vec::new(),
+            done: 0,
+        }
+    }
+
+    /// Rows so far.
+    pub fn n(&self) -> usize {
+        self.store.n()
+    }
+
+    /// Values per row.
+    pub fn d(&self) -> usize {
+        self.d
+    }
+
+    /// Whether the kept rows are in a file.
+    pub fn is_spilled(&self) -> bool {
+        self.store.is_spilled()
+    }
+
+    fn shift_of(method: CorrMethod, d: usize, row: &[f32]) -> f32 {
+        match method {
+            CorrMethod::Spearman => ((d as f64 + 1.0) * 0.5) as f32,
+            CorrMethod::Pearson => {
+                let head = &row[..SHIFT_SPAN.min(row.len())];
+                (sum_f64(head) / head.len().max(1) as f64) as f32
+            }
+            _ => 0.0,
+        }
+    }
+
+    fn grow_lower(&mut self, rows: usize) -> Result<()> {
+        let len = lower_row(rows);
+        let extra = len.saturating_sub(self.lower.len());
+        self.lower
+            .try_reserve_exact(extra)
+            .map_err(|_| KernelError::TooLarge {
+                what: "stream accumulator",
+                bytes: len.saturating_mul(8),
+            })?;
+        self.lower.resize(len, 0.0);
+        self.row_sums.resize(rows, 0.0);
+        Ok(())
+    }
+
+    /// Adds rows (each `d` values, in the caller's memory). A block large
+    /// enough is multiplied now, while the rows are at hand; a small one is
+    /// stored and waits for more.
+    pub fn push_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+        let (p, r, d) = (self.n(), batch.len(), self.d);
+        if r == 0 {
+            return Ok(());
+        }
+        if let Some((i, row)) = batch.iter().enumerate().find(|(_, row)| row.len() != d) {
+            return Err(KernelError::RowLength {
+                row: p + i,
+                expected: d,
+                got: row.len(),
+            });
+        }
+        let method = self.method;
+        self.shifts
+            .extend(batch.iter().map(|row| Self::shift_of(method, d, row)));
+        if self.done < p || r < block_threshold(p) {
+            let (_, mut sinks) = self.store.extend_rows(r, policy)?;
+            sinks
+                .par_iter_mut()
+                .zip(batch.par_iter())
+                .try_for_each(|(sink, row)| sink.write(0, row))?;
+            if self.n() - self.done >= block_threshold(self.done) {
+                self.settle()?;
+            }
+            return Ok(());
+        }
+        self.grow_lower(p + r)?;
+        let (earlier, sinks) = self.store.extend_rows(r, policy)?;
+        let block = Block {
+            earlier: &earlier,
+            p,
+            earlier_shifts: &self.shifts[..p],
+            new: NewRows::Slices { rows: batch, sinks },
+            new_shifts: &self.shifts[p..],
+            triangle: true,
+        };
+        let lower_new = &mut self.lower[lower_row(p)..];
+        block.run(d, lower_new, Some(&mut self.row_sums[p..]))?;
+        self.done = p + r;
+        Ok(())
+    }
+
+    /// Multiplies the rows still waiting.
+    fn settle(&mut self) -> Result<()> {
+        let (p, n, d) = (self.done, self.n(), self.d);
+        if p == n {
+            return Ok(());
+        }
+        self.store.finish()?;
+        self.grow_lower(n)?;
+        let rows = self.store.source();
+        let block = Block {
+            earlier: rows,
+            p,
+            earlier_shifts: &self.shifts[..p],
+            new: NewRows::Source {
+                rows,
+                start: p,
+                r: n - p,
+            },
+            new_shifts: &self.shifts[p..n],
+            triangle: true,
+        };
+        block.run(
+            d,
+            &mut self.lower[lower_row(p)..],
+            Some(&mut self.row_sums[p..]),
+        )?;
+        self.done = n;
+        Ok(())
+    }
+
+    /// Adds every row of `other` (parallel aggregation's combine): only the
+    /// products between the two sets are new. Returns whether `other`'s rows
+    /// now come after this one's (true) or before them (false).
+    pub fn merge(&mut self, mut other: StreamingGram, policy: &SpillPolicy) -> Result<bool> {
+        if other.d != self.d {
+            return Err(KernelError::RowLength {
+                row: self.n(),
+                expected: self.d,
+                got: other.d,
+            });
+        }
+        self.settle()?;
+        other.settle()?;
+        let keeps_order = self.store.append_keeps_order(&other.store);
+        if !keeps_order {
+            std::mem::swap(self, &mut other);
+        }
+        let (p, r, d) = (self.n(), other.n(), self.d);
+        if r == 0 {
+            return Ok(keeps_order);
+        }
+        self.grow_lower(p + r)?;
+        {
+            // Row p + i of the new triangle: p cross products, then row i of
+            // other's own triangle.
+            let lower_new = &mut self.lower[lower_row(p)..];
+            for (i, row) in lower_rows_mut(lower_new, p, r).into_iter().enumerate() {
+                row[p..].copy_from_slice(&other.lower[lower_row(i)..lower_row(i + 1)]);
+            }
+            self.row_sums[p..].copy_from_slice(&other.row_sums);
+            other.store.finish()?;
+            self.store.finish()?;
+            let block = Block {
+                earlier: self.store.source(),
+                p,
+                earlier_shifts: &self.shifts,
+                new: NewRows::Source {
+                    rows: other.store.source(),
+                    start: 0,
+                    r,
+                },
+                new_shifts: &other.shifts,
+                triangle: false,
+            };
+            block.run(d, lower_new, None)?;
+        }
+        self.shifts.extend_from_slice(&other.shifts);
+        self.store.append(other.store, policy)?;
+        self.store.finish()?;
+        self.done = p + r;
+        Ok(keeps_order)
+    }
+
+    /// The N x N matrix, rows and columns in the order `order` (new row `k`
+    /// is arrival row `order[k]`). Errors name arrival rows.
+    pub fn finish(mut self, order: &[usize]) -> Result<SquareMatrix<f32>> {
+        let (n, d, method) = (self.n(), self.d, self.method);
+        if n < 2 {
+            return Err(KernelError::TooFewRows {
+                what: method.name(),
+                n,
+                min: 2,
+            });
+        }
+        if d == 0 {
+            return Err(KernelError::NoColumns {
+                what: method.name(),
+            });
+        }
+        crate::rows::check_permutation(order, n)?;
+        self.settle()?;
+        drop(std::mem::replace(&mut self.store, RowStore::new(d)));
+        let diag: Vec<f64> = (0..n).map(|i| self.lower[lower_row(i) + i]).collect();
+        // Pearson and spearman: cov_ij = G_ij − m_i m_j with m = row sum / √d.
+        let centre: Vec<f64> = match method {
+            CorrMethod::Cosine => vec![0.0; n],
+            _ => {
+                let sqrt_d = (d as f64).sqrt();
+                self.row_sums.iter().map(|s| s / sqrt_d).collect()
+            }
+        };
+        let var: Vec<f64> = diag.iter().zip(&centre).map(|(g, m)| g - m * m).collect();
+        if let Some(row) = var.iter().position(|&v| v <= 0.0 || !v.is_finite()) {
+            return Err(KernelError::ConstantRow {
+                row,
+                method: method.name(),
+            });
+        }
+        let inv: Vec<f64> = var.iter().map(|v| 1.0 / v.sqrt()).collect();
+        let mut out: Vec<f32> = try_zeroed(n * n, "correlation matrix")?;
+        lower_rows_mut(&mut self.lower, 0, n)
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(i, row)| {
+                for (j, g) in row.iter_mut().enumerate() {
+                    *g = if i == j {
+                        1.0
+                    } else {
+                        ((*g - centre[i] * centre[j]) * inv[i] * inv[j]).clamp(-1.0, 1.0)
+                    };
+                }
+            });
+        mirror_lower(&self.lower, n, &mut out);
+        drop(self.lower);
+        let mut m = SquareMatrix { n, data: out };
+        if order.iter().enumerate().any(|(k, &o)| k != o) {
+            permute_square(&mut m, order);
+        }
+        Ok(m)
+    }
+}
+
+/// The full symmetric `n x n` matrix of a packed lower triangle (row by
+/// row), by blocks of rows: a row's lower part is contiguous in `lower`;
+/// its upper part is, for a block of rows, a contiguous piece of each
+/// later row.
+fn mirror_lower(lower: &[f64], n: usize, out: &mut [f32]) {
+    const BR: usize = 32;
+    out.par_chunks_mut(BR * n).enumerate().for_each(|(b, blk)| {
+        let i0 = b * BR;
+        let i1 = i0 + blk.len() / n;
+        for (k, orow) in blk.chunks_mut(n).enumerate() {
+            let i = i0 + k;
+            for (o, &v) in orow[..=i].iter_mut().zip(&lower[lower_row(i)..]) {
+                *o = v as f32;
+            }
+        }
+        for j in i0 + 1..n {
+            let hi = i1.min(j);
+            let start = lower_row(j);
+            for (k, &v) in lower[start + i0..start + hi].iter().enumerate() {
+                blk[k * n + j] = v as f32;
+            }
+        }
+    });
+}
+
+/// Reorders rows and columns of `m` so that new `(a, b)` is old
+/// `(order[a], order[b])`: columns within each row (in parallel), then
+/// whole rows along the permutation's cycles.
+fn permute_square(m: &mut SquareMatrix<f32>, order: &[usize]) {
+    let n = m.n;
+    m.data.par_chunks_mut(n).for_each_init(
+        || vec![0f32; n],
+        |tmp, row| {
+            for (t, &o) in tmp.iter_mut().zip(order) {
+                *t = row[o];
+            }
+            row.copy_from_slice(tmp);
+        },
+    );
+    let mut rows =
+        crate::rows::RowMatrix::from_vec(std::mem::take(&mut m.data), n, n).expect("n x n buffer");
+    rows.permute_rows(order).expect("checked permutation");
+    m.data = rows.into_vec();
+}
+
+/// A group's rows on their way to one matrix: products accumulated as
+/// they arrive for the methods that [`streams`], rows kept until the end
+/// for the others.
+#[derive(Debug)]
+pub enum CorrAccumulator {
+    /// Pearson, spearman, cosine.
+    Streaming(StreamingGram),
+    /// Euclidean, gram: every row, multiplied at the end.
+    Rows {
+        /// The rows.
+        store: RowStore,
+        /// The method.
+        method: CorrMethod,
+    },
+}
+
+impl CorrAccumulator {
+    /// An empty accumulator for rows of `d` values.
+    pub fn new(d: usize, method: CorrMethod) -> Self {
+        if streams(method) {
+            CorrAccumulator::Streaming(StreamingGram::new(d, method))
+        } else {
+            CorrAccumulator::Rows {
+                store: RowStore::new(d),
+                method,
+            }
+        }
+    }
+
+    /// Values per row.
+    pub fn d(&self) -> usize {
+        match self {
+            CorrAccumulator::Streaming(s) => s.d(),
+            CorrAccumulator::Rows { store, .. } => store.d(),
+        }
+    }
+
+    /// Rows so far.
+    pub fn n(&self) -> usize {
+        match self {
+            CorrAccumulator::Streaming(s) => s.n(),
+            CorrAccumulator::Rows { store, .. } => store.n(),
+        }
+    }
+
+    /// Adds rows in arrival order (see [`StreamingGram::push_rows`]).
+    pub fn push_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+        match self {
+            CorrAccumulator::Streaming(s) => s.push_rows(batch, policy),
+            CorrAccumulator::Rows { store, .. } => {
+                for row in batch {
+                    store.push_row(row, policy)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Adds `other`'s rows; returns whether they now come after this
+    /// one's. Both must be for the same method.
+    pub fn merge(&mut self, other: CorrAccumulator, policy: &SpillPolicy) -> Result<bool> {
+        match (self, other) {
+            (CorrAccumulator::Streaming(a), CorrAccumulator::Streaming(b)) => a.merge(b, policy),
+            (CorrAccumulator::Rows { store: a, .. }, CorrAccumulator::Rows { store: b, .. }) => {
+                if a.d() != b.d() {
+                    return Err(KernelError::RowLength {
+                        row: a.n(),
+                        expected: a.d(),
+                        got: b.d(),
+                    });
+                }
+                let keeps = a.append_keeps_order(&b);
+                a.append(b, policy)?;
+                Ok(keeps)
+            }
+            _ => Err(KernelError::BadShape {
+                what: "merge of accumulators of different methods",
+                expected: 0,
+                got: 1,
+            }),
+        }
+    }
+
+    /// The matrix in the order `order` (new row `k` is arrival row
+    /// `order[k]`); errors name arrival rows.
+    pub fn finish(self, order: &[usize]) -> Result<SquareMatrix<f32>> {
+        match self {
+            CorrAccumulator::Streaming(s) => s.finish(order),
+            CorrAccumulator::Rows { mut store, method } => {
+                store.finish()?;
+                let in_order = order.iter().enumerate().all(|(k, &o)| k == o);
+                let result = if in_order {
+                    correlation_matrix_of(store.source(), method, None)
+                } else {
+                    correlation_matrix_of(&Permuted::new(store.source(), order)?, method, None)
+                };
+                result.map_err(|e| match e.row() {
+                    Some(r) if r < order.len() => e.with_row(order[r]),
+                    _ => e,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rank::rank_row_into;
+    use rand::{Rng, SeedableRng};
+
+    fn policy(limit: Option<usize>) -> SpillPolicy {
+        SpillPolicy {
+            limit_bytes: limit,
+            dir: std::env::temp_dir(),
+        }
+    }
+
+    /// Activation-like rows: a shared pattern, noise, a large offset on
+    /// some rows (to test the shift), ReLU zeros.
+    fn rows(n: usize, d: usize, seed: u64) -> Vec<Vec<f32>> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let pattern: Vec<f32> = (0..d).map(|_| rng.gen_range(-1.0..1.0)).collect();
+        (0..n)
+            .map(|i| {
+                let offset = if i % 3 == 0 { 500.0 } else { 0.0 };
+                pattern
+                    .iter()
+                    .map(|&s| {
+                        let v: f32 = 0.6 * s + 0.8 * rng.gen_range(-1.0f32..1.0);
+                        offset + v.max(-0.2)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn pearson64(a: &[f32], b: &[f32]) -> f64 {
+        let d = a.len() as f64;
+        let ma = a.iter().map(|&x| x as f64).sum::<f64>() / d;
+        let mb = b.iter().map(|&x| x as f64).sum::<f64>() / d;
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (&x, &y) in a.iter().zip(b) {
+            let (x, y) = (x as f64 - ma, y as f64 - mb);
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        ab / (aa * bb).sqrt()
+    }
+
+    fn cosine64(a: &[f32], b: &[f32]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(&x, &y)| x as f64 * y as f64).sum();
+        let na: f64 = a.iter().map(|&x| (x as f64).powi(2)).sum();
+        let nb: f64 = b.iter().map(|&x| (x as f64).powi(2)).sum();
+        dot / (na * nb).sqrt()
+    }
+
+    fn check(
+        m: &SquareMatrix<f32>,
+        data: &[Vec<f32>],
+        order: &[usize],
+        f: fn(&[f32], &[f32]) -> f64,
+    ) {
+        let n = data.len();
+        assert_eq!(m.n(), n);
+        for a in 0..n {
+            for b in 0..n {
+                let want = if a == b {
+                    1.0
+                } else {
+                    f(&data[order[a]], &data[order[b]])
+                };
+                let got = m.get(a, b) as f64;
+                assert!((got - want).abs() < 1e-5, "({a},{b}): {got} vs {want}");
+            }
+        }
+    }
+
+    fn push_in_blocks(g: &mut StreamingGram, data: &[Vec<f32>], sizes: &[usize], p: &SpillPolicy) {
+        let mut at = 0;
+        for &s in sizes.iter().cycle() {
+            if at >= data.len() {
+                break;
+            }
+            let end = (at + s).min(data.len());
+            let batch: Vec<&[f32]> = data[at..end].iter().map(Vec::as_slice).collect();
+            g.push_rows(&batch, p).unwrap();
+            at = end;
+        }
+    }
+
+    #[test]
+    fn blocks_of_any_size_give_pearson_of_the_whole() {
+        let d = 5000; // more than one column chunk at the smallest width
+        let data = rows(300, d, 1);
+        let ident: Vec<usize> = (0..data.len()).collect();
+        for sizes in [vec![300], vec![1], vec![7, 130, 2], vec![150, 20, 200]] {
+            for limit in [None, Some(1 << 20)] {
+                let p = policy(limit);
+                let mut g = StreamingGram::new(d, CorrMethod::Pearson);
+                push_in_blocks(&mut g, &data, &sizes, &p);
+                assert_eq!(g.is_spilled(), limit.is_some());
+                check(&g.finish(&ident).unwrap(), &data, &ident, pearson64);
+            }
+        }
+    }
+
+    #[test]
+    fn merged_partial_groups_give_the_whole_in_the_right_order() {
+        let d = 700;
+        let data = rows(260, d, 2);
+        for (limit_a, limit_b) in [
+            (None, None),
+            (None, Some(1)),
+            (Some(1), None),
+            (Some(1), Some(1)),
+        ] {
+            let mut a = StreamingGram::new(d, CorrMethod::Pearson);
+            let mut b = StreamingGram::new(d, CorrMethod::Pearson);
+            push_in_blocks(&mut a, &data[..100], &[40, 60], &policy(limit_a));
+            push_in_blocks(&mut b, &data[100..], &[5, 155], &policy(limit_b));
+            let keeps = a.merge(b, &policy(None)).unwrap();
+            let arrival: Vec<Vec<f32>> = if keeps {
+                data.clone()
+            } else {
+                data[100..].iter().chain(&data[..100]).cloned().collect()
+            };
+            let ident: Vec<usize> = (0..arrival.len()).collect();
+            check(&a.finish(&ident).unwrap(), &arrival, &ident, pearson64);
+        }
+    }
+
+    #[test]
+    fn order_permutes_rows_and_columns() {
+        let d = 300;
+        let data = rows(40, d, 3);
+        let mut order: Vec<usize> = (0..40).collect();
+        order.reverse();
+        order.swap(3, 17);
+        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
+        push_in_blocks(&mut g, &data, &[40], &policy(None));
+        check(&g.finish(&order).unwrap(), &data, &order, pearson64);
+    }
+
+    #[test]
+    fn cosine_and_spearman_match_their_definitions() {
+        let d = 400;
+        let data = rows(30, d, 4);
+        let ident: Vec<usize> = (0..30).collect();
+        let mut g = StreamingGram::new(d, CorrMethod::Cosine);
+        push_in_blocks(&mut g, &data, &[11], &policy(None));
+        check(&g.finish(&ident).unwrap(), &data, &ident, cosine64);
+
+        let ranked: Vec<Vec<f32>> = data
+            .iter()
+            .map(|r| {
+                let mut out = vec![0f32; d];
+                rank_row_into(r, &mut out).unwrap();
+                out
+            })
+            .collect();
+        let mut g = StreamingGram::new(d, CorrMethod::Spearman);
+        push_in_blocks(&mut g, &ranked, &[30], &policy(None));
+        // Spearman is pearson of the average ranks.
+        check(&g.finish(&ident).unwrap(), &ranked, &ident, pearson64);
+    }
+
+    #[test]
+    fn bad_rows_are_errors_naming_their_arrival_row() {
+        let d = 50;
+        let mut data = rows(200, d, 5);
+        data[150] = vec![2.5; d];
+        let ident: Vec<usize> = (0..200).collect();
+        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
+        push_in_blocks(&mut g, &data, &[130, 70], &policy(None));
+        let e = g.finish(&ident).unwrap_err();
+        assert!(
+            matches!(e, KernelError::ConstantRow { row: 150, .. }),
+            "{e}"
+        );
+
+        data[150][7] = f32::NAN;
+        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
+        let batch: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+        let e = g.push_rows(&batch, &policy(None)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KernelError::NonFinite {
+                    row: 150,
+                    col: 7,
+                    ..
+                }
+            ),
+            "{e}"
+        );
+
+        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
+        let short = [1.0f32; 3];
+        let e = g.push_rows(&[&data[0], &short], &policy(None)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                KernelError::RowLength {
+                    row: 1,
+                    expected: 50,
+                    got: 3
+                }
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn accumulator_of_kept_rows_maps_errors_to_arrival_rows() {
+        let d = 20;
+        let mut data = rows(10, d, 6);
+        data[2][3] = f32::INFINITY;
+        let mut order: Vec<usize> = (0..10).collect();
+        order.reverse();
+        for method in [CorrMethod::Gram, CorrMethod::Euclidean] {
+            let mut acc = CorrAccumulator::new(d, method);
+            assert!(matches!(acc, CorrAccumulator::Rows { .. }));
+            let batch: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
+            acc.push_rows(&batch, &policy(None)).unwrap();
+            let e = acc.finish(&order).unwrap_err();
+            assert!(
+                matches!(e, KernelError::NonFinite { row: 2, col: 3, .. }),
+                "{e}"
+            );
+        }
+    }
+}
