@@ -405,3 +405,23 @@ def test_spill_folder_problems_are_named(con, rand, monkeypatch):
     monkeypatch.setenv("LAYERCORR_SPILL_MB", "lots")
     with pytest.raises(Exception, match="LAYERCORR_SPILL_MB is 'lots'"):
         corr(con, "r")
+
+
+def test_groups_split_across_threads_and_chunks_are_merged(con):
+    """130,000 rows in 1000 interleaved groups: two row groups, so DuckDB's
+    two threads each build part of every group and combine them; keys (md5)
+    arrive out of order. Every group matches numpy on its sorted rows."""
+    con.execute("SET threads = 2")
+    con.execute("SELECT setseed(0.25)")
+    con.execute("CREATE TABLE many AS SELECT i % 1000 AS g, md5(i::VARCHAR) AS k, "
+                "[random() + (i % 7) * 0.1 * j FOR j IN range(8)]::FLOAT[] AS v "
+                "FROM range(130000) t(i)")
+    got = {g: (keys, np.array(m, dtype=np.float64)) for g, keys, m in con.execute(
+        "SELECT g, m.keys, m.matrix FROM (SELECT g, layer_corr(k, v) AS m FROM many GROUP BY g)").fetchall()}
+    assert len(got) == 1000
+    for g in (0, 1, 517, 999):
+        rows = con.execute("SELECT k, v FROM many WHERE g = ? ORDER BY k", [g]).fetchall()
+        keys, m = got[g]
+        assert keys == [r[0] for r in rows]
+        want = np.corrcoef(np.array([r[1] for r in rows], dtype=np.float64))
+        assert_matrix(f"group {g}", m, want, 1e-5)
