@@ -29,7 +29,7 @@ use std::collections::HashMap;
 
 use ::duckdb::ffi;
 use layercorr_kernels::rank::rank_row_into;
-use layercorr_kernels::{CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
+use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
 use rayon::prelude::*;
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
@@ -101,6 +101,7 @@ unsafe fn add_group_rows(
     acts: &FloatLists,
     key_vec: ffi::duckdb_vector,
     policy: &SpillPolicy,
+    bufs: &mut BlockBuffers,
 ) -> Result<(), String> {
     let method = state.method.unwrap_or(CorrMethod::Pearson);
     let mut values: Vec<&[f32]> = Vec::with_capacity(rows.len());
@@ -141,7 +142,7 @@ unsafe fn add_group_rows(
         .get_or_insert_with(|| CorrAccumulator::new(d, method));
     if method != CorrMethod::Spearman {
         return acc
-            .push_rows(&values, policy)
+            .push_rows(&values, policy, bufs)
             .map_err(|e| kernel_error(e, &state.keys));
     }
     // Spearman rows are ranked a batch at a time on rayon's pool (the
@@ -165,7 +166,7 @@ unsafe fn add_group_rows(
             return Err(format!("{e} (key '{key}')"));
         }
         let refs: Vec<&[f32]> = ranked[..batch.len()].iter().map(Vec::as_slice).collect();
-        acc.push_rows(&refs, policy)
+        acc.push_rows(&refs, policy, bufs)
             .map_err(|e| kernel_error(e, &state.keys))?;
     }
     Ok(())
@@ -221,8 +222,10 @@ impl Aggregate for LayerCorr {
             });
             groups[g].1.push(row);
         }
+        // One set of working buffers for every group of the chunk.
+        let mut bufs = BlockBuffers::default();
         for (state, group_rows) in &groups {
-            add_group_rows(&mut **state, group_rows, &acts, key_vec, &policy)?;
+            add_group_rows(&mut **state, group_rows, &acts, key_vec, &policy, &mut bufs)?;
         }
         Ok(())
     }

@@ -37,7 +37,7 @@ pub use method::{CompareMethod, CorrMethod};
 pub use rows::RowMatrix;
 pub use source::RowSource;
 pub use spill::{RowStore, SpillPolicy};
-pub use stream::{CorrAccumulator, StreamingGram};
+pub use stream::{BlockBuffers, CorrAccumulator, StreamingGram};
 
 /// A full symmetric `n x n` matrix, row-major (both triangles stored, so
 /// row `i` can be handed out as a slice).

@@ -132,6 +132,32 @@ impl NewRows<'_> {
     }
 }
 
+/// Working buffers of the block products, kept between blocks: a fresh
+/// buffer of many megabytes costs page faults and zeroing each time, and
+/// one DuckDB chunk brings a block for every group in it. Reuse one across
+/// the calls made for one chunk; it frees its memory when dropped.
+#[derive(Debug, Default)]
+pub struct BlockBuffers {
+    new: Vec<f32>,
+    earlier: Vec<f32>,
+    rect: Vec<f32>,
+    tri: Vec<f32>,
+}
+
+/// The first `len` values of `v`, grown (zero-filled) if it is shorter;
+/// what was there before is left for the caller to overwrite.
+fn at_least<'a>(v: &'a mut Vec<f32>, len: usize, what: &'static str) -> Result<&'a mut [f32]> {
+    if v.len() < len {
+        v.try_reserve_exact(len - v.len())
+            .map_err(|_| KernelError::TooLarge {
+                what,
+                bytes: len.saturating_mul(4),
+            })?;
+        v.resize(len, 0.0);
+    }
+    Ok(&mut v[..len])
+}
+
 /// One block's products: new rows `p..p + r` with the first `p` rows and,
 /// if `triangle`, with themselves; added into `lower_new` (the packed
 /// lower rows `p..p + r`) and, if given, the new rows' sums into `sums`.
@@ -145,7 +171,13 @@ struct Block<'a> {
 }
 
 impl Block<'_> {
-    fn run(self, d: usize, lower_new: &mut [f64], sums: Option<&mut [f64]>) -> Result<()> {
+    fn run(
+        self,
+        d: usize,
+        bufs: &mut BlockBuffers,
+        lower_new: &mut [f64],
+        sums: Option<&mut [f64]>,
+    ) -> Result<()> {
         let Block {
             earlier,
             p,
@@ -156,10 +188,11 @@ impl Block<'_> {
         } = self;
         let r = new.len();
         let cw_max = chunk_width(p + r, d);
-        let mut b_new: Vec<f32> = try_zeroed(r * cw_max, "stream chunk buffer")?;
-        let mut b_old: Vec<f32> = try_zeroed(p * cw_max, "stream chunk buffer")?;
-        let mut rect: Vec<f32> = try_zeroed(r * p, "stream cross products")?;
-        let mut tri: Vec<f32> = try_zeroed(if triangle { r * r } else { 0 }, "stream products")?;
+        let b_new = at_least(&mut bufs.new, r * cw_max, "stream chunk buffer")?;
+        let b_old = at_least(&mut bufs.earlier, p * cw_max, "stream chunk buffer")?;
+        let rect = at_least(&mut bufs.rect, r * p, "stream cross products")?;
+        let tri_len = if triangle { r * r } else { 0 };
+        let tri = at_least(&mut bufs.tri, tri_len, "stream products")?;
         let mut new_sums = vec![0f64; r];
         let par = Par::rayon(0);
 
@@ -179,7 +212,7 @@ impl Block<'_> {
             let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
             if triangle {
                 tri_matmul(
-                    MatMut::from_row_major_slice_mut(&mut tri[..], r, r),
+                    MatMut::from_row_major_slice_mut(&mut *tri, r, r),
                     BlockStructure::TriangularLower,
                     Accum::Replace,
                     lhs,
@@ -193,7 +226,7 @@ impl Block<'_> {
             if p > 0 {
                 let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
                 rect_matmul(
-                    MatMut::from_row_major_slice_mut(&mut rect[..], r, p),
+                    MatMut::from_row_major_slice_mut(&mut *rect, r, p),
                     Accum::Replace,
                     lhs,
                     rhs.transpose(),
@@ -201,6 +234,7 @@ impl Block<'_> {
                     par,
                 );
             }
+            let (rect, tri) = (&*rect, &*tri);
             lower_rows_mut(lower_new, p, r)
                 .into_par_iter()
                 .enumerate()
@@ -375,7 +409,12 @@ impl StreamingGram {
     /// Adds rows (each `d` values, in the caller's memory). A block large
     /// enough is multiplied now, while the rows are at hand; a small one is
     /// stored and waits for more.
-    pub fn push_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+    pub fn push_rows(
+        &mut self,
+        batch: &[&[f32]],
+        policy: &SpillPolicy,
+        bufs: &mut BlockBuffers,
+    ) -> Result<()> {
         let (p, r, d) = (self.n(), batch.len(), self.d);
         if r == 0 {
             return Ok(());
@@ -397,7 +436,7 @@ impl StreamingGram {
                 .zip(batch.par_iter())
                 .try_for_each(|(sink, row)| sink.write(0, row))?;
             if self.n() - self.done >= block_threshold(self.done) {
-                self.settle()?;
+                self.settle(bufs)?;
             }
             return Ok(());
         }
@@ -412,13 +451,13 @@ impl StreamingGram {
             triangle: true,
         };
         let lower_new = &mut self.lower[lower_row(p)..];
-        block.run(d, lower_new, Some(&mut self.row_sums[p..]))?;
+        block.run(d, bufs, lower_new, Some(&mut self.row_sums[p..]))?;
         self.done = p + r;
         Ok(())
     }
 
     /// Multiplies the rows still waiting.
-    fn settle(&mut self) -> Result<()> {
+    fn settle(&mut self, bufs: &mut BlockBuffers) -> Result<()> {
         let (p, n, d) = (self.done, self.n(), self.d);
         if p == n {
             return Ok(());
@@ -440,6 +479,7 @@ impl StreamingGram {
         };
         block.run(
             d,
+            bufs,
             &mut self.lower[lower_row(p)..],
             Some(&mut self.row_sums[p..]),
         )?;
@@ -458,8 +498,9 @@ impl StreamingGram {
                 got: other.d,
             });
         }
-        self.settle()?;
-        other.settle()?;
+        let mut bufs = BlockBuffers::default();
+        self.settle(&mut bufs)?;
+        other.settle(&mut bufs)?;
         let keeps_order = self.store.append_keeps_order(&other.store);
         if !keeps_order {
             std::mem::swap(self, &mut other);
@@ -491,7 +532,7 @@ impl StreamingGram {
                 new_shifts: &other.shifts,
                 triangle: false,
             };
-            block.run(d, lower_new, None)?;
+            block.run(d, &mut bufs, lower_new, None)?;
         }
         self.shifts.extend_from_slice(&other.shifts);
         self.store.append(other.store, policy)?;
@@ -517,7 +558,7 @@ impl StreamingGram {
             });
         }
         crate::rows::check_permutation(order, n)?;
-        self.settle()?;
+        self.settle(&mut BlockBuffers::default())?;
         drop(std::mem::replace(&mut self.store, RowStore::new(d)));
         let diag: Vec<f64> = (0..n).map(|i| self.lower[lower_row(i) + i]).collect();
         // Pearson and spearman: cov_ij = G_ij − m_i m_j with m = row sum / √d.
@@ -650,9 +691,14 @@ impl CorrAccumulator {
     }
 
     /// Adds rows in arrival order (see [`StreamingGram::push_rows`]).
-    pub fn push_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+    pub fn push_rows(
+        &mut self,
+        batch: &[&[f32]],
+        policy: &SpillPolicy,
+        bufs: &mut BlockBuffers,
+    ) -> Result<()> {
         match self {
-            CorrAccumulator::Streaming(s) => s.push_rows(batch, policy),
+            CorrAccumulator::Streaming(s) => s.push_rows(batch, policy, bufs),
             CorrAccumulator::Rows { store, .. } => {
                 for row in batch {
                     store.push_row(row, policy)?;
@@ -791,7 +837,8 @@ mod tests {
             }
             let end = (at + s).min(data.len());
             let batch: Vec<&[f32]> = data[at..end].iter().map(Vec::as_slice).collect();
-            g.push_rows(&batch, p).unwrap();
+            g.push_rows(&batch, p, &mut BlockBuffers::default())
+                .unwrap();
             at = end;
         }
     }
@@ -889,7 +936,9 @@ mod tests {
         data[150][7] = f32::NAN;
         let mut g = StreamingGram::new(d, CorrMethod::Pearson);
         let batch: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
-        let e = g.push_rows(&batch, &policy(None)).unwrap_err();
+        let e = g
+            .push_rows(&batch, &policy(None), &mut BlockBuffers::default())
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -904,7 +953,13 @@ mod tests {
 
         let mut g = StreamingGram::new(d, CorrMethod::Pearson);
         let short = [1.0f32; 3];
-        let e = g.push_rows(&[&data[0], &short], &policy(None)).unwrap_err();
+        let e = g
+            .push_rows(
+                &[&data[0], &short],
+                &policy(None),
+                &mut BlockBuffers::default(),
+            )
+            .unwrap_err();
         assert!(
             matches!(
                 e,
@@ -929,7 +984,8 @@ mod tests {
             let mut acc = CorrAccumulator::new(d, method);
             assert!(matches!(acc, CorrAccumulator::Rows { .. }));
             let batch: Vec<&[f32]> = data.iter().map(Vec::as_slice).collect();
-            acc.push_rows(&batch, &policy(None)).unwrap();
+            acc.push_rows(&batch, &policy(None), &mut BlockBuffers::default())
+                .unwrap();
             let e = acc.finish(&order).unwrap_err();
             assert!(
                 matches!(e, KernelError::NonFinite { row: 2, col: 3, .. }),
