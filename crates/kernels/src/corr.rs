@@ -139,7 +139,8 @@ pub fn correlation_matrix_of(
     }
 }
 
-fn check_shape(n: usize, d: usize, method: CorrMethod) -> Result<()> {
+/// At least two rows and one column, as every method needs.
+pub(crate) fn check_shape(n: usize, d: usize, method: CorrMethod) -> Result<()> {
     if n < 2 {
         return Err(KernelError::TooFewRows {
             what: method.name(),

@@ -237,17 +237,7 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
 
         let lhs = MatRef::from_row_major_slice(&b[..], n, cw);
         let dst = MatMut::from_column_major_slice_mut(&mut scratch[..], n, n);
-        matmul(
-            dst,
-            BlockStructure::TriangularLower,
-            Accum::Replace,
-            lhs,
-            BlockStructure::Rectangular,
-            lhs.transpose(),
-            BlockStructure::Rectangular,
-            1.0f32,
-            par,
-        );
+        gram_of_rows(dst, lhs, par);
         // Column j of the column-major lower triangle holds rows j..n.
         packed_rows_mut(&mut g, n)
             .into_par_iter()
@@ -270,6 +260,22 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
         row_sums,
         scratch,
     })
+}
+
+/// `dst = B Bᵀ`, lower triangle only (the upper is left as it was), by
+/// faer's triangular product: half the flops of a full one.
+pub(crate) fn gram_of_rows(dst: MatMut<'_, f32>, rows: MatRef<'_, f32>, par: Par) {
+    matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        Accum::Replace,
+        rows,
+        BlockStructure::Rectangular,
+        rows.transpose(),
+        BlockStructure::Rectangular,
+        1.0f32,
+        par,
+    );
 }
 
 /// Step 1 for rows held in one slice: copy columns `c0..c0 + cw` of every

@@ -24,13 +24,12 @@
 //! ([`crate::corr::correlation_matrix_of`]); [`CorrAccumulator`] picks.
 
 use faer::linalg::matmul::matmul as rect_matmul;
-use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::corr::correlation_matrix_of;
+use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
-use crate::gram::{shift_sum, sum_f64};
+use crate::gram::{gram_of_rows, shift_sum, sum_f64};
 use crate::source::{Permuted, RowSource};
 use crate::spill::{RowSink, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
@@ -211,17 +210,7 @@ impl Block<'_> {
 
             let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
             if triangle {
-                tri_matmul(
-                    MatMut::from_row_major_slice_mut(&mut *tri, r, r),
-                    BlockStructure::TriangularLower,
-                    Accum::Replace,
-                    lhs,
-                    BlockStructure::Rectangular,
-                    lhs.transpose(),
-                    BlockStructure::Rectangular,
-                    1.0f32,
-                    par,
-                );
+                gram_of_rows(MatMut::from_row_major_slice_mut(&mut *tri, r, r), lhs, par);
             }
             if p > 0 {
                 let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
@@ -545,18 +534,7 @@ impl StreamingGram {
     /// is arrival row `order[k]`). Errors name arrival rows.
     pub fn finish(mut self, order: &[usize]) -> Result<SquareMatrix<f32>> {
         let (n, d, method) = (self.n(), self.d, self.method);
-        if n < 2 {
-            return Err(KernelError::TooFewRows {
-                what: method.name(),
-                n,
-                min: 2,
-            });
-        }
-        if d == 0 {
-            return Err(KernelError::NoColumns {
-                what: method.name(),
-            });
-        }
+        check_shape(n, d, method)?;
         crate::rows::check_permutation(order, n)?;
         self.settle(&mut BlockBuffers::default())?;
         drop(std::mem::replace(&mut self.store, RowStore::new(d)));
