@@ -27,7 +27,9 @@ use std::time::Instant;
 
 use layercorr_kernels::compare::similarity_matrix;
 use layercorr_kernels::corr::correlation_matrix;
-use layercorr_kernels::{CompareMethod, CorrMethod, RowMatrix};
+use layercorr_kernels::{
+    BlockBuffers, CompareMethod, CorrMethod, RowMatrix, SpillPolicy, StreamingGram,
+};
 use rayon::prelude::*;
 
 /// Inputs up to this size get one untimed warm-up run; beyond it the
@@ -226,6 +228,10 @@ fn main() {
         .map_or(3, |_| parse(args.get(3), "repeats"))
         .max(1);
     let input_bytes = n * d * 4;
+    // CORR_TIMING_STREAM=1: the path `layer_corr` takes in DuckDB (all rows
+    // as one block, kept rows spilled past 256 MB; CORR_TIMING_SPILL=off
+    // keeps them in memory), for comparison.
+    let stream = std::env::var("CORR_TIMING_STREAM").is_ok_and(|v| v == "1");
     let t = Instant::now();
     let data = activations(n, d, 42);
     let gen = t.elapsed().as_secs_f64();
@@ -248,7 +254,11 @@ fn main() {
             RowMatrix::from_vec(buf, n, d).expect("shape")
         },
         |rows| {
-            let m = correlation_matrix(rows, method).expect("valid activations");
+            let m = if stream {
+                streamed(&rows, method)
+            } else {
+                correlation_matrix(rows, method).expect("valid activations")
+            };
             check = m.get(0, 1);
             m
         },
@@ -257,9 +267,24 @@ fn main() {
         "{{\"mode\":\"corr\",\"n\":{n},\"d\":{d},\"method\":\"{method}\",\
          \"seconds_median\":{:.6},\"seconds_all\":{},\"peak_rss_bytes\":{},\
          \"input_bytes\":{input_bytes},\"warm_up\":{warm_up},\"r01\":{check},\
-         \"generate_seconds\":{gen:.3},\"threads\":{threads}}}",
+         \"generate_seconds\":{gen:.3},\"threads\":{threads},\"stream\":{stream}}}",
         median(&times),
         json_list(&times),
         peak_rss_bytes(),
     );
+}
+
+/// The matrix by [`StreamingGram`], every row pushed as one block.
+fn streamed(rows: &RowMatrix, method: CorrMethod) -> layercorr_kernels::SquareMatrix<f32> {
+    let keep_in_memory = std::env::var("CORR_TIMING_SPILL").is_ok_and(|v| v == "off");
+    let policy = SpillPolicy {
+        limit_bytes: (!keep_in_memory).then_some(256 << 20),
+        dir: std::env::temp_dir(),
+    };
+    let batch: Vec<&[f32]> = (0..rows.n()).map(|i| rows.row(i)).collect();
+    let mut g = StreamingGram::new(rows.d(), method);
+    g.push_rows(&batch, &policy, &mut BlockBuffers::default())
+        .expect("valid activations");
+    let order: Vec<usize> = (0..rows.n()).collect();
+    g.finish(&order).expect("valid activations")
 }

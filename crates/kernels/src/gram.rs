@@ -237,7 +237,7 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
 
         let lhs = MatRef::from_row_major_slice(&b[..], n, cw);
         let dst = MatMut::from_column_major_slice_mut(&mut scratch[..], n, n);
-        gram_of_rows(dst, lhs, par);
+        gram_of_rows(dst, BlockStructure::TriangularLower, lhs, par);
         // Column j of the column-major lower triangle holds rows j..n.
         packed_rows_mut(&mut g, n)
             .into_par_iter()
@@ -262,12 +262,18 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
     })
 }
 
-/// `dst = B Bᵀ`, lower triangle only (the upper is left as it was), by
-/// faer's triangular product: half the flops of a full one.
-pub(crate) fn gram_of_rows(dst: MatMut<'_, f32>, rows: MatRef<'_, f32>, par: Par) {
+/// `dst = B Bᵀ`, only the triangle `half` (`TriangularLower` or
+/// `TriangularUpper`; the other is left as it was), by faer's triangular
+/// product: half the flops of a full one.
+pub(crate) fn gram_of_rows(
+    dst: MatMut<'_, f32>,
+    half: BlockStructure,
+    rows: MatRef<'_, f32>,
+    par: Par,
+) {
     matmul(
         dst,
-        BlockStructure::TriangularLower,
+        half,
         Accum::Replace,
         rows,
         BlockStructure::Rectangular,

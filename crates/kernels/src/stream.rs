@@ -24,6 +24,7 @@
 //! ([`crate::corr::correlation_matrix_of`]); [`CorrAccumulator`] picks.
 
 use faer::linalg::matmul::matmul as rect_matmul;
+use faer::linalg::matmul::triangular::BlockStructure;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
@@ -210,15 +211,24 @@ impl Block<'_> {
 
             let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
             if triangle {
-                gram_of_rows(MatMut::from_row_major_slice_mut(&mut *tri, r, r), lhs, par);
+                // Column-major upper triangle: column i holds (0..=i, i),
+                // which by symmetry is row i of the lower triangle.
+                gram_of_rows(
+                    MatMut::from_column_major_slice_mut(&mut *tri, r, r),
+                    BlockStructure::TriangularUpper,
+                    lhs,
+                    par,
+                );
             }
             if p > 0 {
                 let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
+                // (B_old B_newᵀ) column-major: column i is new row i's
+                // products with the p earlier rows.
                 rect_matmul(
-                    MatMut::from_row_major_slice_mut(&mut *rect, r, p),
+                    MatMut::from_column_major_slice_mut(&mut *rect, p, r),
                     Accum::Replace,
-                    lhs,
-                    rhs.transpose(),
+                    rhs,
+                    lhs.transpose(),
                     1.0f32,
                     par,
                 );
