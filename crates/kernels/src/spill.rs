@@ -1,12 +1,15 @@
 //! Activation rows kept in a temporary file instead of memory.
 //!
-//! An aggregate must keep every row of its group until it is finalized,
-//! because the N x N matrix needs all pairs. Inside DuckDB that copy comes
+//! An aggregate must keep every row of its group while more may come,
+//! because the N x N matrix needs all pairs (the streaming Gram multiplies
+//! each new block with every earlier row; euclidean and gram wait for all
+//! rows before the first product). Inside DuckDB that copy comes
 //! on top of the table and of the chunk DuckDB has just scanned, so a
 //! 1.6 GB layer would cost three times its size. [`RowStore`] keeps rows in
 //! memory up to a limit and past it writes them to an unlinked temporary
-//! file ([`SpillRows`]); the kernel then reads them back a column chunk at
-//! a time through [`RowSource`]. The operating system's page cache keeps
+//! file ([`SpillRows`]); the kernels read them back a column chunk at a
+//! time through [`RowSource`], and [`RowStore::extend_rows`] lets a block
+//! of new rows be written a piece at a time from several threads. The operating system's page cache keeps
 //! the file in RAM while there is room (reading it back costs a copy, like
 //! reading our own buffer would) and can write it to disk when there is
 //! not, so the process's own memory stays at the chunk buffer plus N².
