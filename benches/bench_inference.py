@@ -24,8 +24,9 @@ load, plan/session set-up, page cache), then the median of 3 timed runs.
 "CPU" is (user + sys CPU time) / wall time of the child during the timed
 runs, i.e. how many of the cores it kept busy.
 
-End to end (issue 5; `--e2e` runs only this part, `--no-e2e` skips it; it
-takes about 2 minutes, so it runs by default): 500 images = the 100 photos
+End to end (issue 5; `--e2e` runs only this part, `--no-e2e` skips it;
+about 40 s for one run of both pipelines, `--e2e-runs` of them, 3 by
+default, SQL and Python alternating, medians compared): 500 images = the 100 photos
 x 5 deterministic Pillow variants (original, mirrored, cropped, brighter,
 mirrored + cropped + darker) in a temporary directory; 12 layers; then one
 N x N pearson matrix per layer and the 12 x 12 second-order matrix.
@@ -34,11 +35,11 @@ layer -> layer_similarity(layer, m ORDER BY position). Python: onnxruntime
 as "ORT 2 workers" (two threads, each its own 1-thread session: the fastest
 of the onnxruntime settings above on this machine) -> np.corrcoef per layer
 -> np.corrcoef of the 12 stacked upper triangles.
-Each pipeline runs once in a fresh child process, model loading included;
-the two 12 x 12 results are compared.
+Every run is a fresh child process, model loading included; the two
+12 x 12 results of the median runs are compared.
 
 Prints the tables; writes out/bench/inference.json.
-Usage: python benches/bench_inference.py [--e2e | --no-e2e] [--repeats 3]
+Usage: python benches/bench_inference.py [--e2e | --no-e2e] [--repeats 3] [--e2e-runs 3]
 """
 from __future__ import annotations
 
@@ -427,25 +428,40 @@ def report_per_image(results: list[dict], repeats: int) -> None:
           "other processes meanwhile (0 = quiet); reruns = repeated because others > 0.3")
 
 
-def end_to_end() -> dict:
+def median_run(runs: list[dict]) -> dict:
+    """The run whose total is the median (its steps are reported)."""
+    return sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+
+
+def end_to_end(runs: int) -> dict:
+    """Both pipelines `runs` times, alternating SQL and Python, each run in a
+    fresh child; the medians are compared."""
     import numpy as np
 
+    sqls, pys = [], []
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         t = time.perf_counter()
         paths = make_variants(Path(tmp))
         made = time.perf_counter() - t
-        print(f"  {len(paths)} images made in {made:.1f} s; SQL pipeline ...", end="", flush=True)
-        load_sql = B.loadavg()
-        sql = child(["--kind", "e2e-sql", "--dir", tmp])
-        print(f" {sql['seconds']:.1f} s; Python pipeline ...", end="", flush=True)
-        load_py = B.loadavg()
-        py = child(["--kind", "e2e-python", "--dir", tmp])
-        print(f" {py['seconds']:.1f} s", flush=True)
-    sql["loadavg_start"], py["loadavg_start"] = load_sql, load_py
+        print(f"  {len(paths)} images made in {made:.1f} s", flush=True)
+        for k in range(runs):
+            print(f"  run {k + 1}/{runs}: SQL pipeline ...", end="", flush=True)
+            load_sql = B.loadavg()
+            sql = child(["--kind", "e2e-sql", "--dir", tmp])
+            print(f" {sql['seconds']:.1f} s; Python pipeline ...", end="", flush=True)
+            load_py = B.loadavg()
+            py = child(["--kind", "e2e-python", "--dir", tmp])
+            print(f" {py['seconds']:.1f} s", flush=True)
+            sql["loadavg_start"], py["loadavg_start"] = load_sql, load_py
+            sqls.append(sql)
+            pys.append(py)
+    sql, py = median_run(sqls), median_run(pys)
     pixels = B.run_json([sys.executable, str(Path(__file__).resolve()), "--worker",
                          "--kind", "pixel-check"], env=B.clean_env())
     diff = float(np.abs(np.asarray(sql["similarity"]) - np.asarray(py["similarity"])).max())
     return {"images": len(paths), "make_images_seconds": made, "sql": sql, "python": py,
+            "runs": runs, "sql_seconds_all": [r["seconds"] for r in sqls],
+            "python_seconds_all": [r["seconds"] for r in pys],
             "layers_match": sql["layers"] == py["layers"], "max_abs_diff_similarity": diff,
             "pixels": pixels}
 
@@ -454,14 +470,17 @@ def report_e2e(e: dict) -> None:
     sql, py = e["sql"], e["python"]
     print()
     print(f"End to end: {e['images']} images, 12 layers -> 12 N x N pearson matrices -> 12 x 12 "
-          f"second-order matrix (one run each, fresh process, model loading included)")
+          f"second-order matrix (the median of {e['runs']} runs each, alternating, every run in a "
+          f"fresh process, model loading included; steps of the median run)")
     rows = [[f"SQL: {k}", B.fmt(v, ".2f")] for k, v in sql["steps"].items()]
     rows.append(["SQL total", B.fmt(sql["seconds"], ".2f")])
     rows += [[f"Python: {k}", B.fmt(v, ".2f")] for k, v in py["steps"].items()]
     rows.append([f"Python total (onnxruntime {E2E_ORT_WORKERS} workers + numpy)",
                  B.fmt(py["seconds"], ".2f")])
-    rows.append(["ratio SQL / Python", B.fmt(B.ratio(sql["seconds"], py["seconds"]), ".2f")])
+    rows.append(["ratio SQL / Python (medians)", B.fmt(B.ratio(sql["seconds"], py["seconds"]), ".2f")])
     B.print_table(["step", "seconds"], rows)
+    print("all runs: SQL " + ", ".join(f"{v:.2f}" for v in e["sql_seconds_all"])
+          + "; Python " + ", ".join(f"{v:.2f}" for v in e["python_seconds_all"]))
     print(f"12 x 12 results: layers in the same order: {e['layers_match']}; "
           f"max |SQL - Python| = {e['max_abs_diff_similarity']:.1e} (input pixels differ: max "
           f"{e['pixels']['max_abs_diff'] * 128:.1f}/128, mean {e['pixels']['mean_abs_diff'] * 128:.2f}/128 "
@@ -478,6 +497,8 @@ def main() -> None:
     g.add_argument("--e2e", action="store_true", help="run only the 500-image end-to-end part")
     g.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part")
     ap.add_argument("--repeats", type=int, default=3, help="timed runs per variant (default 3)")
+    ap.add_argument("--e2e-runs", type=int, default=3,
+                    help="end-to-end runs of each pipeline, alternating (default 3)")
     ap.add_argument("--json", default="inference.json", help="file name under out/bench/")
     # Child-process mode.
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
@@ -520,7 +541,7 @@ def main() -> None:
         print()
         print("end to end (500 images):", flush=True)
         t = time.perf_counter()
-        payload["e2e"] = end_to_end()
+        payload["e2e"] = end_to_end(max(1, args.e2e_runs))
         payload["e2e"]["wall_seconds"] = time.perf_counter() - t
         report_e2e(payload["e2e"])
     info["loadavg_end"] = B.loadavg()
