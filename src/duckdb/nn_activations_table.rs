@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use ::duckdb::ffi;
 
+use super::api_guard::list_reserve;
 use super::ffi::{column, set_list, set_str, LogicalType, Value};
 use super::register::{BindArgs, Bound, TableFunction};
 use crate::pipeline::{prepare, Prefetch, Prepared};
@@ -157,6 +158,18 @@ impl TableFunction for NnActivationsTable {
         }
         let (path_vec, layer_vec, act_vec) =
             (column(output, 0), column(output, 1), column(output, 2));
+        // Room for every value of this chunk at once: growing the list one
+        // row at a time would copy what is already there at every doubling.
+        let values: usize = progress
+            .pending
+            .iter()
+            .take(MAX_ROWS)
+            .map(|(_, _, v)| v.len())
+            .sum();
+        list_reserve(
+            act_vec,
+            ffi::duckdb_list_vector_get_size(act_vec) as usize + values,
+        )?;
         let mut row = 0;
         while row < MAX_ROWS {
             let Some((image, layer, values)) = progress.pending.pop_front() else {

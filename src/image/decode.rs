@@ -93,10 +93,32 @@ mod tests {
     use super::*;
     use ::image::{ImageBuffer, Luma, Rgba};
 
-    fn tmp(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("layercorr-decode-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
+    /// A file path in the temporary folder, removed when dropped (tests run
+    /// in parallel in one process, so each file has its own name).
+    struct TempFile(std::path::PathBuf);
+
+    impl std::ops::Deref for TempFile {
+        type Target = std::path::Path;
+        fn deref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl AsRef<std::path::Path> for TempFile {
+        fn as_ref(&self) -> &std::path::Path {
+            &self.0
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn tmp(name: &str) -> TempFile {
+        let file = format!("layercorr-decode-{}-{name}", std::process::id());
+        TempFile(std::env::temp_dir().join(file))
     }
 
     #[test]
