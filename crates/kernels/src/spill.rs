@@ -9,10 +9,11 @@
 //! memory up to a limit and past it writes them to an unlinked temporary
 //! file ([`SpillRows`]); the kernels read them back a column chunk at a
 //! time through [`RowSource`], and [`RowStore::extend_rows`] lets a block
-//! of new rows be written a piece at a time from several threads. The operating system's page cache keeps
-//! the file in RAM while there is room (reading it back costs a copy, like
-//! reading our own buffer would) and can write it to disk when there is
-//! not, so the process's own memory stays at the chunk buffer plus N².
+//! of new rows be written a piece at a time from several threads. The
+//! operating system's page cache keeps the file in RAM while there is room
+//! (reading it back costs a copy, like reading our own buffer would) and
+//! can write it to disk when there is not, so the process's own memory
+//! stays at the chunk buffer plus N².
 //!
 //! Written by hand: the data is a flat run of `f32` rows written once and
 //! read by offset, which `std::fs::File` with `FileExt::read_exact_at`
