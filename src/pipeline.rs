@@ -141,7 +141,7 @@ pub fn activations_for_paths(
 
 /// Images computed per background step: enough for both cores, few enough
 /// to keep memory small (a step of EfficientNet's 12 demo layers is ~30 MB).
-pub const IMAGES_PER_STEP: usize = 8;
+const IMAGES_PER_STEP: usize = 8;
 
 /// Steps computed ahead of the one being consumed: two, so that the cores
 /// never wait for the slowest image of a step.

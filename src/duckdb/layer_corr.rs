@@ -66,10 +66,7 @@ fn spill_policy() -> Result<SpillPolicy, String> {
                 .saturating_mul(1 << 20),
         ),
     };
-    Ok(SpillPolicy {
-        limit_bytes,
-        dir: std::env::temp_dir(),
-    })
+    Ok(SpillPolicy::in_temp_dir(limit_bytes))
 }
 
 fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> String {

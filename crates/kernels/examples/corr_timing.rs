@@ -277,10 +277,7 @@ fn main() {
 /// The matrix by [`StreamingGram`], every row pushed as one block.
 fn streamed(rows: &RowMatrix, method: CorrMethod) -> layercorr_kernels::SquareMatrix<f32> {
     let keep_in_memory = std::env::var("CORR_TIMING_SPILL").is_ok_and(|v| v == "off");
-    let policy = SpillPolicy {
-        limit_bytes: (!keep_in_memory).then_some(256 << 20),
-        dir: std::env::temp_dir(),
-    };
+    let policy = SpillPolicy::in_temp_dir((!keep_in_memory).then_some(256 << 20));
     let batch: Vec<&[f32]> = (0..rows.n()).map(|i| rows.row(i)).collect();
     let mut g = StreamingGram::new(rows.d(), method);
     g.push_rows(&batch, &policy, &mut BlockBuffers::default())

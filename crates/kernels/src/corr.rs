@@ -535,10 +535,7 @@ mod tests {
         near[5] += 1e-3;
         x.extend_from_slice(&near);
         let n = n + 1;
-        let policy = SpillPolicy {
-            limit_bytes: Some(0),
-            dir: std::env::temp_dir(),
-        };
+        let policy = SpillPolicy::in_temp_dir(Some(0));
         for method in [
             CorrMethod::Pearson,
             CorrMethod::Spearman,

@@ -227,10 +227,7 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
     while c0 < d {
         let cw = chunk.min(d - c0);
         let b = &mut buf[..n * cw];
-        let bad_row = match rows.contiguous() {
-            Some(data) => fill_chunk_in_place(data, d, shift, c0, b, &mut row_sums, &mut colmean),
-            None => fill_chunk_by_reads(rows, shift, c0, b, &mut row_sums, &mut colmean)?,
-        };
+        let bad_row = fill_chunk(rows, shift, c0, b, &mut row_sums, &mut colmean)?;
         if let Some(row) = bad_row {
             return Err(first_non_finite_in(rows)?.unwrap_or(KernelError::Overflow { row }));
         }
@@ -282,6 +279,32 @@ pub(crate) fn gram_of_rows(
         1.0f32,
         par,
     );
+}
+
+/// Step 1: columns `c0..c0 + cw` of the first `row_sums.len()` rows of
+/// `rows`, minus the shift, into `b` (`cw = b.len() / row_sums.len()`),
+/// adding the row sums; read in place when the rows are one slice.
+/// Returns the smallest row whose sum is not finite.
+pub(crate) fn fill_chunk(
+    rows: &dyn RowSource,
+    shift: Shift<'_>,
+    c0: usize,
+    b: &mut [f32],
+    row_sums: &mut [f64],
+    colmean: &mut [f32],
+) -> Result<Option<usize>> {
+    match rows.contiguous() {
+        Some(data) => Ok(fill_chunk_in_place(
+            data,
+            rows.d(),
+            shift,
+            c0,
+            b,
+            row_sums,
+            colmean,
+        )),
+        None => fill_chunk_by_reads(rows, shift, c0, b, row_sums, colmean),
+    }
 }
 
 /// Step 1 for rows held in one slice: copy columns `c0..c0 + cw` of every

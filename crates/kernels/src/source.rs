@@ -97,6 +97,56 @@ impl RowSource for RowSlice<'_> {
     }
 }
 
+/// Rows `start..start + n` of `inner`, as a source of their own (the rows
+/// of a store that still wait for their products).
+pub struct RowRange<'a> {
+    inner: &'a dyn RowSource,
+    start: usize,
+    n: usize,
+}
+
+impl<'a> RowRange<'a> {
+    /// The view; an error if the range passes the end of `inner`.
+    pub fn new(inner: &'a dyn RowSource, start: usize, n: usize) -> Result<Self> {
+        if start.saturating_add(n) > inner.n() {
+            return Err(KernelError::BadShape {
+                what: "row range",
+                expected: inner.n(),
+                got: start.saturating_add(n),
+            });
+        }
+        Ok(RowRange { inner, start, n })
+    }
+}
+
+impl RowSource for RowRange<'_> {
+    fn n(&self) -> usize {
+        self.n
+    }
+
+    fn d(&self) -> usize {
+        self.inner.d()
+    }
+
+    fn contiguous(&self) -> Option<&[f32]> {
+        let d = self.inner.d();
+        self.inner
+            .contiguous()
+            .map(|data| &data[self.start * d..(self.start + self.n) * d])
+    }
+
+    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+        if row >= self.n {
+            return Err(KernelError::BadShape {
+                what: "row range read",
+                expected: self.n,
+                got: row,
+            });
+        }
+        self.inner.read(self.start + row, c0, dst)
+    }
+}
+
 /// The rows of `inner` in the order `order` (row `i` is `inner`'s row
 /// `order[i]`): sorting keys without moving gigabytes of rows.
 pub struct Permuted<'a> {
@@ -160,6 +210,18 @@ mod tests {
         assert_eq!(dst, [9.0, 10.0]);
         p.read(2, 2, &mut dst).unwrap();
         assert_eq!(dst, [6.0, 7.0]);
+    }
+
+    #[test]
+    fn row_range_reads_its_rows_in_place_and_by_reads() {
+        let m = RowMatrix::from_vec((0..12).map(|x| x as f32).collect(), 4, 3).unwrap();
+        let r = RowRange::new(&m, 1, 2).unwrap();
+        assert_eq!(r.contiguous().unwrap(), &[3.0, 4.0, 5.0, 6.0, 7.0, 8.0]);
+        let mut dst = [0f32; 2];
+        r.read(1, 1, &mut dst).unwrap();
+        assert_eq!(dst, [7.0, 8.0]);
+        assert!(r.read(2, 0, &mut dst).is_err());
+        assert!(RowRange::new(&m, 3, 2).is_err());
     }
 
     #[test]

@@ -312,6 +312,17 @@ pub struct SpillPolicy {
     pub dir: PathBuf,
 }
 
+impl SpillPolicy {
+    /// Spill files in the system's temporary folder (`TMPDIR`), past
+    /// `limit_bytes` of rows (`None`: never).
+    pub fn in_temp_dir(limit_bytes: Option<usize>) -> Self {
+        SpillPolicy {
+            limit_bytes,
+            dir: std::env::temp_dir(),
+        }
+    }
+}
+
 impl RowStore {
     /// An empty store for rows of `d` values.
     pub fn new(d: usize) -> Self {
@@ -477,10 +488,7 @@ mod tests {
     use super::*;
 
     fn policy(limit: Option<usize>) -> SpillPolicy {
-        SpillPolicy {
-            limit_bytes: limit,
-            dir: std::env::temp_dir(),
-        }
+        SpillPolicy::in_temp_dir(limit)
     }
 
     fn rows(n: usize, d: usize, seed: f32) -> Vec<Vec<f32>> {

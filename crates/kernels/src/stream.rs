@@ -30,8 +30,8 @@ use rayon::prelude::*;
 
 use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
-use crate::gram::{gram_of_rows, shift_sum, sum_f64};
-use crate::source::{Permuted, RowSource};
+use crate::gram::{fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
+use crate::source::{Permuted, RowRange, RowSource};
 use crate::spill::{RowSink, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
 
@@ -93,19 +93,15 @@ enum NewRows<'a> {
         rows: &'a [&'a [f32]],
         sinks: Vec<RowSink<'a>>,
     },
-    /// Rows `start..start + r` of a source.
-    Source {
-        rows: &'a dyn RowSource,
-        start: usize,
-        r: usize,
-    },
+    /// Every row of a source (stored rows).
+    Source(&'a dyn RowSource),
 }
 
 impl NewRows<'_> {
     fn len(&self) -> usize {
         match self {
             NewRows::Slices { rows, .. } => rows.len(),
-            NewRows::Source { r, .. } => *r,
+            NewRows::Source(rows) => rows.n(),
         }
     }
 
@@ -123,9 +119,9 @@ impl NewRows<'_> {
         };
         match self {
             NewRows::Slices { rows, .. } => Ok(found(rows[i])),
-            NewRows::Source { rows, start, .. } => {
+            NewRows::Source(rows) => {
                 let mut buf = vec![0f32; rows.d()];
-                rows.read(start + i, 0, &mut buf)?;
+                rows.read(i, 0, &mut buf)?;
                 Ok(found(&buf))
             }
         }
@@ -194,6 +190,7 @@ impl Block<'_> {
         let tri_len = if triangle { r * r } else { 0 };
         let tri = at_least(&mut bufs.tri, tri_len, "stream products")?;
         let mut new_sums = vec![0f64; r];
+        let mut earlier_sums = vec![0f64; p];
         let par = Par::rayon(0);
 
         let mut c0 = 0;
@@ -206,9 +203,6 @@ impl Block<'_> {
                     .non_finite(i, p)?
                     .unwrap_or(KernelError::Overflow { row: p + i }));
             }
-            let bo = &mut b_old[..p * cw];
-            fill_earlier(earlier, earlier_shifts, c0, bo)?;
-
             let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
             if triangle {
                 // Column-major upper triangle: column i holds (0..=i, i),
@@ -221,6 +215,17 @@ impl Block<'_> {
                 );
             }
             if p > 0 {
+                // The earlier rows were checked for non-finite values when
+                // they arrived; their sums are already known.
+                let bo = &mut b_old[..p * cw];
+                fill_chunk(
+                    earlier,
+                    Shift::PerRow(earlier_shifts),
+                    c0,
+                    bo,
+                    &mut earlier_sums,
+                    &mut [],
+                )?;
                 let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
                 // (B_old B_newᵀ) column-major: column i is new row i's
                 // products with the p earlier rows.
@@ -305,49 +310,11 @@ fn fill_new(
                 Ok((!s.is_finite()).then_some(i))
             })
             .collect::<Result<_>>()?,
-        NewRows::Source { rows, start, .. } => b
-            .par_chunks_mut(cw)
-            .zip(sums.par_iter_mut())
-            .enumerate()
-            .with_min_len(4)
-            .map_init(Vec::new, |src: &mut Vec<f32>, (i, (dst, sum))| {
-                src.resize(cw, 0.0);
-                rows.read(*start + i, c0, src)?;
-                let s = shift_sum(src, dst, shifts[i]);
-                *sum += s;
-                Ok((!s.is_finite()).then_some(i))
-            })
-            .collect::<Result<_>>()?,
+        NewRows::Source(rows) => {
+            return fill_chunk(*rows, Shift::PerRow(shifts), c0, b, sums, &mut []);
+        }
     };
     Ok(bad.into_iter().flatten().min())
-}
-
-/// Columns `c0..c0 + cw` of the first `p` rows of `rows`, shifted, into `b`.
-fn fill_earlier(rows: &dyn RowSource, shifts: &[f32], c0: usize, b: &mut [f32]) -> Result<()> {
-    let p = shifts.len();
-    if p == 0 {
-        return Ok(());
-    }
-    let cw = b.len() / p;
-    let d = rows.d();
-    if let Some(data) = rows.contiguous() {
-        b.par_chunks_mut(cw)
-            .enumerate()
-            .with_min_len(4)
-            .for_each(|(i, dst)| {
-                shift_sum(&data[i * d + c0..i * d + c0 + cw], dst, shifts[i]);
-            });
-        return Ok(());
-    }
-    b.par_chunks_mut(cw)
-        .enumerate()
-        .with_min_len(4)
-        .try_for_each_init(Vec::new, |src: &mut Vec<f32>, (i, dst)| {
-            src.resize(cw, 0.0);
-            rows.read(i, c0, src)?;
-            shift_sum(src, dst, shifts[i]);
-            Ok(())
-        })
 }
 
 impl StreamingGram {
@@ -464,15 +431,12 @@ impl StreamingGram {
         self.store.finish()?;
         self.grow_lower(n)?;
         let rows = self.store.source();
+        let waiting = RowRange::new(rows, p, n - p)?;
         let block = Block {
             earlier: rows,
             p,
             earlier_shifts: &self.shifts[..p],
-            new: NewRows::Source {
-                rows,
-                start: p,
-                r: n - p,
-            },
+            new: NewRows::Source(&waiting),
             new_shifts: &self.shifts[p..n],
             triangle: true,
         };
@@ -523,11 +487,7 @@ impl StreamingGram {
                 earlier: self.store.source(),
                 p,
                 earlier_shifts: &self.shifts,
-                new: NewRows::Source {
-                    rows: other.store.source(),
-                    start: 0,
-                    r,
-                },
+                new: NewRows::Source(other.store.source()),
                 new_shifts: &other.shifts,
                 triangle: false,
             };
@@ -702,13 +662,7 @@ impl CorrAccumulator {
         match (self, other) {
             (CorrAccumulator::Streaming(a), CorrAccumulator::Streaming(b)) => a.merge(b, policy),
             (CorrAccumulator::Rows { store: a, .. }, CorrAccumulator::Rows { store: b, .. }) => {
-                if a.d() != b.d() {
-                    return Err(KernelError::RowLength {
-                        row: a.n(),
-                        expected: a.d(),
-                        got: b.d(),
-                    });
-                }
+                // `append` rejects rows of another length.
                 let keeps = a.append_keeps_order(&b);
                 a.append(b, policy)?;
                 Ok(keeps)
@@ -750,10 +704,7 @@ mod tests {
     use rand::{Rng, SeedableRng};
 
     fn policy(limit: Option<usize>) -> SpillPolicy {
-        SpillPolicy {
-            limit_bytes: limit,
-            dir: std::env::temp_dir(),
-        }
+        SpillPolicy::in_temp_dir(limit)
     }
 
     /// Activation-like rows: a shared pattern, noise, a large offset on
@@ -817,7 +768,15 @@ mod tests {
         }
     }
 
-    fn push_in_blocks(g: &mut StreamingGram, data: &[Vec<f32>], sizes: &[usize], p: &SpillPolicy) {
+    /// A `method` accumulator fed `data` in blocks of `sizes` (repeated),
+    /// rows past `limit` bytes spilled.
+    fn streamed(
+        method: CorrMethod,
+        data: &[Vec<f32>],
+        sizes: &[usize],
+        limit: Option<usize>,
+    ) -> StreamingGram {
+        let mut g = StreamingGram::new(data[0].len(), method);
         let mut at = 0;
         for &s in sizes.iter().cycle() {
             if at >= data.len() {
@@ -825,10 +784,11 @@ mod tests {
             }
             let end = (at + s).min(data.len());
             let batch: Vec<&[f32]> = data[at..end].iter().map(Vec::as_slice).collect();
-            g.push_rows(&batch, p, &mut BlockBuffers::default())
+            g.push_rows(&batch, &policy(limit), &mut BlockBuffers::default())
                 .unwrap();
             at = end;
         }
+        g
     }
 
     #[test]
@@ -838,9 +798,7 @@ mod tests {
         let ident: Vec<usize> = (0..data.len()).collect();
         for sizes in [vec![300], vec![1], vec![7, 130, 2], vec![150, 20, 200]] {
             for limit in [None, Some(1 << 20)] {
-                let p = policy(limit);
-                let mut g = StreamingGram::new(d, CorrMethod::Pearson);
-                push_in_blocks(&mut g, &data, &sizes, &p);
+                let g = streamed(CorrMethod::Pearson, &data, &sizes, limit);
                 assert_eq!(g.is_spilled(), limit.is_some());
                 check(&g.finish(&ident).unwrap(), &data, &ident, pearson64);
             }
@@ -857,10 +815,8 @@ mod tests {
             (Some(1), None),
             (Some(1), Some(1)),
         ] {
-            let mut a = StreamingGram::new(d, CorrMethod::Pearson);
-            let mut b = StreamingGram::new(d, CorrMethod::Pearson);
-            push_in_blocks(&mut a, &data[..100], &[40, 60], &policy(limit_a));
-            push_in_blocks(&mut b, &data[100..], &[5, 155], &policy(limit_b));
+            let mut a = streamed(CorrMethod::Pearson, &data[..100], &[40, 60], limit_a);
+            let b = streamed(CorrMethod::Pearson, &data[100..], &[5, 155], limit_b);
             let keeps = a.merge(b, &policy(None)).unwrap();
             let arrival: Vec<Vec<f32>> = if keeps {
                 data.clone()
@@ -879,8 +835,7 @@ mod tests {
         let mut order: Vec<usize> = (0..40).collect();
         order.reverse();
         order.swap(3, 17);
-        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
-        push_in_blocks(&mut g, &data, &[40], &policy(None));
+        let g = streamed(CorrMethod::Pearson, &data, &[40], None);
         check(&g.finish(&order).unwrap(), &data, &order, pearson64);
     }
 
@@ -889,8 +844,7 @@ mod tests {
         let d = 400;
         let data = rows(30, d, 4);
         let ident: Vec<usize> = (0..30).collect();
-        let mut g = StreamingGram::new(d, CorrMethod::Cosine);
-        push_in_blocks(&mut g, &data, &[11], &policy(None));
+        let g = streamed(CorrMethod::Cosine, &data, &[11], None);
         check(&g.finish(&ident).unwrap(), &data, &ident, cosine64);
 
         let ranked: Vec<Vec<f32>> = data
@@ -901,8 +855,7 @@ mod tests {
                 out
             })
             .collect();
-        let mut g = StreamingGram::new(d, CorrMethod::Spearman);
-        push_in_blocks(&mut g, &ranked, &[30], &policy(None));
+        let g = streamed(CorrMethod::Spearman, &ranked, &[30], None);
         // Spearman is pearson of the average ranks.
         check(&g.finish(&ident).unwrap(), &ranked, &ident, pearson64);
     }
@@ -913,8 +866,7 @@ mod tests {
         let mut data = rows(200, d, 5);
         data[150] = vec![2.5; d];
         let ident: Vec<usize> = (0..200).collect();
-        let mut g = StreamingGram::new(d, CorrMethod::Pearson);
-        push_in_blocks(&mut g, &data, &[130, 70], &policy(None));
+        let g = streamed(CorrMethod::Pearson, &data, &[130, 70], None);
         let e = g.finish(&ident).unwrap_err();
         assert!(
             matches!(e, KernelError::ConstantRow { row: 150, .. }),
