@@ -397,6 +397,24 @@ def test_spilled_rows_over_several_chunks_and_groups(con, monkeypatch):
         assert_matrix(f"group {g}", np.array(mat, dtype=np.float64), np.corrcoef(data[g].astype(np.float64)), 1e-5)
 
 
+def test_wide_spilled_rows_written_whole_are_read_back(con, monkeypatch):
+    """Rows of 16400 values (64 KiB and more: padded to 4 KiB in the spill
+    file). The first chunk's 2048 rows are multiplied as they arrive and
+    written to the file by a thread of their own, past the page cache where
+    the file system allows; the last 500 wait for the end and are then
+    multiplied with them, reading them back from the file."""
+    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    n, d = 2548, 16400
+    con.execute(f"CREATE TABLE wide AS SELECT 'w' || lpad(i::VARCHAR, 4, '0') AS k, "
+                f"list_transform(range({d}), lambda j: ((hash(i * {d} + j) % 1000) / 1000.0 "
+                f"+ (i % 7) * (j % 3))::FLOAT) AS v FROM range({n}) t(i)")
+    keys, mat = corr(con, "wide")
+    assert keys == [f"w{i:04d}" for i in range(n)]
+    X = con.execute("SELECT v FROM wide ORDER BY k").fetchnumpy()["v"]
+    X = np.stack(X).astype(np.float64)
+    assert_matrix("wide spilled", mat, np.corrcoef(X), 1e-5)
+
+
 def test_spill_folder_problems_are_named(con, rand, monkeypatch):
     monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
     monkeypatch.setenv("TMPDIR", "/nonexistent/layercorr_spill_dir")

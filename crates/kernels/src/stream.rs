@@ -32,7 +32,7 @@ use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
 use crate::gram::{fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
 use crate::source::{Permuted, RowRange, RowSource};
-use crate::spill::{RowSink, RowStore, SpillPolicy};
+use crate::spill::{NewRowPlaces, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
 
 /// Blocks smaller than this wait for more rows before being multiplied.
@@ -88,10 +88,12 @@ pub struct StreamingGram {
 
 /// The new rows of one block.
 enum NewRows<'a> {
-    /// In the host's memory; each is also written to its sink.
+    /// In the host's memory; each is also copied to its place in `copies`
+    /// as it is read, unless that place is empty (the rows are written
+    /// elsewhere).
     Slices {
         rows: &'a [&'a [f32]],
-        sinks: Vec<RowSink<'a>>,
+        copies: Vec<&'a mut [f32]>,
     },
     /// Every row of a source (stored rows).
     Source(&'a dyn RowSource),
@@ -296,20 +298,22 @@ fn fill_new(
     let r = sums.len();
     let cw = b.len() / r.max(1);
     let bad: Vec<Option<usize>> = match new {
-        NewRows::Slices { rows, sinks } => b
+        NewRows::Slices { rows, copies } => b
             .par_chunks_mut(cw)
-            .zip(sinks.par_iter_mut())
+            .zip(copies.par_iter_mut())
             .zip(sums.par_iter_mut())
             .enumerate()
             .with_min_len(4)
-            .map(|(i, ((dst, sink), sum))| {
+            .map(|(i, ((dst, copy), sum))| {
                 let src = &rows[i][c0..c0 + cw];
-                sink.write(c0, src)?;
+                if !copy.is_empty() {
+                    copy[c0..c0 + cw].copy_from_slice(src);
+                }
                 let s = shift_sum(src, dst, shifts[i]);
                 *sum += s;
-                Ok((!s.is_finite()).then_some(i))
+                (!s.is_finite()).then_some(i)
             })
-            .collect::<Result<_>>()?,
+            .collect(),
         NewRows::Source(rows) => {
             return fill_chunk(*rows, Shift::PerRow(shifts), c0, b, sums, &mut []);
         }
@@ -396,28 +400,51 @@ impl StreamingGram {
         self.shifts
             .extend(batch.iter().map(|row| Self::shift_of(method, d, row)));
         if self.done < p || r < block_threshold(p) {
-            let (_, mut sinks) = self.store.extend_rows(r, policy)?;
-            sinks
-                .par_iter_mut()
-                .zip(batch.par_iter())
-                .try_for_each(|(sink, row)| sink.write(0, row))?;
+            let (_, places) = self.store.extend_rows(r, policy)?;
+            places.write_all(batch)?;
             if self.n() - self.done >= block_threshold(self.done) {
                 self.settle(bufs)?;
             }
             return Ok(());
         }
         self.grow_lower(p + r)?;
-        let (earlier, sinks) = self.store.extend_rows(r, policy)?;
+        let (earlier, places) = self.store.extend_rows(r, policy)?;
+        let (copies, file) = match places {
+            NewRowPlaces::Memory(copies) => (copies, None),
+            NewRowPlaces::File(append) => {
+                ((0..r).map(|_| Default::default()).collect(), Some(append))
+            }
+        };
         let block = Block {
             earlier: &earlier,
             p,
             earlier_shifts: &self.shifts[..p],
-            new: NewRows::Slices { rows: batch, sinks },
+            new: NewRows::Slices {
+                rows: batch,
+                copies,
+            },
             new_shifts: &self.shifts[p..],
             triangle: true,
         };
         let lower_new = &mut self.lower[lower_row(p)..];
-        block.run(d, bufs, lower_new, Some(&mut self.row_sums[p..]))?;
+        let sums = Some(&mut self.row_sums[p..]);
+        match file {
+            None => block.run(d, bufs, lower_new, sums)?,
+            // The rows go to the file on a thread of their own, past the
+            // page cache, while both cores multiply (see spill.rs); the
+            // host's rows stay valid until this call returns.
+            Some(append) => std::thread::scope(|scope| {
+                let writer = scope.spawn(|| append.write_rows(batch, true));
+                let products = block.run(d, bufs, lower_new, sums);
+                let written = writer.join().unwrap_or_else(|_| {
+                    Err(KernelError::Spill {
+                        dir: policy.dir.display().to_string(),
+                        reason: "the writer thread panicked".into(),
+                    })
+                });
+                products.and(written)
+            })?,
+        }
         self.done = p + r;
         Ok(())
     }
@@ -507,7 +534,7 @@ impl StreamingGram {
         check_shape(n, d, method)?;
         crate::rows::check_permutation(order, n)?;
         self.settle(&mut BlockBuffers::default())?;
-        drop(std::mem::replace(&mut self.store, RowStore::new(d)));
+        std::mem::replace(&mut self.store, RowStore::new(d)).release();
         let diag: Vec<f64> = (0..n).map(|i| self.lower[lower_row(i) + i]).collect();
         // Pearson and spearman: cov_ij = G_ij − m_i m_j with m = row sum / √d.
         let centre: Vec<f64> = match method {
