@@ -25,13 +25,16 @@ load, plan/session set-up, page cache), then the median of 3 timed runs.
 runs, i.e. how many of the cores it kept busy.
 
 End to end (issue 5; `--e2e` runs only this part, `--no-e2e` skips it;
-about 40 s for one run of both pipelines, `--e2e-runs` of them, 3 by
+about 60 s for one run of the three pipelines, `--e2e-runs` of them, 3 by
 default, SQL and Python alternating, medians compared): 500 images = the 100 photos
 x 5 deterministic Pillow variants (original, mirrored, cropped, brighter,
 mirrored + cropped + darker) in a temporary directory; 12 layers; then one
 N x N pearson matrix per layer and the 12 x 12 second-order matrix.
-SQL: nn_activations (table form) -> layer_corr(path, activation) GROUP BY
-layer -> layer_similarity(layer, m ORDER BY position). Python: onnxruntime
+SQL stored: nn_activations (table form) into a table -> layer_corr(path,
+activation) GROUP BY layer -> layer_similarity(layer, m ORDER BY position).
+SQL one statement: the same, with nn_activations fed straight into
+layer_corr (`SELECT layer, layer_corr(...) FROM nn_activations(...) GROUP BY
+layer`), activations never stored, as in the Python pipeline. Python: onnxruntime
 as "ORT 2 workers" (two threads, each its own 1-thread session: the fastest
 of the onnxruntime settings above on this machine) -> np.corrcoef per layer
 -> np.corrcoef of the 12 stacked upper triangles.
@@ -313,6 +316,33 @@ def worker_e2e_sql(image_dir: Path) -> dict:
             "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
 
 
+def worker_e2e_sql_fused(image_dir: Path) -> dict:
+    """The same analysis in SQL with the activations never stored: one
+    statement feeds nn_activations straight into layer_corr (what Python's
+    pipeline does too: its activations live only in memory)."""
+    import numpy as np
+
+    t_all = time.perf_counter()
+    steps = {}
+    t = time.perf_counter()
+    con = duckdb_connect()
+    con.execute(f"CREATE TABLE layers AS FROM nn_layers({sql_str(MODEL)})")
+    steps["connect, load"] = time.perf_counter() - t
+    t = time.perf_counter()
+    con.execute(f"CREATE TABLE mats AS SELECT layer, layer_corr(path, activation) AS m "
+                f"FROM nn_activations({sql_str(MODEL)}, {sql_str(image_dir / '*.jpg')}, "
+                f"layers := {sql_list(LAYERS)}) GROUP BY layer")
+    steps["nn_activations -> layer_corr x 12"] = time.perf_counter() - t
+    t = time.perf_counter()
+    layers, matrix = con.execute(
+        "SELECT s.layers, s.matrix FROM (SELECT layer_similarity(m.layer, m.m ORDER BY l.position) AS s "
+        "FROM mats m JOIN layers l USING (layer))").fetchall()[0]
+    steps["layer_similarity"] = time.perf_counter() - t
+    n = con.execute("SELECT len(m.keys) FROM mats LIMIT 1").fetchall()[0][0]
+    return {"images": n, "steps": steps, "seconds": time.perf_counter() - t_all,
+            "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
+
+
 def worker_pixel_check(count: int) -> dict:
     """Largest |nn_activations' input - preprocess()| over the first photos.
 
@@ -438,30 +468,38 @@ def end_to_end(runs: int) -> dict:
     fresh child; the medians are compared."""
     import numpy as np
 
-    sqls, pys = [], []
+    sqls, fused, pys = [], [], []
     with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
         t = time.perf_counter()
         paths = make_variants(Path(tmp))
         made = time.perf_counter() - t
         print(f"  {len(paths)} images made in {made:.1f} s", flush=True)
         for k in range(runs):
-            print(f"  run {k + 1}/{runs}: SQL pipeline ...", end="", flush=True)
+            print(f"  run {k + 1}/{runs}: SQL stored ...", end="", flush=True)
             load_sql = B.loadavg()
             sql = child(["--kind", "e2e-sql", "--dir", tmp])
-            print(f" {sql['seconds']:.1f} s; Python pipeline ...", end="", flush=True)
+            print(f" {sql['seconds']:.1f} s; SQL one statement ...", end="", flush=True)
+            load_fused = B.loadavg()
+            one = child(["--kind", "e2e-sql-fused", "--dir", tmp])
+            print(f" {one['seconds']:.1f} s; Python ...", end="", flush=True)
             load_py = B.loadavg()
             py = child(["--kind", "e2e-python", "--dir", tmp])
             print(f" {py['seconds']:.1f} s", flush=True)
-            sql["loadavg_start"], py["loadavg_start"] = load_sql, load_py
+            sql["loadavg_start"], one["loadavg_start"], py["loadavg_start"] = (
+                load_sql, load_fused, load_py)
             sqls.append(sql)
+            fused.append(one)
             pys.append(py)
-    sql, py = median_run(sqls), median_run(pys)
+    sql, one, py = median_run(sqls), median_run(fused), median_run(pys)
     pixels = B.run_json([sys.executable, str(Path(__file__).resolve()), "--worker",
                          "--kind", "pixel-check"], env=B.clean_env())
     diff = float(np.abs(np.asarray(sql["similarity"]) - np.asarray(py["similarity"])).max())
-    return {"images": len(paths), "make_images_seconds": made, "sql": sql, "python": py,
-            "runs": runs, "sql_seconds_all": [r["seconds"] for r in sqls],
+    diff_fused = float(np.abs(np.asarray(sql["similarity"]) - np.asarray(one["similarity"])).max())
+    return {"images": len(paths), "make_images_seconds": made, "sql": sql, "sql_fused": one,
+            "python": py, "runs": runs, "sql_seconds_all": [r["seconds"] for r in sqls],
+            "sql_fused_seconds_all": [r["seconds"] for r in fused],
             "python_seconds_all": [r["seconds"] for r in pys],
+            "max_abs_diff_stored_vs_one_statement": diff_fused,
             "layers_match": sql["layers"] == py["layers"], "max_abs_diff_similarity": diff,
             "pixels": pixels}
 
@@ -472,15 +510,24 @@ def report_e2e(e: dict) -> None:
     print(f"End to end: {e['images']} images, 12 layers -> 12 N x N pearson matrices -> 12 x 12 "
           f"second-order matrix (the median of {e['runs']} runs each, alternating, every run in a "
           f"fresh process, model loading included; steps of the median run)")
-    rows = [[f"SQL: {k}", B.fmt(v, ".2f")] for k, v in sql["steps"].items()]
-    rows.append(["SQL total", B.fmt(sql["seconds"], ".2f")])
+    one = e["sql_fused"]
+    rows = [[f"SQL stored: {k}", B.fmt(v, ".2f")] for k, v in sql["steps"].items()]
+    rows.append(["SQL stored total (activations kept in a table)", B.fmt(sql["seconds"], ".2f")])
+    rows += [[f"SQL one statement: {k}", B.fmt(v, ".2f")] for k, v in one["steps"].items()]
+    rows.append(["SQL one statement total (activations not stored)", B.fmt(one["seconds"], ".2f")])
     rows += [[f"Python: {k}", B.fmt(v, ".2f")] for k, v in py["steps"].items()]
     rows.append([f"Python total (onnxruntime {E2E_ORT_WORKERS} workers + numpy)",
                  B.fmt(py["seconds"], ".2f")])
-    rows.append(["ratio SQL / Python (medians)", B.fmt(B.ratio(sql["seconds"], py["seconds"]), ".2f")])
+    rows.append(["ratio SQL stored / Python (medians)",
+                 B.fmt(B.ratio(sql["seconds"], py["seconds"]), ".2f")])
+    rows.append(["ratio SQL one statement / Python (medians)",
+                 B.fmt(B.ratio(one["seconds"], py["seconds"]), ".2f")])
     B.print_table(["step", "seconds"], rows)
-    print("all runs: SQL " + ", ".join(f"{v:.2f}" for v in e["sql_seconds_all"])
+    print("all runs: SQL stored " + ", ".join(f"{v:.2f}" for v in e["sql_seconds_all"])
+          + "; SQL one statement " + ", ".join(f"{v:.2f}" for v in e["sql_fused_seconds_all"])
           + "; Python " + ", ".join(f"{v:.2f}" for v in e["python_seconds_all"]))
+    print(f"12 x 12 results of the two SQL pipelines: max difference "
+          f"{e['max_abs_diff_stored_vs_one_statement']:.1e}")
     print(f"12 x 12 results: layers in the same order: {e['layers_match']}; "
           f"max |SQL - Python| = {e['max_abs_diff_similarity']:.1e} (input pixels differ: max "
           f"{e['pixels']['max_abs_diff'] * 128:.1f}/128, mean {e['pixels']['mean_abs_diff'] * 128:.2f}/128 "
@@ -520,6 +567,8 @@ def main() -> None:
             rec = worker_e2e_sql(Path(args.dir))
         elif args.kind == "pixel-check":
             rec = worker_pixel_check(20)
+        elif args.kind == "e2e-sql-fused":
+            rec = worker_e2e_sql_fused(Path(args.dir))
         elif args.kind == "e2e-python":
             rec = worker_e2e_python(Path(args.dir))
         else:

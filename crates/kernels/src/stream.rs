@@ -6,17 +6,24 @@
 //! a second read of them later. [`StreamingGram`] instead multiplies each
 //! arriving block of rows at once, on every core: with itself (lower
 //! triangle) and with the rows that came before it (a rectangular
-//! product), reading the block straight from the host's memory. In the
-//! same pass each piece of the block is written to the group's
-//! [`RowStore`], where later blocks will read it for their own products.
+//! product), reading the block straight from the host's memory. The block
+//! is also kept in the group's [`RowStore`], where later blocks will read
+//! it for their own products: copied piece by piece in the same pass while
+//! the store is in memory, written whole by a thread of its own once it is
+//! a spill file (see [`crate::spill`]).
 //!
 //! The products go, as in [`crate::gram`], through `f32` column chunks of
 //! shifted rows summed into an `f64` accumulator; here it is a packed lower
 //! triangle stored row by row, which grows by appending as rows arrive.
 //! Small blocks are held back until they are worth a pass over the earlier
-//! rows (at least [`MIN_BLOCK_ROWS`] rows and a quarter of the rows before
-//! them), so a group that arrives a few rows per chunk still reads its
-//! earlier rows only a few times in all.
+//! rows. A block straight from the host is multiplied at once if it has
+//! at least [`MIN_DIRECT_ROWS`] rows and a quarter of the rows before it;
+//! rows held back wait in the store until there are [`MIN_SETTLE_ROWS`]
+//! and half the rows before them, since multiplying them costs a read of
+//! themselves as well. A group that arrives a few rows per chunk thus
+//! reads its earlier rows only a few times in all: the blocks grow
+//! geometrically, and the earlier rows read for all of them add up to
+//! about twice the group.
 //!
 //! For pearson, spearman (rows ranked by the caller) and cosine, whose
 //! shift is known from each row alone. Euclidean and gram centre by the
@@ -35,8 +42,10 @@ use crate::source::{Permuted, RowRange, RowSource};
 use crate::spill::{NewRowPlaces, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
 
-/// Blocks smaller than this wait for more rows before being multiplied.
-pub const MIN_BLOCK_ROWS: usize = 128;
+/// Blocks from the host smaller than this wait for more rows.
+pub const MIN_DIRECT_ROWS: usize = 128;
+/// Rows waiting in the store are multiplied once there are this many.
+pub const MIN_SETTLE_ROWS: usize = 256;
 /// The pearson shift of a row is the mean of its first this many values.
 const SHIFT_SPAN: usize = 2048;
 /// Target size of the two chunk buffers together, in bytes.
@@ -47,10 +56,16 @@ fn lower_row(i: usize) -> usize {
     i * (i + 1) / 2
 }
 
-/// Rows of at least this many wait for no more: a block of `r` rows after
-/// `p` earlier ones is multiplied once `r >= max(MIN_BLOCK_ROWS, p / 4)`.
-fn block_threshold(p: usize) -> usize {
-    MIN_BLOCK_ROWS.max(p / 4)
+/// A block of `r` rows from the host after `p` earlier ones is multiplied
+/// at once if `r >= max(MIN_DIRECT_ROWS, p / 4)`.
+fn direct_threshold(p: usize) -> usize {
+    MIN_DIRECT_ROWS.max(p / 4)
+}
+
+/// `w` rows waiting in the store after `p` multiplied ones are multiplied
+/// once `w >= max(MIN_SETTLE_ROWS, p / 2)`.
+fn settle_threshold(p: usize) -> usize {
+    MIN_SETTLE_ROWS.max(p / 2)
 }
 
 /// Column chunk width for `rows` rows: the two buffers within
@@ -399,10 +414,10 @@ impl StreamingGram {
         let method = self.method;
         self.shifts
             .extend(batch.iter().map(|row| Self::shift_of(method, d, row)));
-        if self.done < p || r < block_threshold(p) {
+        if self.done < p || r < direct_threshold(p) {
             let (_, places) = self.store.extend_rows(r, policy)?;
             places.write_all(batch)?;
-            if self.n() - self.done >= block_threshold(self.done) {
+            if self.n() - self.done >= settle_threshold(self.done) {
                 self.settle(bufs)?;
             }
             return Ok(());
@@ -890,10 +905,11 @@ mod tests {
     #[test]
     fn bad_rows_are_errors_naming_their_arrival_row() {
         let d = 50;
-        let mut data = rows(200, d, 5);
+        // 300 rows: one block past MIN_DIRECT_ROWS, multiplied on arrival.
+        let mut data = rows(300, d, 5);
         data[150] = vec![2.5; d];
-        let ident: Vec<usize> = (0..200).collect();
-        let g = streamed(CorrMethod::Pearson, &data, &[130, 70], None);
+        let ident: Vec<usize> = (0..300).collect();
+        let g = streamed(CorrMethod::Pearson, &data, &[130, 170], None);
         let e = g.finish(&ident).unwrap_err();
         assert!(
             matches!(e, KernelError::ConstantRow { row: 150, .. }),
