@@ -19,8 +19,9 @@
 //! per GB when memory is free and twice that when the cache must first
 //! evict (`dd` of 1.6 GB: 0.8–3.2 s of system time, against 0.4 s with
 //! `O_DIRECT`), next to about 7 s of products at N = 2000, D = 200704.
-//! So a block that is multiplied as it arrives has its rows written whole,
-//! by a thread of their own, with `O_DIRECT` ([`NewRowPlaces::File`],
+//! So a large block that is multiplied as it arrives (the streaming Gram
+//! decides) has its rows written whole, by a thread of their own, with
+//! `O_DIRECT` ([`NewRowPlaces::File`],
 //! [`FileAppend::write_rows`]): the disk copies them from an aligned buffer
 //! while both cores multiply, and the kernel's part is pinning pages.
 //! Rows of wide layers are therefore padded to a multiple of 4096 bytes in

@@ -46,6 +46,12 @@ use crate::{try_zeroed, CorrMethod, SquareMatrix};
 pub const MIN_DIRECT_ROWS: usize = 128;
 /// Rows waiting in the store are multiplied once there are this many.
 pub const MIN_SETTLE_ROWS: usize = 256;
+/// Blocks of at least this many rows are written to a spill file past the
+/// page cache: such a block is most of a host chunk (2048 rows), so later
+/// blocks of its group, if any, are as large and read it back rarely.
+/// Smaller blocks come from chunks shared by many groups and are read
+/// back by the next few blocks, so they stay in the page cache.
+const DIRECT_WRITE_MIN_ROWS: usize = 1024;
 /// The pearson shift of a row is the mean of its first this many values.
 const SHIFT_SPAN: usize = 2048;
 /// Target size of the two chunk buffers together, in bytes.
@@ -445,11 +451,12 @@ impl StreamingGram {
         let sums = Some(&mut self.row_sums[p..]);
         match file {
             None => block.run(d, bufs, lower_new, sums)?,
-            // The rows go to the file on a thread of their own, past the
-            // page cache, while both cores multiply (see spill.rs); the
-            // host's rows stay valid until this call returns.
+            // The rows go to the file on a thread of their own while both
+            // cores multiply (large blocks past the page cache, see
+            // spill.rs); the host's rows stay valid until this call returns.
             Some(append) => std::thread::scope(|scope| {
-                let writer = scope.spawn(|| append.write_rows(batch, true));
+                let bypass_cache = r >= DIRECT_WRITE_MIN_ROWS;
+                let writer = scope.spawn(move || append.write_rows(batch, bypass_cache));
                 let products = block.run(d, bufs, lower_new, sums);
                 let written = writer.join().unwrap_or_else(|_| {
                     Err(KernelError::Spill {
