@@ -385,6 +385,25 @@ impl FileAppend<'_> {
         }
     }
 
+    /// Writes `values` as columns `c0..` of reserved row `i` (through the
+    /// page cache), so that a row can be written a piece at a time from
+    /// the pass that reads it.
+    pub fn write_piece(&self, i: usize, c0: usize, values: &[f32]) -> Result<()> {
+        if i >= self.count || c0 + values.len() > self.d {
+            return Err(KernelError::BadShape {
+                what: "spill row piece",
+                expected: self.d,
+                got: c0 + values.len(),
+            });
+        }
+        self.file
+            .write_all_at(
+                as_bytes(values),
+                ((self.first + i) * self.stride + c0 * 4) as u64,
+            )
+            .map_err(|e| self.io_error(e))
+    }
+
     /// Writes every reserved row; `rows` must be exactly that many rows of
     /// `d` values. With `bypass_cache`, rows go to the disk with `O_DIRECT`
     /// through an aligned buffer where the file system allows (falling back

@@ -39,7 +39,7 @@ use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
 use crate::gram::{fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
 use crate::source::{Permuted, RowRange, RowSource};
-use crate::spill::{NewRowPlaces, RowStore, SpillPolicy};
+use crate::spill::{FileAppend, NewRowPlaces, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
 
 /// Blocks from the host smaller than this wait for more rows.
@@ -109,12 +109,11 @@ pub struct StreamingGram {
 
 /// The new rows of one block.
 enum NewRows<'a> {
-    /// In the host's memory; each is also copied to its place in `copies`
-    /// as it is read, unless that place is empty (the rows are written
-    /// elsewhere).
+    /// In the host's memory; each piece is also copied to the store as it
+    /// is read, while it is in cache.
     Slices {
         rows: &'a [&'a [f32]],
-        copies: Vec<&'a mut [f32]>,
+        copies: Copies<'a>,
     },
     /// Every row of a source (stored rows).
     Source(&'a dyn RowSource),
@@ -149,6 +148,16 @@ impl NewRows<'_> {
             }
         }
     }
+}
+
+/// Where the pieces of host rows go as they are read.
+enum Copies<'a> {
+    /// Each row's place in the memory store.
+    Memory(Vec<&'a mut [f32]>),
+    /// The rows' places in the spill file (through the page cache).
+    File(&'a FileAppend<'a>),
+    /// Nowhere: a writer thread writes the rows whole.
+    Elsewhere,
 }
 
 /// Working buffers of the block products, kept between blocks: a fresh
@@ -319,22 +328,34 @@ fn fill_new(
     let r = sums.len();
     let cw = b.len() / r.max(1);
     let bad: Vec<Option<usize>> = match new {
-        NewRows::Slices { rows, copies } => b
-            .par_chunks_mut(cw)
-            .zip(copies.par_iter_mut())
-            .zip(sums.par_iter_mut())
-            .enumerate()
-            .with_min_len(4)
-            .map(|(i, ((dst, copy), sum))| {
-                let src = &rows[i][c0..c0 + cw];
-                if !copy.is_empty() {
-                    copy[c0..c0 + cw].copy_from_slice(src);
-                }
-                let s = shift_sum(src, dst, shifts[i]);
-                *sum += s;
-                (!s.is_finite()).then_some(i)
-            })
-            .collect(),
+        NewRows::Slices { rows, copies } => {
+            let file = match copies {
+                Copies::File(f) => Some(*f),
+                _ => None,
+            };
+            let mut memory: Vec<Option<&mut [f32]>> = match copies {
+                Copies::Memory(places) => places.iter_mut().map(|p| Some(&mut **p)).collect(),
+                _ => (0..r).map(|_| None).collect(),
+            };
+            b.par_chunks_mut(cw)
+                .zip(memory.par_iter_mut())
+                .zip(sums.par_iter_mut())
+                .enumerate()
+                .with_min_len(4)
+                .map(|(i, ((dst, copy), sum))| {
+                    let src = &rows[i][c0..c0 + cw];
+                    if let Some(copy) = copy {
+                        copy[c0..c0 + cw].copy_from_slice(src);
+                    }
+                    if let Some(f) = file {
+                        f.write_piece(i, c0, src)?;
+                    }
+                    let s = shift_sum(src, dst, shifts[i]);
+                    *sum += s;
+                    Ok((!s.is_finite()).then_some(i))
+                })
+                .collect::<Result<_>>()?
+        }
         NewRows::Source(rows) => {
             return fill_chunk(*rows, Shift::PerRow(shifts), c0, b, sums, &mut []);
         }
@@ -430,11 +451,18 @@ impl StreamingGram {
         }
         self.grow_lower(p + r)?;
         let (earlier, places) = self.store.extend_rows(r, policy)?;
-        let (copies, file) = match places {
-            NewRowPlaces::Memory(copies) => (copies, None),
-            NewRowPlaces::File(append) => {
-                ((0..r).map(|_| Default::default()).collect(), Some(append))
-            }
+        // Large blocks bypass the page cache through a writer thread (whole,
+        // aligned rows); the others are copied piece by piece in the pass
+        // that reads them, while each piece is in cache.
+        let (memory, file) = match places {
+            NewRowPlaces::Memory(m) => (Some(m), None),
+            NewRowPlaces::File(append) => (None, Some(append)),
+        };
+        let writer = file.as_ref().filter(|_| r >= DIRECT_WRITE_MIN_ROWS);
+        let copies = match (memory, &file) {
+            (Some(m), _) => Copies::Memory(m),
+            (None, Some(append)) if writer.is_none() => Copies::File(append),
+            _ => Copies::Elsewhere,
         };
         let block = Block {
             earlier: &earlier,
@@ -449,14 +477,13 @@ impl StreamingGram {
         };
         let lower_new = &mut self.lower[lower_row(p)..];
         let sums = Some(&mut self.row_sums[p..]);
-        match file {
+        match writer {
             None => block.run(d, bufs, lower_new, sums)?,
-            // The rows go to the file on a thread of their own while both
-            // cores multiply (large blocks past the page cache, see
-            // spill.rs); the host's rows stay valid until this call returns.
+            // The rows go to the file on a thread of their own, past the
+            // page cache, while both cores multiply (see spill.rs); the
+            // host's rows stay valid until this call returns.
             Some(append) => std::thread::scope(|scope| {
-                let bypass_cache = r >= DIRECT_WRITE_MIN_ROWS;
-                let writer = scope.spawn(move || append.write_rows(batch, bypass_cache));
+                let writer = scope.spawn(move || append.write_rows(batch, true));
                 let products = block.run(d, bufs, lower_new, sums);
                 let written = writer.join().unwrap_or_else(|_| {
                     Err(KernelError::Spill {
