@@ -286,10 +286,23 @@ def make_variants(dest: Path) -> list[Path]:
     return sorted(out)
 
 
-def worker_e2e_sql(image_dir: Path) -> dict:
-    """The whole analysis in SQL, step by step, in a fresh process."""
+def similarity_step(con, steps: dict, t_all: float) -> dict:
+    """The last step of both SQL pipelines: the 12 x 12 matrix from the
+    table `mats`; returns the pipeline's record."""
     import numpy as np
 
+    t = time.perf_counter()
+    layers, matrix = con.execute(
+        "SELECT s.layers, s.matrix FROM (SELECT layer_similarity(m.layer, m.m ORDER BY l.position) AS s "
+        "FROM mats m JOIN layers l USING (layer))").fetchall()[0]
+    steps["layer_similarity"] = time.perf_counter() - t
+    n = con.execute("SELECT len(m.keys) FROM mats LIMIT 1").fetchall()[0][0]
+    return {"images": n, "steps": steps, "seconds": time.perf_counter() - t_all,
+            "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
+
+
+def worker_e2e_sql(image_dir: Path) -> dict:
+    """The whole analysis in SQL, step by step, in a fresh process."""
     t_all = time.perf_counter()
     steps = {}
     t = time.perf_counter()
@@ -306,22 +319,13 @@ def worker_e2e_sql(image_dir: Path) -> dict:
     con.execute("CREATE TABLE mats AS SELECT layer, layer_corr(path, activation) AS m "
                 "FROM acts GROUP BY layer")
     steps["layer_corr x 12"] = time.perf_counter() - t
-    t = time.perf_counter()
-    layers, matrix = con.execute(
-        "SELECT s.layers, s.matrix FROM (SELECT layer_similarity(m.layer, m.m ORDER BY l.position) AS s "
-        "FROM mats m JOIN layers l USING (layer))").fetchall()[0]
-    steps["layer_similarity"] = time.perf_counter() - t
-    n = con.execute("SELECT count(*) FROM images").fetchall()[0][0]
-    return {"images": n, "steps": steps, "seconds": time.perf_counter() - t_all,
-            "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
+    return similarity_step(con, steps, t_all)
 
 
 def worker_e2e_sql_fused(image_dir: Path) -> dict:
     """The same analysis in SQL with the activations never stored: one
     statement feeds nn_activations straight into layer_corr (what Python's
     pipeline does too: its activations live only in memory)."""
-    import numpy as np
-
     t_all = time.perf_counter()
     steps = {}
     t = time.perf_counter()
@@ -333,14 +337,7 @@ def worker_e2e_sql_fused(image_dir: Path) -> dict:
                 f"FROM nn_activations({sql_str(MODEL)}, {sql_str(image_dir / '*.jpg')}, "
                 f"layers := {sql_list(LAYERS)}) GROUP BY layer")
     steps["nn_activations -> layer_corr x 12"] = time.perf_counter() - t
-    t = time.perf_counter()
-    layers, matrix = con.execute(
-        "SELECT s.layers, s.matrix FROM (SELECT layer_similarity(m.layer, m.m ORDER BY l.position) AS s "
-        "FROM mats m JOIN layers l USING (layer))").fetchall()[0]
-    steps["layer_similarity"] = time.perf_counter() - t
-    n = con.execute("SELECT len(m.keys) FROM mats LIMIT 1").fetchall()[0][0]
-    return {"images": n, "steps": steps, "seconds": time.perf_counter() - t_all,
-            "layers": list(layers), "similarity": np.asarray(matrix).tolist()}
+    return similarity_step(con, steps, t_all)
 
 
 def worker_pixel_check(count: int) -> dict:

@@ -882,6 +882,23 @@ mod tests {
     }
 
     #[test]
+    fn rows_held_back_settle_and_later_blocks_use_them() {
+        // A few rows per chunk (nn_activations feeding layer_corr): they
+        // settle at MIN_SETTLE_ROWS, then at half the rows before them; a
+        // block straight from the host after a settle reads the settled
+        // rows back.
+        let d = 1000;
+        let data = rows(700, d, 11);
+        let ident: Vec<usize> = (0..data.len()).collect();
+        for sizes in [vec![8], vec![300, 8, 400]] {
+            for limit in [None, Some(1 << 20)] {
+                let g = streamed(CorrMethod::Pearson, &data, &sizes, limit);
+                check(&g.finish(&ident).unwrap(), &data, &ident, pearson64);
+            }
+        }
+    }
+
+    #[test]
     fn merged_partial_groups_give_the_whole_in_the_right_order() {
         let d = 700;
         let data = rows(260, d, 2);
