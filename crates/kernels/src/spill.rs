@@ -85,6 +85,14 @@ fn open_direct(_path: &std::path::Path) -> Option<File> {
 
 static SPILL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// An I/O failure on a spill file in `dir`, as the kernels report it.
+fn spill_error(dir: &std::path::Path, e: std::io::Error) -> KernelError {
+    KernelError::Spill {
+        dir: dir.display().to_string(),
+        reason: e.to_string(),
+    }
+}
+
 fn as_bytes(values: &[f32]) -> &[u8] {
     // SAFETY: f32 has no padding and any alignment of u8 is satisfied.
     unsafe {
@@ -113,9 +121,8 @@ pub struct SpillRows {
     d: usize,
     /// Bytes per row in the file ([`row_stride`]).
     stride: usize,
-    /// Rows before this one are in the file (or handed to a writer).
-    flushed: usize,
-    /// Rows `flushed..n`, not yet written to the file.
+    /// The last rows, not yet written to the file (the rows before them
+    /// are in the file, or handed to a writer).
     pending: Vec<u8>,
 }
 
@@ -123,10 +130,7 @@ impl SpillRows {
     /// A new, empty spill file in `dir` (removed from the folder at once, so
     /// nothing is left behind even if the host is killed).
     pub fn create(dir: PathBuf, d: usize) -> Result<Self> {
-        let fail = |e: std::io::Error| KernelError::Spill {
-            dir: dir.display().to_string(),
-            reason: e.to_string(),
-        };
+        let fail = |e| spill_error(&dir, e);
         let name = format!(
             "layercorr-spill-{}-{}",
             std::process::id(),
@@ -153,16 +157,12 @@ impl SpillRows {
             n: 0,
             d,
             stride,
-            flushed: 0,
             pending: Vec::new(),
         })
     }
 
     fn io_error(&self, e: std::io::Error) -> KernelError {
-        KernelError::Spill {
-            dir: self.dir.display().to_string(),
-            reason: e.to_string(),
-        }
+        spill_error(&self.dir, e)
     }
 
     /// Appends one row.
@@ -176,7 +176,6 @@ impl SpillRows {
             self.file
                 .write_all_at(bytes, (self.n * self.stride) as u64)
                 .map_err(|e| self.io_error(e))?;
-            self.flushed = self.n + 1;
         } else {
             self.pending.extend_from_slice(bytes);
             self.pending
@@ -191,13 +190,13 @@ impl SpillRows {
     /// may have moved the end of the file past the handle's cursor.
     pub fn flush(&mut self) -> Result<()> {
         if !self.pending.is_empty() {
+            let first_pending = self.n - self.pending.len() / self.stride.max(1);
             self.file
-                .write_all_at(&self.pending, (self.flushed * self.stride) as u64)
+                .write_all_at(&self.pending, (first_pending * self.stride) as u64)
                 .map_err(|e| self.io_error(e))?;
             self.pending.clear();
             self.pending.shrink_to_fit();
         }
-        self.flushed = self.n;
         Ok(())
     }
 
@@ -280,10 +279,7 @@ impl RowSource for FileRows<'_> {
         let offset = (row * self.stride + c0 * 4) as u64;
         self.file
             .read_exact_at(as_bytes_mut(dst), offset)
-            .map_err(|e| KernelError::Spill {
-                dir: self.dir.display().to_string(),
-                reason: e.to_string(),
-            })
+            .map_err(|e| spill_error(self.dir, e))
     }
 }
 
@@ -379,10 +375,7 @@ pub struct FileAppend<'a> {
 
 impl FileAppend<'_> {
     fn io_error(&self, e: std::io::Error) -> KernelError {
-        KernelError::Spill {
-            dir: self.dir.display().to_string(),
-            reason: e.to_string(),
-        }
+        spill_error(self.dir, e)
     }
 
     /// Writes `values` as columns `c0..` of reserved row `i` (through the
@@ -636,7 +629,6 @@ impl RowStore {
                 s.flush()?;
                 let first = s.n;
                 s.n += r;
-                s.flushed = s.n;
                 let (file, dir, stride) = (&s.file, &s.dir, s.stride);
                 let earlier = FileRows {
                     file,

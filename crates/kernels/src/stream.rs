@@ -155,7 +155,7 @@ enum Copies<'a> {
     /// Each row's place in the memory store.
     Memory(Vec<&'a mut [f32]>),
     /// The rows' places in the spill file (through the page cache).
-    File(&'a FileAppend<'a>),
+    File(FileAppend<'a>),
     /// Nowhere: a writer thread writes the rows whole.
     Elsewhere,
 }
@@ -329,13 +329,13 @@ fn fill_new(
     let cw = b.len() / r.max(1);
     let bad: Vec<Option<usize>> = match new {
         NewRows::Slices { rows, copies } => {
-            let file = match copies {
-                Copies::File(f) => Some(*f),
-                _ => None,
-            };
-            let mut memory: Vec<Option<&mut [f32]>> = match copies {
-                Copies::Memory(places) => places.iter_mut().map(|p| Some(&mut **p)).collect(),
-                _ => (0..r).map(|_| None).collect(),
+            let no_copies = || (0..r).map(|_| None).collect();
+            let (file, mut memory): (Option<&FileAppend>, Vec<Option<&mut [f32]>>) = match copies {
+                Copies::Memory(places) => {
+                    (None, places.iter_mut().map(|p| Some(&mut **p)).collect())
+                }
+                Copies::File(f) => (Some(&*f), no_copies()),
+                Copies::Elsewhere => (None, no_copies()),
             };
             b.par_chunks_mut(cw)
                 .zip(memory.par_iter_mut())
@@ -454,15 +454,12 @@ impl StreamingGram {
         // Large blocks bypass the page cache through a writer thread (whole,
         // aligned rows); the others are copied piece by piece in the pass
         // that reads them, while each piece is in cache.
-        let (memory, file) = match places {
-            NewRowPlaces::Memory(m) => (Some(m), None),
-            NewRowPlaces::File(append) => (None, Some(append)),
-        };
-        let writer = file.as_ref().filter(|_| r >= DIRECT_WRITE_MIN_ROWS);
-        let copies = match (memory, &file) {
-            (Some(m), _) => Copies::Memory(m),
-            (None, Some(append)) if writer.is_none() => Copies::File(append),
-            _ => Copies::Elsewhere,
+        let (copies, writer) = match places {
+            NewRowPlaces::Memory(m) => (Copies::Memory(m), None),
+            NewRowPlaces::File(append) if r >= DIRECT_WRITE_MIN_ROWS => {
+                (Copies::Elsewhere, Some(append))
+            }
+            NewRowPlaces::File(append) => (Copies::File(append), None),
         };
         let block = Block {
             earlier: &earlier,
