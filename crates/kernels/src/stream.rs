@@ -8,9 +8,10 @@
 //! triangle) and with the rows that came before it (a rectangular
 //! product), reading the block straight from the host's memory. The block
 //! is also kept in the group's [`RowStore`], where later blocks will read
-//! it for their own products: copied piece by piece in the same pass while
-//! the store is in memory, written whole by a thread of its own once it is
-//! a spill file (see [`crate::spill`]).
+//! it for their own products: copied piece by piece in the same pass, in
+//! memory or through the page cache into a spill file, except that a large
+//! block bound for a spill file is written whole, past the page cache, by
+//! a thread of its own (see [`crate::spill`]).
 //!
 //! The products go, as in [`crate::gram`], through `f32` column chunks of
 //! shifted rows summed into an `f64` accumulator; here it is a packed lower
