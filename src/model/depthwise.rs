@@ -4,11 +4,13 @@
 //! Profiling EfficientNet-Lite0 under tract 0.23 put about a third of the
 //! forward pass in tract's `DepthWise` op, mostly in its generic border
 //! path. The arithmetic is small (a few tens of millions of multiply-adds
-//! per image), so the cost is in the addressing: this op pads one channel
-//! plane into a scratch buffer, splits its columns by stride phase so that
-//! every tap reads a contiguous run, and accumulates whole output rows with
-//! fused multiply-adds. It is written here because no crate offers an NCHW
-//! depthwise kernel that plugs into tract.
+//! per image), so the cost is in the addressing and in the latency of the
+//! multiply-add chains: this op scatters one channel plane into a zeroed
+//! scratch split by stride phase in both directions, so that every tap
+//! reads one contiguous run over the whole plane, and accumulates the plane
+//! eight registers at a time with fused multiply-adds, the accumulators
+//! staying in registers over all taps. It is written here because no crate
+//! offers an NCHW depthwise kernel that plugs into tract.
 //!
 //! [`replace_depthwise`] swaps it in for every grouped `Conv` with one input
 //! channel per group, NCHW (or batch-less CHW) f32 data, dilation 1 and a
@@ -150,46 +152,101 @@ impl TypedOp for PlaneDepthwise {
     as_op!();
 }
 
-/// Writes `plane` (in_h x in_w) zero-padded and split by column phase into
-/// `scratch`: phase `q` of padded row `r` holds padded columns q, q + s, …
-fn pad_into_phases(g: &Geometry, plane: &[f32], row: &mut [f32], scratch: &mut [f32]) {
-    let (ph, len, s) = (g.padded_h(), g.phase_len(), g.stride_w);
-    let rows = g.in_h.min(ph.saturating_sub(g.pad_top));
-    // Zero rows above and below the image, in every phase.
-    for q in 0..s {
-        let phase = &mut scratch[q * ph * len..(q + 1) * ph * len];
-        phase[..g.pad_top * len].fill(0.0);
-        phase[(g.pad_top + rows) * len..].fill(0.0);
+/// Lanes of one AVX register of f32.
+const LANES: usize = 8;
+
+/// Scratch layout: the padded plane split into `stride_h x stride_w` phases,
+/// phase `(qy, qx)` holding padded rows qy, qy + s_h, … and columns qx,
+/// qx + s_w, … With it, tap `(ky, kx)` of output `(oy, ox)` reads phase
+/// `(ky % s_h, kx % s_w)` at row `oy + ky / s_h`, column `ox + kx / s_w`: on
+/// the grid of output rows `phase_len` wide, every tap reads one contiguous
+/// run that starts at a fixed offset, whatever the stride.
+impl Geometry {
+    /// Rows of one phase.
+    fn phase_rows(&self) -> usize {
+        self.padded_h().div_ceil(self.stride_h)
     }
-    // `row` is one padded row (len·s columns): zeros, the input row, zeros.
-    let left = g.pad_left.min(row.len());
-    let copied = g.in_w.min(row.len() - left);
-    row[..left].fill(0.0);
-    row[left + copied..].fill(0.0);
+
+    /// Values of one phase.
+    fn phase_size(&self) -> usize {
+        self.phase_rows() * self.phase_len()
+    }
+
+    /// Output values computed per plane: `out_h` rows of `phase_len`, the
+    /// last `phase_len - out_w` of each row thrown away, rounded up to whole
+    /// registers.
+    fn grid_len(&self) -> usize {
+        (self.out_h * self.phase_len()).next_multiple_of(LANES)
+    }
+
+    /// Scratch values: the phases, then zeros that the thrown-away columns
+    /// and the last register may read past the end.
+    fn scratch_len(&self) -> usize {
+        self.stride_h * self.stride_w * self.phase_size() + self.phase_len() + LANES
+    }
+}
+
+/// Offset in the scratch of each tap's first value, for grid position 0.
+fn tap_offsets(g: &Geometry) -> Vec<usize> {
+    let (len, size) = (g.phase_len(), g.phase_size());
+    (0..g.k_h)
+        .flat_map(|ky| {
+            (0..g.k_w).map(move |kx| {
+                let phase = (ky % g.stride_h) * g.stride_w + kx % g.stride_w;
+                phase * size + (ky / g.stride_h) * len + kx / g.stride_w
+            })
+        })
+        .collect()
+}
+
+/// Copies `plane` (in_h x in_w) into its place in the phases of `scratch`.
+/// The padding positions are the same for every plane and are never
+/// written, so they stay zero from the scratch's allocation.
+fn scatter_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
+    let (len, size) = (g.phase_len(), g.phase_size());
+    let rows = g.in_h.min(g.padded_h().saturating_sub(g.pad_top));
+    let cols = g.in_w.min(g.padded_w().saturating_sub(g.pad_left));
     for y in 0..rows {
         let r = y + g.pad_top;
-        let src = &plane[y * g.in_w..y * g.in_w + copied];
-        if s == 1 {
-            let dst = &mut scratch[r * len..(r + 1) * len];
-            dst[..left].fill(0.0);
-            dst[left..left + copied].copy_from_slice(src);
-            dst[left + copied..].fill(0.0);
-            continue;
-        }
-        row[left..left + copied].copy_from_slice(src);
-        if s == 2 {
-            // Split even and odd columns in one pass.
-            let (even, odd) = scratch.split_at_mut(ph * len);
-            let even = &mut even[r * len..(r + 1) * len];
-            let odd = &mut odd[r * len..(r + 1) * len];
-            for ((e, o), pair) in even.iter_mut().zip(odd.iter_mut()).zip(row.chunks_exact(2)) {
-                *e = pair[0];
-                *o = pair[1];
+        let row_base = (r % g.stride_h) * g.stride_w * size + (r / g.stride_h) * len;
+        let src = &plane[y * g.in_w..y * g.in_w + cols];
+        match g.stride_w {
+            1 => {
+                let start = row_base + g.pad_left;
+                scratch[start..start + cols].copy_from_slice(src);
             }
-        } else {
-            for (j, group) in row.chunks_exact(s).enumerate() {
-                for (q, v) in group.iter().enumerate() {
-                    scratch[(q * ph + r) * len + j] = *v;
+            2 => {
+                // Even input columns go to the phase of pad_left's parity,
+                // odd ones to the other, in one pass over column pairs.
+                let (first, second) = (g.pad_left % 2, 1 - g.pad_left % 2);
+                let a = row_base + first * size + g.pad_left / 2;
+                let b = row_base + second * size + (g.pad_left + 1) / 2;
+                let (lo, hi) = if first == 0 { (a, b) } else { (b, a) };
+                let (low_phase, high_phase) = scratch.split_at_mut(hi);
+                let (evens, odds) = if first == 0 {
+                    (&mut low_phase[lo..], high_phase)
+                } else {
+                    (high_phase, &mut low_phase[lo..])
+                };
+                let pairs = src.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    evens[cols / 2] = *last;
+                }
+                for ((e, o), pair) in evens.iter_mut().zip(odds.iter_mut()).zip(pairs) {
+                    *e = pair[0];
+                    *o = pair[1];
+                }
+            }
+            s => {
+                // Phase qx takes every s-th input column from the first whose
+                // padded column falls in it.
+                for qx in 0..s {
+                    let first = (qx + s - g.pad_left % s) % s;
+                    let start = row_base + qx * size + (first + g.pad_left) / s;
+                    let taken = src.iter().skip(first).step_by(s);
+                    for (d, v) in scratch[start..].iter_mut().zip(taken) {
+                        *d = *v;
+                    }
                 }
             }
         }
@@ -200,28 +257,20 @@ fn pad_into_phases(g: &Geometry, plane: &[f32], row: &mut [f32], scratch: &mut [
 struct Workspace {
     /// [`tap_offsets`].
     offsets: Vec<usize>,
-    /// One padded input row.
-    row: Vec<f32>,
     /// The padded plane, split by stride phase.
     scratch: Vec<f32>,
+    /// The output grid, `phase_len` values a row.
+    grid: Vec<f32>,
 }
 
 impl Workspace {
     fn new(g: &Geometry) -> Workspace {
         Workspace {
             offsets: tap_offsets(g),
-            row: vec![0.0; g.stride_w * g.phase_len()],
-            scratch: vec![0.0; g.stride_w * g.padded_h() * g.phase_len()],
+            scratch: vec![0.0; g.scratch_len()],
+            grid: vec![0.0; g.grid_len()],
         }
     }
-}
-
-/// Offset in `scratch` of each tap's first value for output row 0.
-fn tap_offsets(g: &Geometry) -> Vec<usize> {
-    let (ph, len, s) = (g.padded_h(), g.phase_len(), g.stride_w);
-    (0..g.k_h)
-        .flat_map(|ky| (0..g.k_w).map(move |kx| ((kx % s) * ph + ky) * len + kx / s))
-        .collect()
 }
 
 /// One channel: `out = bias + sum over taps of w * window`.
@@ -235,96 +284,110 @@ fn convolve_plane(
 ) {
     let Workspace {
         offsets,
-        row,
         scratch,
+        grid,
     } = work;
-    pad_into_phases(g, plane, row, scratch);
-    // Every read below stays inside the scratch plane: the last tap of the
-    // last output row ends at its phase row's last used column.
-    let last_read = (g.out_h - 1) * g.stride_h * g.phase_len()
-        + offsets.iter().max().copied().unwrap_or(0)
-        + g.out_w;
+    scatter_into_phases(g, plane, scratch);
+    // Every read below stays inside the scratch: the largest tap offset
+    // plus the whole grid.
+    let last_read = offsets.iter().max().copied().unwrap_or(0) + grid.len();
     assert!(last_read <= scratch.len() && out.len() == g.out_h * g.out_w);
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected, and the bounds checked.
-        unsafe { accumulate_avx2(g, offsets, weights, bias, scratch, out) };
-        return;
+    accumulate_grid(offsets, weights, bias, scratch, grid);
+    for (row, grid_row) in out
+        .chunks_exact_mut(g.out_w)
+        .zip(grid.chunks(g.phase_len()))
+    {
+        row.copy_from_slice(&grid_row[..g.out_w]);
     }
-    accumulate(g, offsets, weights, bias, scratch, out);
 }
 
-/// Portable row loop.
-fn accumulate(
-    g: &Geometry,
+/// `grid[i] = bias + sum over taps of w * scratch[offset + i]`, with AVX2
+/// when the CPU has it.
+fn accumulate_grid(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
     scratch: &[f32],
-    out: &mut [f32],
+    grid: &mut [f32],
 ) {
-    let row_step = g.stride_h * g.phase_len();
-    for (oy, row) in out.chunks_exact_mut(g.out_w).enumerate() {
-        row.fill(bias);
-        for (offset, w) in offsets.iter().zip(weights) {
-            let start = oy * row_step + offset;
-            for (o, x) in row.iter_mut().zip(&scratch[start..start + g.out_w]) {
-                *o += w * x;
-            }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the features were just detected; the caller checked that
+        // every offset plus the grid length stays inside `scratch`, and the
+        // grid is whole registers long.
+        unsafe { accumulate_avx2(offsets, weights, bias, scratch, grid) };
+        return;
+    }
+    grid.fill(bias);
+    for (offset, w) in offsets.iter().zip(weights) {
+        for (o, x) in grid.iter_mut().zip(&scratch[*offset..]) {
+            *o += w * x;
         }
     }
 }
 
-/// The same with 8-wide FMA, 16 outputs in two registers at a time over all
-/// taps, and a masked tail.
+/// The grid in blocks of 8, 4, 2 and 1 registers: each block keeps its
+/// accumulators in registers over all taps, so the fused multiply-adds of
+/// a tap are independent and the loads, not their latency, set the pace.
 ///
 /// # Safety
-/// AVX2 and FMA must be available; `scratch` must hold every read (checked
-/// by the caller).
+/// AVX2 and FMA must be available; every `offset + grid.len()` must lie
+/// inside `scratch`, and `grid.len()` must be a multiple of [`LANES`].
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn accumulate_avx2(
-    g: &Geometry,
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
     scratch: &[f32],
-    out: &mut [f32],
+    grid: &mut [f32],
+) {
+    let n = grid.len();
+    let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 * LANES <= n {
+        block_avx2::<8>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 8 * LANES;
+    }
+    if i + 4 * LANES <= n {
+        block_avx2::<4>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 4 * LANES;
+    }
+    if i + 2 * LANES <= n {
+        block_avx2::<2>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 2 * LANES;
+    }
+    if i < n {
+        block_avx2::<1>(src.add(i), dst.add(i), offsets, weights, bias);
+    }
+}
+
+/// `V` registers of the grid from `dst` on, reading from `src` on.
+///
+/// # Safety
+/// As [`accumulate_avx2`], for the `V * LANES` values at `src + offset`
+/// and `dst`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn block_avx2<const V: usize>(
+    src: *const f32,
+    dst: *mut f32,
+    offsets: &[usize],
+    weights: &[f32],
+    bias: f32,
 ) {
     use std::arch::x86_64::*;
-    let row_step = g.stride_h * g.phase_len();
-    let src = scratch.as_ptr();
-    let start_bias = _mm256_set1_ps(bias);
-    for oy in 0..g.out_h {
-        let base = src.add(oy * row_step);
-        let row = out.as_mut_ptr().add(oy * g.out_w);
-        let mut ox = 0;
-        while ox + 16 <= g.out_w {
-            let (mut a0, mut a1) = (start_bias, start_bias);
-            for (offset, w) in offsets.iter().zip(weights) {
-                let w = _mm256_set1_ps(*w);
-                let p = base.add(offset + ox);
-                a0 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p), a0);
-                a1 = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(8)), a1);
-            }
-            _mm256_storeu_ps(row.add(ox), a0);
-            _mm256_storeu_ps(row.add(ox + 8), a1);
-            ox += 16;
+    let mut acc = [_mm256_set1_ps(bias); V];
+    for (offset, w) in offsets.iter().zip(weights) {
+        let w = _mm256_set1_ps(*w);
+        let p = src.add(*offset);
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(v * LANES)), *a);
         }
-        while ox < g.out_w {
-            let lanes = (g.out_w - ox).min(8) as i32;
-            let mask = _mm256_cmpgt_epi32(
-                _mm256_set1_epi32(lanes),
-                _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
-            );
-            let mut a = start_bias;
-            for (offset, w) in offsets.iter().zip(weights) {
-                let x = _mm256_maskload_ps(base.add(offset + ox), mask);
-                a = _mm256_fmadd_ps(_mm256_set1_ps(*w), x, a);
-            }
-            _mm256_maskstore_ps(row.add(ox), mask, a);
-            ox += 8;
-        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        _mm256_storeu_ps(dst.add(v * LANES), *a);
     }
 }
 
@@ -502,6 +565,10 @@ mod tests {
             (12, 5, 2, (1, 2)),
             (7, 3, 1, (0, 0)),
             (8, 3, 3, (1, 1)),
+            (7, 5, 1, (2, 2)),
+            (14, 5, 2, (1, 2)),
+            (30, 3, 1, (1, 1)),
+            (57, 3, 2, (0, 1)),
         ] {
             check(geometry(size, k, stride, pads));
         }
