@@ -220,7 +220,7 @@ fn scatter_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
                 // odd ones to the other, in one pass over column pairs.
                 let (first, second) = (g.pad_left % 2, 1 - g.pad_left % 2);
                 let a = row_base + first * size + g.pad_left / 2;
-                let b = row_base + second * size + (g.pad_left + 1) / 2;
+                let b = row_base + second * size + g.pad_left.div_ceil(2);
                 let (lo, hi) = if first == 0 { (a, b) } else { (b, a) };
                 let (low_phase, high_phase) = scratch.split_at_mut(hi);
                 let (evens, odds) = if first == 0 {
