@@ -25,6 +25,11 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# torch and the CUDA runtime its PyPI wheel loads: for `make bench` only.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(VENV)/bin/pip install --quiet -r requirements-bench.txt
+	touch $@
+
 # The extension: release cdylib + DuckDB footer. cargo decides what to rebuild.
 build: venv
 	cargo build --release --lib
@@ -48,7 +53,7 @@ test-rust:
 test-python: build assets
 	$(PY) -m pytest -q tests
 
-bench: build assets
+bench: build assets $(VENV)/.bench-installed
 	$(PY) benches/bench_inference.py
 	$(PY) benches/bench_corr.py
 

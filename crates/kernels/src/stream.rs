@@ -38,7 +38,7 @@ use rayon::prelude::*;
 
 use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
-use crate::gram::{fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
+use crate::gram::{default_chunk, fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
 use crate::source::{Permuted, RowRange, RowSource};
 use crate::spill::{FileAppend, NewRowPlaces, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
@@ -55,8 +55,6 @@ pub const MIN_SETTLE_ROWS: usize = 256;
 const DIRECT_WRITE_MIN_ROWS: usize = 1024;
 /// The pearson shift of a row is the mean of its first this many values.
 const SHIFT_SPAN: usize = 2048;
-/// Target size of the two chunk buffers together, in bytes.
-const BUFFER_BYTES: usize = 128 << 20;
 
 /// Offset of row `i` in a packed lower triangle stored row by row.
 fn lower_row(i: usize) -> usize {
@@ -73,13 +71,6 @@ fn direct_threshold(p: usize) -> usize {
 /// once `w >= max(MIN_SETTLE_ROWS, p / 2)`.
 fn settle_threshold(p: usize) -> usize {
     MIN_SETTLE_ROWS.max(p / 2)
-}
-
-/// Column chunk width for `rows` rows: the two buffers within
-/// [`BUFFER_BYTES`], 2048–16384 columns, a multiple of 64, at most `d`.
-fn chunk_width(rows: usize, d: usize) -> usize {
-    let by_memory = BUFFER_BYTES / (4 * rows.max(1));
-    (by_memory.clamp(2048, 16384) / 64 * 64).min(d).max(1)
 }
 
 /// Whether [`StreamingGram`] serves `method` (its shift is per row).
@@ -216,7 +207,7 @@ impl Block<'_> {
             triangle,
         } = self;
         let r = new.len();
-        let cw_max = chunk_width(p + r, d);
+        let cw_max = default_chunk(p + r, d);
         let b_new = at_least(&mut bufs.new, r * cw_max, "stream chunk buffer")?;
         let b_old = at_least(&mut bufs.earlier, p * cw_max, "stream chunk buffer")?;
         let rect = at_least(&mut bufs.rect, r * p, "stream cross products")?;
