@@ -266,8 +266,36 @@ def worker_similarity(l: int, n: int, repeats: int) -> dict:
             "peak_rss_bytes": B.peak_rss_bytes()}
 
 
+SGEMM_SIZE = 2048
+
+
+def sgemm_rates(repeats: int = 3) -> dict:
+    """GFLOP/s of a float32 2048^3 matrix product (median of `repeats`, after
+    one warm-up) in numpy's BLAS and, if installed, torch: the machine's
+    best general product rate at hand, to read the kernel's rate against
+    (issue 3's goal: 90% of the best SGEMM rate, symmetry counted)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32)
+    b = rng.standard_normal((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32)
+    flops = 2 * SGEMM_SIZE**3
+    products = {"numpy": lambda: a @ b}
+    if B.torch_version():
+        import torch
+
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        products["torch"] = lambda: ta @ tb
+    rates = {}
+    for name, fn in products.items():
+        times, _ = timed_runs(fn, repeats, True)
+        rates[name] = round(flops / B.median(times) / 1e9, 1)
+    return rates
+
+
 def worker_info() -> dict:
-    return {"numpy_blas": B.numpy_blas_info(), "torch": B.torch_version()}
+    return {"numpy_blas": B.numpy_blas_info(), "torch": B.torch_version(),
+            "sgemm_gflops": sgemm_rates()}
 
 
 # --------------------------------------------------------------------------
@@ -408,6 +436,18 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
                        ["numpy: corrcoef of given triangles", B.fmt(npc), B.fmt(B.ratio(npc, k), ".2f"),
                         B.fmt(no, ".2f")]])
 
+    rates = info.get("sgemm_gflops", {})
+    if rates and results:
+        big = max(results, key=lambda r: r["n"] ** 2 * r["d"])
+        # The symmetric product needs N^2 * D / 2 multiply-adds: N^2 * D flops.
+        kernel_rate = big["n"] ** 2 * big["d"] / big["kernel"]["seconds_median"] / 1e9
+        best = max(rates.values())
+        print()
+        print(f"SGEMM {SGEMM_SIZE}^3 float32, both cores: "
+              + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in rates.items())
+              + f"; kernel at N={big['n']} D={big['d']}: {kernel_rate:.1f} GFLOP/s counting the "
+              f"N^2*D flops of the symmetric product = {100 * kernel_rate / best:.0f}% of the best "
+              "SGEMM (issue 3's goal: 90%)")
     nb = info.get("numpy_blas", {})
     print()
     print(f"numpy {nb.get('numpy')} BLAS: {nb.get('blas')}, runtime core "
