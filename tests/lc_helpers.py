@@ -180,3 +180,264 @@ def graph_tensors(model_path=MODEL) -> list[tuple[str, str]]:
     import onnx
     m = onnx.load(str(model_path), load_external_data=False)
     return [(o, n.op_type) for n in m.graph.node for o in n.output if o]
+
+
+# --------------------------------------------------------------------------
+# measured child hosts (issue 13: hostile input, sandbox, limits)
+#
+# Each run is one child process in its own session, waited for with wait4 so
+# that its peak RSS (including the duckdb-cli wrapper's own child, the shell)
+# is known, and killed as a group when it overruns its timeout (a hang is a
+# failed test, not a stuck test run).
+
+
+@dataclasses.dataclass
+class MeasuredRun:
+    stdout: str
+    stderr: str
+    returncode: int | None
+    maxrss_mb: float
+    elapsed: float
+    timed_out: bool
+
+    @property
+    def crashed(self) -> bool:
+        return crashed_returncode(self.returncode)
+
+    def describe(self) -> str:
+        if self.timed_out:
+            state = f"timed out after {self.elapsed:.1f} s (killed)"
+        elif self.crashed:
+            state = f"crashed: {describe_returncode(self.returncode)}"
+        else:
+            state = f"exit code {self.returncode}"
+        return (f"child {state}; peak RSS {self.maxrss_mb:.0f} MB; {self.elapsed:.1f} s\n"
+                f"stderr tail:\n{self.stderr[-2000:]}")
+
+
+RSS_CAP_MB = 4096  # a child past this is killed: a runaway must not take the machine down
+
+
+def _tree_rss_mb(pid: int) -> float:
+    import psutil
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for q in procs:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total / 2**20
+
+
+def run_measured(cmd: list, stdin_text: str = "", timeout: float = 120,
+                 merge_stderr: bool = False, env: dict | None = None,
+                 rss_cap_mb: float = RSS_CAP_MB) -> MeasuredRun:
+    """Run cmd to completion (or kill its process group after `timeout` s, or
+    when its process tree's RSS passes rss_cap_mb) and return its output,
+    return code and peak RSS in MB (ru_maxrss of wait4, which covers the
+    child and the descendants it waited for)."""
+    import os
+    import signal
+    import tempfile
+    import time
+    with tempfile.TemporaryFile("w+") as fin, tempfile.TemporaryFile("w+") as fout, \
+            tempfile.TemporaryFile("w+") as ferr:
+        fin.write(stdin_text)
+        fin.flush()
+        fin.seek(0)
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=fin, stdout=fout,
+                             stderr=fout if merge_stderr else ferr, cwd=REPO,
+                             start_new_session=True, env=env)
+        timed_out = False
+        capped = 0.0
+        polls = 0
+        while True:
+            pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+            if pid == p.pid:
+                break
+            polls += 1
+            if polls % 5 == 0:
+                rss = _tree_rss_mb(p.pid)
+                if rss > rss_cap_mb:
+                    capped = rss
+            if capped or time.monotonic() - t0 > timeout:
+                timed_out = not capped
+                try:
+                    os.killpg(p.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                pid, status, ru = os.wait4(p.pid, 0)
+                break
+            time.sleep(0.02)
+        elapsed = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        if not timed_out:
+            # the shell may have left descendants in its session: none expected
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        fout.seek(0)
+        ferr.seek(0)
+        err = ferr.read()
+        if capped:
+            err += (f"\n[test harness] killed the child: its RSS reached {capped:.0f} MB "
+                    f"(cap {rss_cap_mb:.0f} MB)\n")
+        return MeasuredRun(fout.read(), err, p.returncode, max(ru.ru_maxrss / 1024.0, capped),
+                           elapsed, timed_out)
+
+
+_PY_CHILD_EX = r"""
+import json, sys, time
+import duckdb
+spec = json.load(sys.stdin)
+config = {"allow_unsigned_extensions": "true"}
+config.update(spec["config"] or {})
+con = duckdb.connect(config=config)
+if spec["load"]:
+    con.execute("LOAD '" + spec["ext"].replace("'", "''") + "'")
+if spec["setup"]:
+    exec(spec["setup"], {"con": con, "duckdb": duckdb})
+print(json.dumps({"ready": True}), flush=True)
+for s in spec["statements"]:
+    t0 = time.monotonic()
+    try:
+        rows = con.execute(s).fetchall()
+        rec = {"ok": True, "rows": [list(r) for r in rows]}
+    except duckdb.Error as e:
+        rec = {"ok": False, "type": type(e).__name__,
+               "is_duckdb_error": isinstance(e, duckdb.Error), "message": str(e)}
+    except Exception as e:  # not a duckdb error: reported as such, the test fails on it
+        rec = {"ok": False, "type": type(e).__name__, "is_duckdb_error": False,
+               "message": repr(e)}
+    rec["elapsed"] = time.monotonic() - t0
+    print(json.dumps(rec, default=str), flush=True)
+"""
+
+
+@dataclasses.dataclass
+class ChildSession:
+    """Statements' outcomes in one host process, with how that process ended.
+
+    results[i] is {"ok": True, "rows": [...]} or {"ok": False, "message": ...,
+    "is_duckdb_error": bool}, plus "elapsed" (seconds); a statement the host
+    never answered (crash, hang) has no entry."""
+    results: list
+    run: MeasuredRun
+    host: str
+
+    @property
+    def crashed(self) -> bool:
+        return self.run.crashed
+
+    def check_alive(self, n: int | None = None, max_rss_mb: float | None = None):
+        """The host neither crashed nor hung, answered n statements, and its
+        peak RSS stayed under max_rss_mb."""
+        assert not self.run.timed_out, f"{self.host} host hung: " + self.run.describe()
+        assert not self.run.crashed, f"{self.host} host crashed: " + self.run.describe()
+        if n is not None:
+            assert len(self.results) == n, (f"{self.host} host answered {len(self.results)} of {n} "
+                                             f"statements: " + self.run.describe()
+                                             + f"\nresults: {str(self.results)[-2000:]}")
+        if max_rss_mb is not None:
+            assert self.run.maxrss_mb < max_rss_mb, (
+                f"{self.host} host's peak RSS {self.run.maxrss_mb:.0f} MB >= {max_rss_mb:.0f} MB")
+
+
+def run_py_measured(statements: list, config: dict | None = None, setup: str | None = None,
+                    load: bool = True, timeout: float = 120,
+                    extension: Path = EXTENSION) -> ChildSession:
+    """Run statements on ONE Python duckdb connection in a child process.
+
+    config goes to duckdb.connect (e.g. {"memory_limit": "1GB"}, set before
+    LOAD); setup is Python run after LOAD with `con` bound (e.g. to register
+    an fsspec file system)."""
+    spec = {"ext": str(extension), "load": load, "config": config, "setup": setup,
+            "statements": list(statements)}
+    r = run_measured([sys.executable, "-c", _PY_CHILD_EX], json.dumps(spec), timeout=timeout)
+    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    results = [x for x in lines if "ready" not in x]
+    return ChildSession(results, r, "python")
+
+
+_CLI_MARK = "__lc_mark_"
+
+
+def run_cli_measured(statements: list, load: bool = True, timeout: float = 120,
+                     extension: Path = EXTENSION) -> ChildSession:
+    """Run statements in ONE `.venv/bin/duckdb -unsigned -json` process, a marker
+    query after each so that every statement's output or error is cut out of
+    the shell's combined stdout/stderr; results like run_py_measured's (rows
+    as lists of column values)."""
+    import re
+    import uuid
+    token = uuid.uuid4().hex[:8]
+    mark = lambda k: f"{_CLI_MARK}{token}_{k}"  # noqa: E731
+    script = [f"SELECT '{mark('start')}' AS __lc;"]
+    if load:
+        script += [f"LOAD '{sql_str(extension)}';", f"SELECT '{mark('load')}' AS __lc;"]
+    for k, s in enumerate(statements):
+        s = s.rstrip()
+        script.append(s if s.endswith(";") else s + ";")
+        script.append(f"SELECT '{mark(k)}' AS __lc;")
+    r = run_measured([str(CLI), "-unsigned", "-json"], "\n".join(script) + "\n",
+                     timeout=timeout, merge_stderr=True)
+    pat = re.compile(r'^\[\{"__lc":"' + re.escape(_CLI_MARK + token) + r'_(\w+)"\}\]\s*$',
+                     re.MULTILINE)
+    ms = list(pat.finditer(r.stdout))
+    chunks = {m.group(1): r.stdout[ms[a - 1].end():m.start()] for a, m in enumerate(ms) if a > 0}
+    results = []
+    for k in range(len(statements)):
+        if str(k) not in chunks:
+            break
+        text = chunks[str(k)].strip()
+        err = re.search(r"^[A-Z][A-Za-z ]*Error: ", text, re.MULTILINE)
+        if err:
+            results.append({"ok": False, "is_duckdb_error": True, "message": text[err.start():]})
+            continue
+        rows = []
+        try:
+            for line in text.splitlines():
+                if line.startswith("["):
+                    rows = [list(d.values()) for d in json.loads(line)]
+            results.append({"ok": True, "rows": rows})
+        except json.JSONDecodeError:
+            results.append({"ok": False, "is_duckdb_error": False,
+                            "message": "unparsed shell output: " + text[:2000]})
+    if load and chunks.get("load", "").strip():
+        r.stderr = "LOAD failed: " + chunks["load"].strip() + "\n" + r.stderr
+    return ChildSession(results, r, "cli")
+
+
+def run_host(host: str, statements: list, **kw) -> ChildSession:
+    """run_py_measured or run_cli_measured by host name ('python' | 'cli')."""
+    if host == "python":
+        return run_py_measured(statements, **kw)
+    if host == "cli":
+        return run_cli_measured(statements, **kw)
+    raise ValueError(host)
+
+
+def stamp_model(src, dst, **props) -> Path:
+    """Copy an ONNX model with layercorr.<key> metadata set (None deletes a key)."""
+    import onnx
+    m = onnx.load(str(src))
+    keep = {p.key: p.value for p in m.metadata_props}
+    for k, v in props.items():
+        key = k if k.startswith("layercorr.") else "layercorr." + k
+        if v is None:
+            keep.pop(key, None)
+        else:
+            keep[key] = str(v)
+    del m.metadata_props[:]
+    for k, v in keep.items():
+        e = m.metadata_props.add()
+        e.key, e.value = k, v
+    onnx.save(m, str(dst))
+    return Path(dst)

@@ -1,0 +1,187 @@
+"""DuckDB's memory_limit, interrupts and the extension's own settings (issue 13, 1 and 4).
+
+* layer_corr refuses, with a named error giving N, a group whose N x N
+  working memory would pass `memory_limit`, before allocating it (peak RSS of
+  the host stays far below what the group would need);
+* the scalar nn_activations fails with a named error when one chunk's results
+  would pass `memory_limit`, and stops soon after an interrupt;
+* `layercorr_spill_mb` and `layercorr_depthwise` are DuckDB settings.
+
+Every case runs in a child host process (killed past 4 GB RSS by the harness).
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+
+import numpy as np
+import pytest
+
+import lc_helpers as H
+from lc_helpers import sql_str
+
+
+def lit(p) -> str:
+    return f"'{sql_str(p)}'"
+
+
+N_BIG = 20000
+TABLE = (f"CREATE TABLE t AS SELECT i, 'k' || lpad(i::VARCHAR, 6, '0') AS key, "
+         f"[random()::FLOAT for x in range(8)] AS activation FROM range({N_BIG}) r(i)")
+METHODS = ["pearson", "cosine", "spearman", "euclidean", "gram"]
+
+
+def corr_statements():
+    stmts = ["SELECT setseed(0.5)", TABLE]
+    stmts += [f"SELECT len(r.keys) FROM (SELECT layer_corr(key, activation, '{m}') AS r FROM t)" for m in METHODS]
+    stmts += ["SELECT len(r.keys) FROM (SELECT layer_corr(key, activation) AS r FROM t WHERE i < 2000)",
+              "SELECT 42"]
+    return stmts
+
+
+def check_corr(s):
+    s.check_alive(n=len(corr_statements()), max_rss_mb=1536)
+    assert s.results[1]["ok"], s.results[1]
+    for m, rec in zip(METHODS, s.results[2:2 + len(METHODS)]):
+        assert not rec["ok"], f"{m}: N = {N_BIG} under memory_limit = 1GB gave a result"
+        assert rec["is_duckdb_error"], rec
+        msg = rec["message"]
+        assert "memory_limit" in msg, f"{m}: the error does not mention memory_limit: {msg[:400]}"
+        assert re.search(r"20[,. _]?000", msg), f"{m}: the error does not give N = 20000: {msg[:400]}"
+    small = s.results[-2]
+    assert small["ok"] and small["rows"] == [[2000]], f"N = 2000 must still work under the same limit: {small}"
+    assert s.results[-1]["rows"] == [[42]]
+
+
+def test_layer_corr_memory_limit_python():
+    """memory_limit set in the connection's config, before LOAD."""
+    s = H.run_py_measured(corr_statements(), config={"memory_limit": "1GB"}, timeout=300)
+    check_corr(s)
+
+
+def test_layer_corr_memory_limit_cli(cli_path):
+    s = H.run_cli_measured(["SET memory_limit = '1GB'"] + corr_statements(), timeout=300)
+    s.results = s.results[1:]
+    check_corr(s)
+
+
+def test_scalar_chunk_memory_limit(photos, model_path):
+    """2048 rows of one photo with ['input', 'blocks.*']: one chunk's results
+    are several GB, so under memory_limit = 300MB the scalar form must fail
+    with a named error (not grow, not abort); a few rows still work."""
+    act = f"nn_activations({lit(H.MODEL)}, p, ['input', 'blocks.*'])"
+    stmts = [f"CREATE TABLE imgs AS SELECT {lit(photos[0])} AS p FROM range(2048)",
+             f"SELECT sum(len(a)) FROM (SELECT {act} AS a FROM imgs)",
+             "SELECT 42",
+             f"SELECT sum(len(a)) FROM (SELECT {act} AS a FROM (SELECT p FROM imgs LIMIT 2))"]
+    s = H.run_py_measured(stmts, config={"memory_limit": "300MB"}, timeout=300)
+    s.check_alive(n=4, max_rss_mb=1536)
+    rec = s.results[1]
+    assert not rec["ok"], "2048 images x ['input', 'blocks.*'] under memory_limit = 300MB gave a result"
+    assert rec["is_duckdb_error"], rec
+    assert "memory_limit" in rec["message"], f"the error does not mention memory_limit: {rec['message'][:400]}"
+    assert rec["elapsed"] < 120, f"took {rec['elapsed']:.0f} s to fail"
+    assert s.results[2]["rows"] == [[42]]
+    assert s.results[3]["ok"], f"two images under the same limit failed: {s.results[3]['message'][:400]}"
+
+
+_INTERRUPT_CHILD = r"""
+import json, sys, threading, time
+import duckdb
+ext, model, photo, rows, after = json.load(sys.stdin)
+con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
+con.execute("LOAD '" + ext.replace("'", "''") + "'")
+con.execute(f"CREATE TABLE imgs AS SELECT '{photo}' AS p FROM range({rows})")
+fired = {}
+def fire():
+    time.sleep(after)
+    fired["t"] = time.monotonic()
+    con.interrupt()
+threading.Thread(target=fire, daemon=True).start()
+t0 = time.monotonic()
+rec = {}
+try:
+    con.execute(f"SELECT sum(len(a)) FROM (SELECT nn_activations('{model}', p, ['pool']) AS a FROM imgs)").fetchall()
+    rec["ok"] = True
+except duckdb.Error as e:
+    rec.update(ok=False, type=type(e).__name__, message=str(e))
+t1 = time.monotonic()
+rec["total"] = t1 - t0
+rec["after_interrupt"] = t1 - fired["t"] if "t" in fired else None
+rec["alive"] = con.execute("SELECT 42").fetchall()[0][0]
+print(json.dumps(rec), flush=True)
+"""
+
+
+def test_scalar_form_stops_on_interrupt(photos, model_path):
+    """con.interrupt() 1.5 s into a 600-image scalar call: the query stops within 2 s."""
+    spec = [str(H.EXTENSION), sql_str(H.MODEL), sql_str(photos[0]), 600, 1.5]
+    r = H.run_measured([sys.executable, "-c", _INTERRUPT_CHILD], json.dumps(spec), timeout=240)
+    assert not r.timed_out and not r.crashed, r.describe()
+    rec = json.loads(r.stdout.strip().splitlines()[-1])
+    assert not rec["ok"], f"the query finished ({rec['total']:.1f} s) before the interrupt took effect"
+    assert re.search(r"(?i)interrupt", rec["type"] + rec["message"]), rec
+    assert rec["after_interrupt"] is not None and rec["after_interrupt"] < 2.0, \
+        f"the scalar form stopped {rec['after_interrupt']:.1f} s after interrupt()"
+    assert rec["alive"] == 42
+
+
+# --------------------------------------------------------------------------
+# settings
+
+
+@pytest.mark.parametrize("host", ["python", "cli"])
+def test_settings_are_duckdb_settings(host, ext_path):
+    stmts = ["SELECT current_setting('layercorr_spill_mb')",
+             "SELECT current_setting('layercorr_depthwise')",
+             "SET layercorr_spill_mb = 64",
+             "SELECT current_setting('layercorr_spill_mb')",
+             "SELECT count(*) FROM duckdb_settings() WHERE name IN ('layercorr_spill_mb', 'layercorr_depthwise')",
+             "SELECT 42"]
+    s = H.run_host(host, stmts, timeout=60)
+    s.check_alive(n=len(stmts))
+    for k, rec in enumerate(s.results):
+        assert rec["ok"], f"{host}: {stmts[k]!r} failed: {rec['message'][:400]}"
+    assert s.results[0]["rows"][0][0] not in (None, ""), s.results[0]
+    assert s.results[1]["rows"][0][0] not in (None, ""), s.results[1]
+    assert str(s.results[3]["rows"][0][0]).strip() == "64", s.results[3]
+    assert s.results[4]["rows"] == [[2]]
+
+
+def test_settings_unknown_before_load():
+    s = H.run_py_measured(["SELECT current_setting('layercorr_spill_mb')", "SELECT 42"], load=False)
+    s.check_alive(n=2)
+    assert not s.results[0]["ok"], "layercorr_spill_mb exists without the extension?"
+
+
+def test_spill_setting_gives_the_same_matrix():
+    """A 1 MB spill limit puts the row store in a file (2000 x 256 floats = 2 MB):
+    the matrix must equal the in-memory one."""
+    stmts = ["SELECT setseed(0.25)",
+             "CREATE TABLE t AS SELECT 'k' || lpad(i::VARCHAR, 5, '0') AS key, "
+             "[random()::FLOAT for x in range(256)] AS activation FROM range(2000) r(i)",
+             "CREATE TABLE a AS SELECT layer_corr(key, activation) AS m FROM t",
+             "SET layercorr_spill_mb = 1",
+             "CREATE TABLE b AS SELECT layer_corr(key, activation) AS m FROM t",
+             "SELECT (SELECT m FROM a) = (SELECT m FROM b), (SELECT len(m.keys) FROM b)"]
+    s = H.run_py_measured(stmts, timeout=180)
+    s.check_alive(n=len(stmts), max_rss_mb=1536)
+    for k, rec in enumerate(s.results):
+        assert rec["ok"], f"{stmts[k][:60]!r}: {rec['message'][:400]}"
+    assert s.results[-1]["rows"] == [[True, 2000]], s.results[-1]
+
+
+def test_depthwise_setting_switches_the_op(photos, model_path):
+    """layercorr_depthwise = 'tract' (the documented alternative) gives the same logits
+    within float tolerance."""
+    q = f"SELECT nn_activations({lit(H.MODEL)}, {lit(photos[0])}, ['logits'])[1].activation::VARCHAR"
+    s = H.run_py_measured([q, "SET layercorr_depthwise = 'tract'",
+                           "SELECT current_setting('layercorr_depthwise')", q], timeout=120)
+    s.check_alive(n=4, max_rss_mb=1536)
+    for rec in s.results:
+        assert rec["ok"], rec
+    assert s.results[2]["rows"] == [["tract"]], s.results[2]
+    a, b = (np.array([float(v) for v in s.results[k]["rows"][0][0].strip("[]").split(",")]) for k in (0, 3))
+    assert a.shape == b.shape == (1000,)
+    assert np.allclose(a, b, rtol=1e-4, atol=1e-4), np.abs(a - b).max()
