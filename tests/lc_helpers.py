@@ -300,6 +300,7 @@ spec = json.load(sys.stdin)
 config = {"allow_unsigned_extensions": "true"}
 config.update(spec["config"] or {})
 con = duckdb.connect(config=config)
+con.execute("SET enable_progress_bar = false")  # it would print on our stdout
 if spec["load"]:
     con.execute("LOAD '" + spec["ext"].replace("'", "''") + "'")
 if spec["setup"]:
@@ -361,7 +362,11 @@ def run_py_measured(statements: list, config: dict | None = None, setup: str | N
     spec = {"ext": str(extension), "load": load, "config": config, "setup": setup,
             "statements": list(statements)}
     r = run_measured([sys.executable, "-c", _PY_CHILD_EX], json.dumps(spec), timeout=timeout)
-    lines = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    lines = []
+    for line in r.stdout.splitlines():
+        k = min((i for i in (line.find('{"ok"'), line.find('{"ready"')) if i >= 0), default=-1)
+        if k >= 0:  # anything before it (a progress bar) is not ours
+            lines.append(json.loads(line[k:]))
     results = [x for x in lines if "ready" not in x]
     return ChildSession(results, r, "python")
 

@@ -40,15 +40,23 @@ def corr_statements():
     return stmts
 
 
+def own_text(message: str) -> str:
+    """The message without DuckDB's generic Out-of-Memory advice ("Possible
+    solutions: ... SET memory_limit=..."), which mentions memory_limit whatever
+    went wrong: the extension's own words must name the limit."""
+    return message.split("Possible solutions")[0]
+
+
 def check_corr(s):
     s.check_alive(n=len(corr_statements()), max_rss_mb=1536)
     assert s.results[1]["ok"], s.results[1]
     for m, rec in zip(METHODS, s.results[2:2 + len(METHODS)]):
         assert not rec["ok"], f"{m}: N = {N_BIG} under memory_limit = 1GB gave a result"
         assert rec["is_duckdb_error"], rec
-        msg = rec["message"]
-        assert "memory_limit" in msg, f"{m}: the error does not mention memory_limit: {msg[:400]}"
+        msg = own_text(rec["message"])
+        assert "memory_limit" in msg, f"{m}: the error does not mention memory_limit: {rec['message'][:400]}"
         assert re.search(r"20[,. _]?000", msg), f"{m}: the error does not give N = 20000: {msg[:400]}"
+        assert re.search(r"\d\s*(bytes|[KMGT]i?B)\b", msg), f"{m}: the error does not give the bytes needed: {msg[:400]}"
     small = s.results[-2]
     assert small["ok"] and small["rows"] == [[2000]], f"N = 2000 must still work under the same limit: {small}"
     assert s.results[-1]["rows"] == [[42]]
@@ -76,11 +84,12 @@ def test_scalar_chunk_memory_limit(photos, model_path):
              "SELECT 42",
              f"SELECT sum(len(a)) FROM (SELECT {act} AS a FROM (SELECT p FROM imgs LIMIT 2))"]
     s = H.run_py_measured(stmts, config={"memory_limit": "300MB"}, timeout=300)
-    s.check_alive(n=4, max_rss_mb=1536)
+    s.check_alive(n=4, max_rss_mb=1024)  # one image with these layers needs ~50 MB, the host ~150 MB
     rec = s.results[1]
     assert not rec["ok"], "2048 images x ['input', 'blocks.*'] under memory_limit = 300MB gave a result"
     assert rec["is_duckdb_error"], rec
-    assert "memory_limit" in rec["message"], f"the error does not mention memory_limit: {rec['message'][:400]}"
+    assert "memory_limit" in own_text(rec["message"]), \
+        f"the error does not name memory_limit (DuckDB's generic advice aside): {rec['message'][:400]}"
     assert rec["elapsed"] < 120, f"took {rec['elapsed']:.0f} s to fail"
     assert s.results[2]["rows"] == [[42]]
     assert s.results[3]["ok"], f"two images under the same limit failed: {s.results[3]['message'][:400]}"

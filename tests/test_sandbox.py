@@ -199,3 +199,29 @@ def test_write_png_writes_only_a_complete_png(tmp_path):
         im.load()
         assert im.format == "PNG"
     assert s.results[-1]["rows"] == [[42]]
+
+
+@pytest.mark.parametrize("host", ["python"])
+def test_files_read_before_the_lockdown_are_not_served_after_it(host, box):
+    """A model (and image) read while access was allowed is not served from a
+    cache once `enable_external_access = false`: read_csv would re-read the
+    file and fail, and so must the extension."""
+    m, p = box["model_in"], box["photo_in"]
+    stmts = [f"SELECT count(*) FROM nn_layers({lit(m)})",
+             f"SELECT len(nn_activations({lit(m)}, {lit(p)}, ['pool'])[1].activation)",
+             f"SELECT count(*) FROM read_csv({lit(box['csv_in'])})",
+             "SET enable_external_access = false",
+             f"SELECT count(*) FROM read_csv({lit(box['csv_in'])})",
+             f"SELECT count(*) FROM nn_layers({lit(m)})",
+             f"SELECT len(nn_activations({lit(m)}, {lit(p)}, ['pool'])[1].activation)",
+             "SELECT 42"]
+    s = H.run_host(host, stmts, timeout=120)
+    s.check_alive(n=len(stmts))
+    assert all(s.results[k]["ok"] for k in range(4)), s.results[:4]
+    ref = s.results[4]
+    assert not ref["ok"], ref
+    text = characteristic(ref["message"])
+    for name, rec in zip(["nn_layers", "nn_activations"], s.results[5:7]):
+        assert not rec["ok"] and text in rec["message"], \
+            f"{name} served a file read before enable_external_access = false: {str(rec)[:300]}"
+    assert s.results[-1]["rows"] == [[42]]
