@@ -117,7 +117,10 @@ EXTREME = {
     "gif_65535x1": ("GIF", 65535, 1),
     "jpg_1x65500": ("JPEG", 1, 65500),  # JPEG's largest side
     "jpg_65500x1": ("JPEG", 65500, 1),
+    "tif_1x2000000": ("TIFF", 1, 2_000_000),
+    "bmp_2000000x1": ("BMP", 2_000_000, 1),
 }
+EXT = {"PNG": "png", "GIF": "gif", "JPEG": "jpg", "TIFF": "tif", "BMP": "bmp"}
 
 
 @pytest.fixture(scope="module")
@@ -127,14 +130,12 @@ def extreme_dir(tmp_path_factory):
         im = Image.new("RGB", (w, h), COLOR)
         if fmt == "GIF":
             im = im.quantize(colors=2)
-        ext = {"PNG": "png", "GIF": "gif", "JPEG": "jpg"}[fmt]
-        im.save(d / f"{name}.{ext}", fmt)
+        im.save(d / f"{name}.{EXT[fmt]}", fmt)
     return d
 
 
 def _extreme_path(d, name):
-    ext = {"PNG": "png", "GIF": "gif", "JPEG": "jpg"}[EXTREME[name][0]]
-    return d / f"{name}.{ext}"
+    return d / f"{name}.{EXT[EXTREME[name][0]]}"
 
 
 @pytest.mark.parametrize("name", list(EXTREME))
@@ -166,6 +167,24 @@ def test_extreme_aspect_ratio_cli(extreme_dir, model_path, cli_path):
         p = _extreme_path(extreme_dir, name)
         for j, w in enumerate(["scalar skip", "table skip"]):
             check_rows(s.results[2 * k + j], p, _expected_norm(p), True, f"cli {name} {w}")
+    assert s.results[-1]["rows"] == [[42]]
+
+
+def test_gif_with_a_huge_canvas(tmp_path, model_path):
+    """A 1 x 1 frame on a logical screen of 65535 x 65535 (17 GB of RGBA if
+    the canvas were allocated): an error or a result, never the allocation."""
+    p = tmp_path / "canvas_65535.gif"
+    Image.new("RGB", (1, 1), COLOR).quantize(colors=2).save(p, "GIF")
+    b = bytearray(p.read_bytes())
+    assert b[:6] in (b"GIF87a", b"GIF89a")
+    b[6:10] = struct.pack("<HH", 65535, 65535)
+    p.write_bytes(bytes(b))
+    stmts = [scalar_rows(H.MODEL, p, False), table_rows(H.MODEL, p, True), "SELECT 42"]
+    s = H.run_py_measured(stmts, timeout=120)
+    s.check_alive(n=3, max_rss_mb=MAX_RSS_MB)
+    rec = s.results[0]
+    assert rec["ok"] or (rec["is_duckdb_error"] and p.name in rec["message"]), rec
+    assert s.results[1]["ok"], s.results[1]
     assert s.results[-1]["rows"] == [[42]]
 
 
