@@ -2,7 +2,8 @@
 //! `layer_corr` matrix, with a colour bar; correlations use a diverging
 //! scale from −1 to 1, other methods their own range. `order` (a key list,
 //! e.g. `corr_order` of the input or output layer) reorders rows and
-//! columns so that several layers can be drawn in the same image order.
+//! columns so that several layers can be drawn in the same image order;
+//! it must name every key of the matrix exactly once.
 //! Write it with `write_png`, or show the bytes in a notebook.
 //!
 //! ```sql
@@ -10,7 +11,7 @@
 //! ```
 
 use ::duckdb::ffi;
-use layercorr_render::{matrix_heatmap, HeatmapOptions};
+use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
 
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
@@ -47,6 +48,10 @@ impl ScalarFunction for CorrHeatmap {
                 continue;
             };
             if let Some(order) = optional_list(input, columns, 1, rows, row)? {
+                // A permutation of the keys, or an error naming the key
+                // given twice or missing (reorder alone would draw a
+                // duplicated key twice and drop another).
+                key_order(Self::NAME, &m.keys, &order).map_err(|e| e.to_string())?;
                 m = reorder(&m, &order)?;
             }
             let title = optional_text(input, columns, 2, row).unwrap_or_default();

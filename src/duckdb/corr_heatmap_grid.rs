@@ -1,8 +1,8 @@
 //! `corr_heatmap_grid(panel, matrix [, order [, title]])`: an aggregate
 //! that draws several `layer_corr` matrices side by side as one PNG
 //! (BLOB), every panel in the same image order — `order` if given (e.g.
-//! `corr_order` of the input layer), else the keys' sorted order — with one
-//! shared colour bar. Panels appear in input order (use `ORDER BY`).
+//! `corr_order` of the input layer; every key exactly once), else the keys'
+//! sorted order — with one shared colour bar. Panels appear in input order (use `ORDER BY`).
 //!
 //! ```sql
 //! SELECT write_png('out/grid.png', corr_heatmap_grid(layer, m, (SELECT corr_order(m) FROM matrices WHERE layer = 'input') ORDER BY position))
@@ -10,7 +10,7 @@
 //! ```
 
 use ::duckdb::ffi;
-use layercorr_render::{heatmap_grid, GridOptions, Panel};
+use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
 
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
 use super::ffi::{chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity};
@@ -103,6 +103,10 @@ impl Aggregate for CorrHeatmapGrid {
             return Err("the group has no non-NULL matrices".into());
         };
         let order = state.order.clone().unwrap_or_else(|| first.keys.clone());
+        // Every panel is checked to be on the first panel's keys below, so
+        // one check of the order against them covers all panels: a key
+        // given twice or missing is an error naming it.
+        key_order(Self::NAME, &first.keys, &order).map_err(|e| e.to_string())?;
         let mut ordered = Vec::with_capacity(state.panels.len());
         for (name, m) in &state.panels {
             check_same_keys(

@@ -57,7 +57,7 @@ pub fn linkage(matrix: &[f32], n: usize) -> Result<Vec<Merge>> {
         .try_reserve_exact(n * (n - 1) / 2)
         .map_err(|_| KernelError::TooLarge {
             what: "leaf_order distances",
-            bytes: n * (n - 1) / 2 * 8,
+            bytes: (n as u64 * (n as u64 - 1) / 2).saturating_mul(8),
         })?;
     for i in 0..n {
         for (j, &r) in matrix[i * n..(i + 1) * n].iter().enumerate().skip(i + 1) {

@@ -21,7 +21,7 @@
 use rayon::prelude::*;
 
 use crate::error::{KernelError, Result};
-use crate::gram::{default_chunk, gram_lower_of, sum_f64, Shift};
+use crate::gram::{default_chunk, gram_lower_of, gram_lower_rescaled_of, sum_f64, Shift, Span};
 use crate::method::CorrMethod;
 use crate::rank::rank_rows;
 use crate::rows::RowMatrix;
@@ -32,6 +32,13 @@ use crate::SquareMatrix;
 /// directly: below it, the `f32` products would leave fewer than about
 /// three correct digits of `d²`.
 const EUCLIDEAN_REFINE: f64 = 1e-3;
+
+/// Pearson and spearman rows whose variance from the products comes out
+/// below this fraction of their shifted sum of squares lost most digits
+/// to the cancellation `G_ii − s_i²/d` (a shift far from the row's mean
+/// next to its spread); their variance is recomputed from the row in
+/// `f64`. Ordinary rows are far above it.
+const SPREAD_REFINE: f64 = 1e-5;
 
 /// The `n x n` matrix of `method` between the rows of `rows`.
 ///
@@ -84,20 +91,21 @@ pub fn correlation_matrix_of(
         CorrMethod::Pearson => {
             // Shift each row by the mean of its first chunk (computed in f64).
             let shifts = first_chunk_means(rows, chunk)?;
-            let g = gram_lower_of(rows, Shift::PerRow(&shifts), chunk)?;
-            pearson_from_gram(g, d, method)
+            let g = gram_lower_rescaled_of(rows, Shift::PerRow(&shifts), chunk)?;
+            pearson_from_gram(g, d, method, rows)
         }
         CorrMethod::Spearman => {
             // Average ranks sum to d(d+1)/2 in every row: (d+1)/2 is the
             // exact mean, so the shifted ranks are exact half-integers.
-            let shifts = vec![((d as f64 + 1.0) * 0.5) as f32; n];
-            let g = gram_lower_of(rows, Shift::PerRow(&shifts), chunk)?;
-            pearson_from_gram(g, d, method)
+            let mut shifts: Vec<f32> = crate::try_zeroed(n, "spearman shifts")?;
+            shifts.fill(((d as f64 + 1.0) * 0.5) as f32);
+            let g = gram_lower_rescaled_of(rows, Shift::PerRow(&shifts), chunk)?;
+            pearson_from_gram(g, d, method, rows)
         }
         CorrMethod::Cosine => {
-            let g = gram_lower_of(rows, Shift::None, chunk)?;
-            let diag = g.diagonal();
-            let inv = inverse_sqrt(&diag, method)?;
+            let g = gram_lower_rescaled_of(rows, Shift::None, chunk)?;
+            let diag = g.diagonal()?;
+            let inv = inverse_spreads(&diag, &diag, g.spans(), method, rows)?;
             Ok(g.into_symmetric(|i, j, v| {
                 if i == j {
                     1.0
@@ -108,7 +116,7 @@ pub fn correlation_matrix_of(
         }
         CorrMethod::Euclidean => {
             let g = gram_lower_of(rows, Shift::ColumnMean, chunk)?;
-            let diag = g.diagonal();
+            let diag = g.diagonal()?;
             let read_error = std::sync::Mutex::new(None);
             let m = g.into_symmetric(|i, j, v| {
                 if i == j {
@@ -159,20 +167,23 @@ pub(crate) fn check_shape(n: usize, d: usize, method: CorrMethod) -> Result<()> 
 /// Each row's mean over its first `chunk` values, the pearson shift.
 fn first_chunk_means(rows: &dyn RowSource, chunk: usize) -> Result<Vec<f32>> {
     let mean = |r: &[f32]| (sum_f64(r) / chunk as f64) as f32;
+    let mut out: Vec<f32> = crate::try_zeroed(rows.n(), "pearson shifts")?;
     if let Some(data) = rows.contiguous() {
         let d = rows.d();
-        return Ok(data.par_chunks(d).map(|r| mean(&r[..chunk])).collect());
+        out.par_iter_mut()
+            .zip(data.par_chunks(d))
+            .for_each(|(o, r)| *o = mean(&r[..chunk]));
+        return Ok(out);
     }
-    (0..rows.n())
-        .into_par_iter()
-        .map_init(
-            || vec![0f32; chunk],
-            |buf, i| {
-                rows.read(i, 0, buf)?;
-                Ok(mean(buf))
-            },
-        )
-        .collect()
+    out.par_iter_mut().enumerate().try_for_each_init(
+        || vec![0f32; chunk],
+        |buf, (i, o)| {
+            rows.read(i, 0, buf)?;
+            *o = mean(buf);
+            Ok(())
+        },
+    )?;
+    Ok(out)
 }
 
 /// `Σ (x_i − x_j)²` in `f64` between two rows of a source.
@@ -184,8 +195,8 @@ fn sq_dist_rows(rows: &dyn RowSource, i: usize, j: usize) -> Result<f64> {
             &data[j * d..(j + 1) * d],
         ));
     }
-    let mut a = vec![0f32; rows.d()];
-    let mut b = vec![0f32; rows.d()];
+    let mut a: Vec<f32> = crate::try_zeroed(rows.d(), "row buffer")?;
+    let mut b: Vec<f32> = crate::try_zeroed(rows.d(), "row buffer")?;
     rows.read(i, 0, &mut a)?;
     rows.read(j, 0, &mut b)?;
     Ok(sq_dist_f64(&a, &b))
@@ -196,16 +207,19 @@ fn pearson_from_gram(
     g: crate::gram::Gram,
     d: usize,
     method: CorrMethod,
+    rows: &dyn RowSource,
 ) -> Result<SquareMatrix<f32>> {
     let sqrt_d = (d as f64).sqrt();
-    let m: Vec<f64> = g.row_sums().iter().map(|s| s / sqrt_d).collect();
-    let var: Vec<f64> = g
-        .diagonal()
-        .iter()
-        .zip(&m)
-        .map(|(gii, mi)| gii - mi * mi)
-        .collect();
-    let inv = inverse_sqrt(&var, method)?;
+    let mut m: Vec<f64> = crate::try_zeroed(g.n(), "pearson row means")?;
+    for (mi, s) in m.iter_mut().zip(g.row_sums()) {
+        *mi = s / sqrt_d;
+    }
+    let mut var = g.diagonal()?;
+    let diag = var.clone();
+    for (v, mi) in var.iter_mut().zip(&m) {
+        *v -= mi * mi;
+    }
+    let inv = inverse_spreads(&var, &diag, g.spans(), method, rows)?;
     Ok(g.into_symmetric(|i, j, v| {
         if i == j {
             1.0
@@ -215,16 +229,78 @@ fn pearson_from_gram(
     }))
 }
 
-/// `1 / √v` per row; a zero (or, from rounding, negative) `v` is a constant
-/// row for the method.
-fn inverse_sqrt(v: &[f64], method: CorrMethod) -> Result<Vec<f64>> {
-    if let Some(row) = v.iter().position(|&x| x <= 0.0) {
+/// Per-row `1 / √spread`, where the spread is `d` times the variance
+/// (pearson, spearman) or the squared norm (cosine), from the products:
+/// `spread[i]`, and `diag[i]` the row's shifted sum of squares.
+///
+/// Whether a row is constant (pearson, spearman: all its values equal) or
+/// zero (cosine: all its values 0) is decided exactly from its `span`, not
+/// from the rounded spread, so a row that varies is never called constant
+/// however small its values. The smallest such row is the error
+/// [`KernelError::ConstantRow`]. A varying row whose spread from the
+/// products is not clearly positive (cancellation, see
+/// [`SPREAD_REFINE`]) gets its spread recomputed from `rows` in `f64`.
+pub(crate) fn inverse_spreads(
+    spread: &[f64],
+    diag: &[f64],
+    spans: &[Span],
+    method: CorrMethod,
+    rows: &dyn RowSource,
+) -> Result<Vec<f64>> {
+    let cosine = method == CorrMethod::Cosine;
+    let degenerate = |s: &Span| if cosine { s.is_zero() } else { s.is_constant() };
+    if let Some(row) = spans.iter().position(degenerate) {
         return Err(KernelError::ConstantRow {
             row,
             method: method.name(),
         });
     }
-    Ok(v.iter().map(|x| 1.0 / x.sqrt()).collect())
+    let mut inv: Vec<f64> = crate::try_zeroed(spread.len(), "row scale factors")?;
+    for (i, (o, (&v, &g))) in inv.iter_mut().zip(spread.iter().zip(diag)).enumerate() {
+        let v = if v.is_finite() && v > SPREAD_REFINE * g {
+            v
+        } else {
+            row_spread(rows, i, method)?
+        };
+        if !(v > 0.0 && v.is_finite()) {
+            // Not reached for a varying row of finite values (its exact
+            // spread is positive); kept as an error rather than a NaN.
+            return Err(KernelError::ConstantRow {
+                row: i,
+                method: method.name(),
+            });
+        }
+        *o = 1.0 / v.sqrt();
+    }
+    Ok(inv)
+}
+
+/// The spread of row `i` of `rows` computed directly in `f64`: `Σ (x − x̄)²`
+/// with the exact mean (pearson, spearman) or `Σ x²` (cosine).
+pub(crate) fn row_spread(rows: &dyn RowSource, i: usize, method: CorrMethod) -> Result<f64> {
+    let d = rows.d();
+    let owned;
+    let row: &[f32] = match rows.contiguous() {
+        Some(data) => &data[i * d..(i + 1) * d],
+        None => {
+            let mut buf: Vec<f32> = crate::try_zeroed(d, "row buffer")?;
+            rows.read(i, 0, &mut buf)?;
+            owned = buf;
+            &owned
+        }
+    };
+    let mean = if method == CorrMethod::Cosine {
+        0.0
+    } else {
+        sum_f64(row) / d.max(1) as f64
+    };
+    Ok(row
+        .iter()
+        .map(|&x| {
+            let t = x as f64 - mean;
+            t * t
+        })
+        .sum())
 }
 
 /// `Σ (a − b)²` in `f64`, with independent lanes so it vectorises.
@@ -487,6 +563,80 @@ mod tests {
         for method in [CorrMethod::Euclidean, CorrMethod::Gram] {
             check(&x, n, d, method, Some(16), 1e-6);
         }
+    }
+
+    #[test]
+    fn tiny_and_huge_rows_correlate_like_the_rows_themselves() {
+        // Activations around 1e-38 underflow float32 products, around 1e30
+        // they overflow them; correlations do not depend on the scale.
+        let (n, d) = (8, 700);
+        let x = activations(n, d, 21);
+        for method in [
+            CorrMethod::Pearson,
+            CorrMethod::Spearman,
+            CorrMethod::Cosine,
+        ] {
+            for chunk in [None, Some(128)] {
+                let want = correlation_matrix_with_chunk(
+                    RowMatrix::from_vec(x.clone(), n, d).unwrap(),
+                    method,
+                    chunk,
+                )
+                .unwrap();
+                // Every row scaled, and rows of mixed scales in one group.
+                for scales in [[1e-38f32; 2], [1e30; 2], [1e-38, 1e30]] {
+                    let scaled: Vec<f32> = x
+                        .chunks(d)
+                        .enumerate()
+                        .flat_map(|(i, r)| r.iter().map(move |v| v * scales[i % 2]))
+                        .collect();
+                    let got = correlation_matrix_with_chunk(
+                        RowMatrix::from_vec(scaled, n, d).unwrap(),
+                        method,
+                        chunk,
+                    )
+                    .unwrap_or_else(|e| panic!("{method} {scales:?}: {e}"));
+                    let err = want
+                        .as_slice()
+                        .iter()
+                        .zip(got.as_slice())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(err <= 1e-5, "{method} {scales:?} {chunk:?}: {err:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_varying_row_is_never_called_constant() {
+        // Two values one float apart, the smallest subnormals, and a large
+        // offset with a one-ulp change: all vary, none is constant.
+        let rows: [Vec<f32>; 3] = [
+            vec![1.0, 1.0 + f32::EPSILON, 1.0, 1.0],
+            vec![0.0, f32::from_bits(1), 0.0, f32::from_bits(2)],
+            vec![1e6, 1e6, 1e6, 1e6 + 0.0625],
+        ];
+        for row in &rows {
+            let mut x = activations(2, 4, 3);
+            x.extend_from_slice(row);
+            for method in [
+                CorrMethod::Pearson,
+                CorrMethod::Spearman,
+                CorrMethod::Cosine,
+            ] {
+                let m = correlation_matrix(RowMatrix::from_vec(x.clone(), 3, 4).unwrap(), method)
+                    .unwrap_or_else(|e| panic!("{method} {row:?}: {e}"));
+                assert_eq!(m.get(2, 2), 1.0);
+                assert!(m.as_slice().iter().all(|v| v.is_finite()));
+            }
+        }
+        // Exactly constant rows still are errors, tiny or not.
+        let mut x = activations(2, 4, 3);
+        x.extend_from_slice(&[1e-40; 4]);
+        let e = correlation_matrix(RowMatrix::from_vec(x, 3, 4).unwrap(), CorrMethod::Pearson)
+            .unwrap_err();
+        assert!(matches!(e, KernelError::ConstantRow { row: 2, .. }), "{e}");
     }
 
     #[test]

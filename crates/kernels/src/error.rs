@@ -101,13 +101,21 @@ pub enum KernelError {
     },
 
     /// A working buffer could not be allocated (the input is too large for
-    /// this machine's memory).
-    #[error("{what}: cannot allocate {bytes} bytes of working memory")]
+    /// this machine's memory), or its size does not even fit in a `usize`.
+    /// Returned instead of letting the allocator abort the host.
+    #[error("cannot allocate {bytes} bytes for {what}")]
     TooLarge {
         /// Which buffer.
         what: &'static str,
-        /// Bytes requested (`usize::MAX` if the size itself overflowed).
-        bytes: usize,
+        /// Bytes requested (`u64::MAX` if the size itself overflowed).
+        bytes: u64,
+    },
+
+    /// An activation with no values: nothing to correlate.
+    #[error("row {row} is an empty activation (0 values)")]
+    EmptyRow {
+        /// Index of the row.
+        row: usize,
     },
 
     /// A method name that is not one of the valid ones.
@@ -182,6 +190,7 @@ impl KernelError {
             KernelError::RowLength { row, .. }
             | KernelError::NonFinite { row, .. }
             | KernelError::Overflow { row }
+            | KernelError::EmptyRow { row }
             | KernelError::ConstantRow { row, .. } => Some(*row),
             KernelError::NonFiniteMatrix { row, .. } => Some(*row),
             _ => None,
@@ -194,6 +203,7 @@ impl KernelError {
             KernelError::RowLength { row, .. }
             | KernelError::NonFinite { row, .. }
             | KernelError::Overflow { row }
+            | KernelError::EmptyRow { row }
             | KernelError::ConstantRow { row, .. }
             | KernelError::NonFiniteMatrix { row, .. } => *row = to,
             _ => {}

@@ -19,6 +19,17 @@
 //! 3. it is added into an `f64` lower-triangular accumulator, stored
 //!    packed (`n(n+1)/2` values).
 //!
+//! For the correlations (pearson, spearman, cosine), which do not change
+//! when a row is multiplied by a constant, a row whose chunk is so small
+//! (activations around 1e-38) or so large (1e30) that its `f32` products
+//! would underflow or overflow is first multiplied by a power of two that
+//! brings its largest shifted value into `[0.5, 1)`; the chunk's products
+//! are divided by the same factors as they are added in `f64`. Powers of
+//! two are exact, so the accumulated products are those of the rows as
+//! given, and rows of ordinary magnitude are left as they are. Each row's
+//! smallest and largest value ([`Span`]) is kept as well, for the exact
+//! test of a constant row.
+//!
 //! The `f32` products of one chunk carry only a chunk's worth of rounding,
 //! and chunks are summed in `f64`, so the result is within about 1e-6 of a
 //! float64 computation while running at `f32` matrix-product speed. Memory
@@ -62,6 +73,106 @@ pub enum Shift<'a> {
     ColumnMean,
 }
 
+/// The smallest and largest value of a row, or of a piece of one: a row is
+/// constant exactly when they are equal, all zero exactly when both are 0.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Span {
+    /// Smallest value (`+inf` for no values).
+    pub lo: f32,
+    /// Largest value (`-inf` for no values).
+    pub hi: f32,
+}
+
+impl Span {
+    /// The span of no values.
+    pub const EMPTY: Span = Span {
+        lo: f32::INFINITY,
+        hi: f32::NEG_INFINITY,
+    };
+
+    /// The span of both pieces.
+    pub fn merge(self, other: Span) -> Span {
+        Span {
+            lo: self.lo.min(other.lo),
+            hi: self.hi.max(other.hi),
+        }
+    }
+
+    /// Whether every value is the same (false for no values).
+    pub fn is_constant(self) -> bool {
+        self.lo == self.hi
+    }
+
+    /// Whether every value is zero (false for no values).
+    pub fn is_zero(self) -> bool {
+        self.lo == 0.0 && self.hi == 0.0
+    }
+
+    /// The largest `|x − s|` over the values, in `f64` (`-inf` for none).
+    fn reach(self, s: f64) -> f64 {
+        (self.hi as f64 - s).max(s - self.lo as f64)
+    }
+}
+
+/// Chunks whose largest shifted value lies in `[RESCALE_BELOW,
+/// RESCALE_ABOVE]` are multiplied as they are: their `f32` products over
+/// a chunk of at most 16384 columns stay far from overflow (2^78) and the
+/// products of their larger values far from the subnormal range (2^-126).
+const RESCALE_BELOW: f64 = 1.0 / (1u64 << 32) as f64;
+const RESCALE_ABOVE: f64 = (1u64 << 32) as f64;
+
+/// `2^k` as an `f64`, for `|k| < 1023`.
+fn pow2(k: i32) -> f64 {
+    f64::from_bits(((1023 + k) as u64) << 52)
+}
+
+/// Brings every row of the chunk buffer `b` (rows of `cw` values, shifted
+/// by `shift`, with raw spans `spans`) whose largest shifted value is
+/// outside `[RESCALE_BELOW, RESCALE_ABOVE]` into `[0.5, 1)` by an exact
+/// power of two. Returns, if any row was scaled, each row's inverse factor
+/// (1 for rows left alone) to divide the chunk's products by; `None` for
+/// ordinary chunks, which are left untouched.
+pub(crate) fn rescale_rows(
+    b: &mut [f32],
+    cw: usize,
+    shift: Shift<'_>,
+    spans: &[Span],
+) -> Result<Option<Vec<f64>>> {
+    let shift_of = |i: usize| match shift {
+        Shift::PerRow(s) => s[i] as f64,
+        _ => 0.0,
+    };
+    let exponent = |i: usize| {
+        let m = spans[i].reach(shift_of(i));
+        // m = 0 (all values at the shift) and non-finite values (reported
+        // elsewhere) are left alone.
+        if !(m.is_finite() && m > 0.0) || (RESCALE_BELOW..=RESCALE_ABOVE).contains(&m) {
+            return 0;
+        }
+        // m in [2^(e-1), 2^e): m is at least 2^-149 and below 2^129, a
+        // normal f64, so its exponent bits give e directly.
+        ((m.to_bits() >> 52) & 0x7ff) as i32 - 1022
+    };
+    if matches!(shift, Shift::ColumnMean) || (0..spans.len()).all(|i| exponent(i) == 0) {
+        return Ok(None);
+    }
+    let mut inverse: Vec<f64> = crate::try_zeroed(spans.len(), "chunk scale factors")?;
+    b.par_chunks_mut(cw)
+        .zip(inverse.par_iter_mut())
+        .enumerate()
+        .for_each(|(i, (row, inv))| {
+            let e = exponent(i);
+            *inv = pow2(e);
+            if e != 0 {
+                // The product is exactly representable in f32 (a power of
+                // two times a value that fits), so this is exact.
+                let c = pow2(-e);
+                row.iter_mut().for_each(|v| *v = (*v as f64 * c) as f32);
+            }
+        });
+    Ok(Some(inverse))
+}
+
 /// The column chunk width used when none is given: the widest multiple of
 /// 1024 between 2048 and 16384 columns whose `n x C` buffer fits in
 /// [`CHUNK_BUFFER_BYTES`], and never more than `d`. The streaming Gram uses
@@ -83,6 +194,8 @@ pub struct Gram {
     g: Vec<f64>,
     /// Per-row sums of the shifted values.
     row_sums: Vec<f64>,
+    /// Per-row smallest and largest value (as given, before any shift).
+    spans: Vec<Span>,
     /// `n * n` `f32` scratch for the chunk products, reused for the output.
     scratch: Vec<f32>,
 }
@@ -100,13 +213,20 @@ impl Gram {
     }
 
     /// The diagonal `Σ (x_i − shift)²`.
-    pub fn diagonal(&self) -> Vec<f64> {
-        (0..self.n).map(|i| self.g[packed_row(self.n, i)]).collect()
+    pub fn diagonal(&self) -> Result<Vec<f64>> {
+        let mut out = crate::memory::try_with_capacity(self.n, "gram diagonal")?;
+        out.extend((0..self.n).map(|i| self.g[packed_row(self.n, i)]));
+        Ok(out)
     }
 
     /// Per-row sums of the shifted values `Σ (x_i − shift)`.
     pub fn row_sums(&self) -> &[f64] {
         &self.row_sums
+    }
+
+    /// Per-row smallest and largest value, as given (before any shift).
+    pub fn spans(&self) -> &[Span] {
+        &self.spans
     }
 
     /// Maps every entry `(i, j)` with `i <= j` through `f(i, j, g_ij)` (in
@@ -125,14 +245,11 @@ impl Gram {
         if n == 0 {
             return SquareMatrix { n, data: out };
         }
-        packed_rows_mut(&mut g, n)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(i, row)| {
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v = f(i, i + k, *v);
-                }
-            });
+        par_rows_mut(&mut g, 0..n, &|i| packed_row(n, i), &|i, row| {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = f(i, i + k, *v);
+            }
+        });
         // Mirror into the full f32 matrix by blocks of rows: the upper part
         // of a row is contiguous in `g`; the lower part of a block of rows
         // is, column by column, a contiguous piece of an earlier row of `g`.
@@ -169,17 +286,31 @@ fn packed_row(n: usize, i: usize) -> usize {
     i * n - i * i.saturating_sub(1) / 2
 }
 
-/// The rows of a packed upper triangle as separate slices, so that they
-/// can be processed in parallel.
-fn packed_rows_mut(g: &mut [f64], n: usize) -> Vec<&mut [f64]> {
-    let mut rows = Vec::with_capacity(n);
-    let mut rest = g;
-    for i in 0..n {
-        let (row, tail) = rest.split_at_mut(n - i);
-        rows.push(row);
-        rest = tail;
+/// Calls `f(i, row_i)` for rows `rows` of a buffer of rows of varying
+/// length stored one after the other (row `i` at `offset(i)..offset(i +
+/// 1)`, `buf` starting at `offset(rows.start)`), in parallel, by halving
+/// the range: no list of row slices is allocated.
+pub(crate) fn par_rows_mut<O, F>(buf: &mut [f64], rows: std::ops::Range<usize>, offset: &O, f: &F)
+where
+    O: Fn(usize) -> usize + Sync,
+    F: Fn(usize, &mut [f64]) + Sync,
+{
+    let (a, b) = (rows.start, rows.end);
+    if b - a <= 8 {
+        let mut rest = buf;
+        for i in a..b {
+            let (row, tail) = rest.split_at_mut(offset(i + 1) - offset(i));
+            f(i, row);
+            rest = tail;
+        }
+        return;
     }
-    rows
+    let mid = a + (b - a) / 2;
+    let (left, right) = buf.split_at_mut(offset(mid) - offset(a));
+    rayon::join(
+        || par_rows_mut(left, a..mid, offset, f),
+        || par_rows_mut(right, mid..b, offset, f),
+    );
 }
 
 /// Computes `Σ_chunks B Bᵀ` (lower triangle, `f64`) of the `n x d` row-major
@@ -201,6 +332,29 @@ pub fn gram_lower(
 /// [`gram_lower`] over any [`RowSource`]: rows in memory are read in place,
 /// rows elsewhere (a spill file) one chunk of one row at a time.
 pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Result<Gram> {
+    gram_lower_impl(rows, shift, chunk, false)
+}
+
+/// [`gram_lower_of`] for methods that do not change when a row is scaled
+/// (pearson, spearman, cosine): rows too small or too large for `f32`
+/// products are scaled by a power of two for each chunk's product and
+/// the product divided back in `f64` (see the module documentation), so
+/// the entries are those of the rows as given, never an overflow.
+/// [`Shift::ColumnMean`] is not scaled.
+pub fn gram_lower_rescaled_of(
+    rows: &dyn RowSource,
+    shift: Shift<'_>,
+    chunk: usize,
+) -> Result<Gram> {
+    gram_lower_impl(rows, shift, chunk, true)
+}
+
+fn gram_lower_impl(
+    rows: &dyn RowSource,
+    shift: Shift<'_>,
+    chunk: usize,
+    rescale: bool,
+) -> Result<Gram> {
     let (n, d) = (rows.n(), rows.d());
     if let Shift::PerRow(s) = shift {
         if s.len() != n {
@@ -216,43 +370,75 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
             n,
             g: Vec::new(),
             row_sums: Vec::new(),
+            spans: Vec::new(),
             scratch: Vec::new(),
         });
     }
     let chunk = chunk.clamp(1, d.max(1));
-    let nn = n.saturating_mul(n);
+    let nn = crate::memory::square_len(n, "gram output")?;
     let mut buf: Vec<f32> = try_zeroed(n.saturating_mul(chunk.min(d)), "gram chunk buffer")?;
     let mut colmean = match shift {
         Shift::ColumnMean => vec![0f32; chunk],
         _ => Vec::new(),
     };
-    let mut g: Vec<f64> = try_zeroed(n.saturating_mul(n + 1) / 2, "gram accumulator")?;
+    let packed = n
+        .checked_add(1)
+        .and_then(|m| m.checked_mul(n))
+        .map(|m| m / 2);
+    let mut g: Vec<f64> = try_zeroed(packed.unwrap_or(usize::MAX), "gram accumulator")?;
     let mut scratch: Vec<f32> = try_zeroed(nn, "gram output")?;
-    let mut row_sums = vec![0f64; n];
+    let mut row_sums: Vec<f64> = try_zeroed(n, "gram row sums")?;
+    let mut spans: Vec<Span> = crate::memory::try_with_capacity(n, "gram row spans")?;
+    spans.resize(n, Span::EMPTY);
+    let mut chunk_spans = spans.clone();
     let par = Par::rayon(0);
 
     let mut c0 = 0;
     while c0 < d {
         let cw = chunk.min(d - c0);
         let b = &mut buf[..n * cw];
-        let bad_row = fill_chunk(rows, shift, c0, b, &mut row_sums, &mut colmean)?;
+        let bad_row = fill_chunk(
+            rows,
+            shift,
+            c0,
+            b,
+            &mut row_sums,
+            &mut colmean,
+            &mut chunk_spans,
+        )?;
         if let Some(row) = bad_row {
             return Err(first_non_finite_in(rows)?.unwrap_or(KernelError::Overflow { row }));
         }
+        for (s, c) in spans.iter_mut().zip(&chunk_spans) {
+            *s = s.merge(*c);
+        }
+        let unscale = if rescale {
+            rescale_rows(b, cw, shift, &chunk_spans)?
+        } else {
+            None
+        };
 
         let lhs = MatRef::from_row_major_slice(&b[..], n, cw);
         let dst = MatMut::from_column_major_slice_mut(&mut scratch[..], n, n);
         gram_of_rows(dst, BlockStructure::TriangularLower, lhs, par);
         // Column j of the column-major lower triangle holds rows j..n.
-        packed_rows_mut(&mut g, n)
-            .into_par_iter()
-            .zip(scratch.par_chunks(n))
-            .enumerate()
-            .for_each(|(j, (gc, sc))| {
-                for (a, &v) in gc.iter_mut().zip(&sc[j..]) {
-                    *a += v as f64;
+        let scratch = &scratch[..];
+        let unscale = unscale.as_deref();
+        par_rows_mut(&mut g, 0..n, &|j| packed_row(n, j), &|j, gc| {
+            let sc = &scratch[j * n + j..(j + 1) * n];
+            match unscale {
+                None => {
+                    for (a, &v) in gc.iter_mut().zip(sc) {
+                        *a += v as f64;
+                    }
                 }
-            });
+                Some(inv) => {
+                    for ((a, &v), &ik) in gc.iter_mut().zip(sc).zip(&inv[j..]) {
+                        *a += v as f64 * (inv[j] * ik);
+                    }
+                }
+            }
+        });
         c0 += cw;
     }
     drop(buf);
@@ -263,6 +449,7 @@ pub fn gram_lower_of(rows: &dyn RowSource, shift: Shift<'_>, chunk: usize) -> Re
         n,
         g,
         row_sums,
+        spans,
         scratch,
     })
 }
@@ -292,6 +479,7 @@ pub(crate) fn gram_of_rows(
 /// Step 1: columns `c0..c0 + cw` of the first `row_sums.len()` rows of
 /// `rows`, minus the shift, into `b` (`cw = b.len() / row_sums.len()`),
 /// adding the row sums; read in place when the rows are one slice.
+/// Writes each row's span of the chunk's values (as given) into `spans`.
 /// Returns the smallest row whose sum is not finite.
 pub(crate) fn fill_chunk(
     rows: &dyn RowSource,
@@ -300,6 +488,7 @@ pub(crate) fn fill_chunk(
     b: &mut [f32],
     row_sums: &mut [f64],
     colmean: &mut [f32],
+    spans: &mut [Span],
 ) -> Result<Option<usize>> {
     match rows.contiguous() {
         Some(data) => Ok(fill_chunk_in_place(
@@ -310,14 +499,16 @@ pub(crate) fn fill_chunk(
             b,
             row_sums,
             colmean,
+            spans,
         )),
-        None => fill_chunk_by_reads(rows, shift, c0, b, row_sums, colmean),
+        None => fill_chunk_by_reads(rows, shift, c0, b, row_sums, colmean, spans),
     }
 }
 
 /// Step 1 for rows held in one slice: copy columns `c0..c0 + cw` of every
 /// row into `b` minus the shift, adding the row sums; one fused pass.
 /// Returns the smallest row whose sum is not finite.
+#[allow(clippy::too_many_arguments)]
 fn fill_chunk_in_place(
     data: &[f32],
     d: usize,
@@ -326,6 +517,7 @@ fn fill_chunk_in_place(
     b: &mut [f32],
     row_sums: &mut [f64],
     colmean: &mut [f32],
+    spans: &mut [Span],
 ) -> Option<usize> {
     let n = row_sums.len();
     let cw = b.len() / n;
@@ -335,14 +527,15 @@ fn fill_chunk_in_place(
     let colmean = &colmean[..];
     b.par_chunks_mut(cw)
         .zip(row_sums.par_iter_mut())
+        .zip(spans.par_iter_mut())
         .enumerate()
         .with_min_len(4)
-        .filter_map(|(i, (dst, sum))| {
+        .filter_map(|(i, ((dst, sum), span))| {
             let src = &data[i * d + c0..i * d + c0 + cw];
             let s = match shift {
-                Shift::None => copy_sum(src, dst),
-                Shift::PerRow(s) => shift_sum(src, dst, s[i]),
-                Shift::ColumnMean => shift_cols_sum(src, dst, &colmean[..cw]),
+                Shift::None => copy_sum(src, dst, span),
+                Shift::PerRow(s) => shift_sum(src, dst, s[i], span),
+                Shift::ColumnMean => shift_cols_sum(src, dst, &colmean[..cw], span),
             };
             *sum += s;
             (!s.is_finite()).then_some(i)
@@ -362,6 +555,7 @@ fn fill_chunk_by_reads(
     b: &mut [f32],
     row_sums: &mut [f64],
     colmean: &mut [f32],
+    spans: &mut [Span],
 ) -> Result<Option<usize>> {
     let n = row_sums.len();
     let cw = b.len() / n;
@@ -376,22 +570,23 @@ fn fill_chunk_by_reads(
     let bad_rows = b
         .par_chunks_mut(cw)
         .zip(row_sums.par_iter_mut())
+        .zip(spans.par_iter_mut())
         .enumerate()
         .with_min_len(4)
-        .map_init(Vec::new, |src: &mut Vec<f32>, (i, (dst, sum))| {
+        .map_init(Vec::new, |src: &mut Vec<f32>, (i, ((dst, sum), span))| {
             src.resize(cw, 0.0);
             let s = match shift {
                 Shift::ColumnMean => {
                     src.copy_from_slice(dst);
-                    shift_cols_sum(src, dst, &colmean[..cw])
+                    shift_cols_sum(src, dst, &colmean[..cw], span)
                 }
                 Shift::None => {
                     rows.read(i, c0, src)?;
-                    copy_sum(src, dst)
+                    copy_sum(src, dst, span)
                 }
                 Shift::PerRow(s) => {
                     rows.read(i, c0, src)?;
-                    shift_sum(src, dst, s[i])
+                    shift_sum(src, dst, s[i], span)
                 }
             };
             *sum += s;
@@ -443,35 +638,86 @@ pub(crate) fn sum_f64(x: &[f32]) -> f64 {
     acc.iter().sum::<f64>() + tail
 }
 
-/// `dst = src`, returns `Σ src` in `f64`.
-fn copy_sum(src: &[f32], dst: &mut [f32]) -> f64 {
+/// The span of `x`, with independent lanes so it vectorises. Comparisons
+/// skip NaN, which the caller finds through the row sum.
+fn span_of(x: &[f32]) -> Span {
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
+    let mut it = x.chunks_exact(8);
+    for c in &mut it {
+        for k in 0..8 {
+            if c[k] < lo[k] {
+                lo[k] = c[k];
+            }
+            if c[k] > hi[k] {
+                hi[k] = c[k];
+            }
+        }
+    }
+    let mut span = Span::EMPTY;
+    for k in 0..8 {
+        span = span.merge(Span {
+            lo: lo[k],
+            hi: hi[k],
+        });
+    }
+    for &v in it.remainder() {
+        span = span.merge(Span { lo: v, hi: v });
+    }
+    span
+}
+
+/// `dst = src`, returns `Σ src` in `f64`; `span` is set to `src`'s span.
+fn copy_sum(src: &[f32], dst: &mut [f32], span: &mut Span) -> f64 {
     dst.copy_from_slice(src);
+    *span = span_of(src);
     sum_f64(dst)
 }
 
-/// `dst = src − s`, returns `Σ dst` in `f64`.
-pub(crate) fn shift_sum(src: &[f32], dst: &mut [f32], s: f32) -> f64 {
+/// `dst = src − s`, returns `Σ dst` in `f64`; `span` is set to `src`'s
+/// span (of the values as given).
+pub(crate) fn shift_sum(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -> f64 {
     let mut acc = [0f64; 8];
+    let mut lo = [f32::INFINITY; 8];
+    let mut hi = [f32::NEG_INFINITY; 8];
     let mut sc = src.chunks_exact(8);
     let mut dc = dst.chunks_exact_mut(8);
     for (a, b) in (&mut sc).zip(&mut dc) {
         for k in 0..8 {
-            let v = a[k] - s;
+            let x = a[k];
+            if x < lo[k] {
+                lo[k] = x;
+            }
+            if x > hi[k] {
+                hi[k] = x;
+            }
+            let v = x - s;
             b[k] = v;
             acc[k] += v as f64;
         }
     }
     let mut tail = 0f64;
+    let mut out = Span::EMPTY;
     for (a, b) in sc.remainder().iter().zip(dc.into_remainder()) {
+        out = out.merge(Span { lo: *a, hi: *a });
         let v = a - s;
         *b = v;
         tail += v as f64;
     }
+    for k in 0..8 {
+        out = out.merge(Span {
+            lo: lo[k],
+            hi: hi[k],
+        });
+    }
+    *span = out;
     acc.iter().sum::<f64>() + tail
 }
 
-/// `dst = src − means` (element-wise), returns `Σ dst` in `f64`.
-fn shift_cols_sum(src: &[f32], dst: &mut [f32], means: &[f32]) -> f64 {
+/// `dst = src − means` (element-wise), returns `Σ dst` in `f64`; `span`
+/// is set to `src`'s span.
+fn shift_cols_sum(src: &[f32], dst: &mut [f32], means: &[f32], span: &mut Span) -> f64 {
+    *span = span_of(src);
     let mut acc = [0f64; 8];
     let mut sc = src.chunks_exact(8);
     let mut dc = dst.chunks_exact_mut(8);

@@ -25,6 +25,7 @@ pub mod compare;
 pub mod corr;
 pub mod error;
 pub mod gram;
+pub mod memory;
 pub mod method;
 pub mod rank;
 pub mod rows;
@@ -33,6 +34,10 @@ pub mod spill;
 pub mod stream;
 
 pub use error::{KernelError, Result};
+pub use memory::{
+    result_bytes, try_zeroed_vec, working_bytes, working_bytes_with_spill,
+    DEFAULT_SPILL_LIMIT_BYTES,
+};
 pub use method::{CompareMethod, CorrMethod};
 pub use rows::RowMatrix;
 pub use source::RowSource;
@@ -50,7 +55,7 @@ pub struct SquareMatrix<T> {
 impl<T: Copy> SquareMatrix<T> {
     /// Wraps a row-major buffer of `n * n` values.
     pub fn from_vec(n: usize, data: Vec<T>) -> Result<Self> {
-        let expected = n.saturating_mul(n);
+        let expected = memory::square_len(n, "square matrix")?;
         if data.len() != expected {
             return Err(KernelError::BadShape {
                 what: "square matrix",
@@ -91,10 +96,5 @@ impl<T: Copy> SquareMatrix<T> {
 /// A zero-filled vector of `len` values, or [`KernelError::TooLarge`]
 /// instead of aborting the host process when memory is short.
 pub(crate) fn try_zeroed<T: Clone + Default>(len: usize, what: &'static str) -> Result<Vec<T>> {
-    let bytes = len.saturating_mul(std::mem::size_of::<T>());
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| KernelError::TooLarge { what, bytes })?;
-    v.resize(len, T::default());
-    Ok(v)
+    memory::try_zeroed_vec(len, what)
 }

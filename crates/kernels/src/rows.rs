@@ -19,7 +19,7 @@ pub(crate) fn check_permutation(order: &[usize], n: usize) -> Result<()> {
             got: order.len(),
         });
     }
-    let mut seen = vec![false; n];
+    let mut seen: Vec<bool> = crate::memory::try_zeroed_vec(n, "row permutation check")?;
     for &o in order {
         if o >= n || std::mem::replace(&mut seen[o], true) {
             return Err(KernelError::BadShape {
@@ -64,11 +64,11 @@ impl RowMatrix {
 
     /// An empty matrix with room for `rows` rows of `d` values.
     pub fn with_capacity(d: usize, rows: usize) -> Self {
-        RowMatrix {
-            data: Vec::with_capacity(d.saturating_mul(rows)),
-            n: 0,
-            d,
-        }
+        // Capacity is only a hint: if it cannot be had now, pushes grow
+        // the buffer (fallibly) later.
+        let mut data = Vec::new();
+        let _ = data.try_reserve_exact(d.saturating_mul(rows));
+        RowMatrix { data, n: 0, d }
     }
 
     /// Wraps a row-major buffer of `n * d` values.
@@ -91,6 +91,7 @@ impl RowMatrix {
     /// Appends a row; it must have exactly `d` values.
     pub fn push_row(&mut self, row: &[f32]) -> Result<()> {
         check_row_length(row, self.n, self.d)?;
+        self.reserve_values(row.len())?;
         self.data.extend_from_slice(row);
         self.n += 1;
         Ok(())
@@ -99,12 +100,7 @@ impl RowMatrix {
     /// Appends `r` rows of zeros and returns them, to be filled in place.
     pub fn extend_zeroed(&mut self, r: usize) -> Result<&mut [f32]> {
         let len = r.saturating_mul(self.d);
-        self.data
-            .try_reserve(len)
-            .map_err(|_| KernelError::TooLarge {
-                what: "row store",
-                bytes: len.saturating_mul(4),
-            })?;
+        self.reserve_values(len)?;
         let start = self.data.len();
         self.data.resize(start + len, 0.0);
         self.n += r;
@@ -123,9 +119,23 @@ impl RowMatrix {
                 got: other.d,
             });
         }
+        self.reserve_values(other.data.len())?;
         self.data.extend_from_slice(&other.data);
         self.n += other.n;
         Ok(())
+    }
+
+    /// Room for `extra` more values (amortised growth, as `Vec` does), or
+    /// [`KernelError::TooLarge`] instead of an abort.
+    fn reserve_values(&mut self, extra: usize) -> Result<()> {
+        self.data
+            .try_reserve(extra)
+            .map_err(|_| KernelError::TooLarge {
+                what: "row store",
+                bytes: (self.data.len() as u64)
+                    .saturating_add(extra as u64)
+                    .saturating_mul(4),
+            })
     }
 
     /// Number of rows.
@@ -176,7 +186,7 @@ impl RowMatrix {
             return Ok(());
         }
         // Follow each cycle: position k receives old row order[k].
-        let mut done = vec![false; n];
+        let mut done: Vec<bool> = crate::memory::try_zeroed_vec(n, "row permutation")?;
         let mut tmp = vec![0f32; d];
         for start in 0..n {
             if done[start] || order[start] == start {

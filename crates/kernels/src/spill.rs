@@ -44,16 +44,16 @@ use crate::rows::{check_row_length, RowMatrix};
 use crate::source::{RowSlice, RowSource};
 
 /// Bytes gathered before one `write` to the file.
-const WRITE_BUFFER_BYTES: usize = 4 << 20;
+pub(crate) const WRITE_BUFFER_BYTES: usize = 4 << 20;
 /// File offset, length and memory alignment that `O_DIRECT` accepts on
 /// every common device (the logical block size is 512 or 4096).
-const DIRECT_ALIGN: usize = 4096;
+pub(crate) const DIRECT_ALIGN: usize = 4096;
 /// Rows at least this long are padded to [`DIRECT_ALIGN`] in the file, so
 /// that they can be written with `O_DIRECT`; shorter rows are packed (the
 /// padding would cost too much of the file, and their groups rarely spill).
 const PADDED_ROW_MIN_BYTES: usize = 64 << 10;
 /// Size of the aligned buffer of one `O_DIRECT` write.
-const DIRECT_STAGING_BYTES: usize = 8 << 20;
+pub(crate) const DIRECT_STAGING_BYTES: usize = 8 << 20;
 
 /// Bytes from one row's start to the next in a spill file of rows of `d`.
 fn row_stride(d: usize) -> usize {
@@ -457,12 +457,13 @@ struct AlignedBytes {
 impl AlignedBytes {
     fn zeroed(len: usize) -> Result<Self> {
         let mut raw = Vec::new();
-        raw.try_reserve_exact(len + DIRECT_ALIGN)
+        let total = len.saturating_add(DIRECT_ALIGN);
+        raw.try_reserve_exact(total)
             .map_err(|_| KernelError::TooLarge {
                 what: "spill write buffer",
-                bytes: len + DIRECT_ALIGN,
+                bytes: total as u64,
             })?;
-        raw.resize(len + DIRECT_ALIGN, 0);
+        raw.resize(total, 0);
         let start = raw.as_ptr().align_offset(DIRECT_ALIGN);
         Ok(AlignedBytes { raw, start, len })
     }
@@ -619,7 +620,8 @@ impl RowStore {
                 let first = m.n();
                 m.extend_zeroed(r)?;
                 let (old, new) = m.as_mut_slice().split_at_mut(first * d);
-                let places = new.chunks_mut(d.max(1)).collect();
+                let mut places = crate::memory::try_with_capacity(r, "row store places")?;
+                places.extend(new.chunks_mut(d.max(1)));
                 Ok((
                     EarlierRows::Memory(RowSlice::new(old, first, d)?),
                     NewRowPlaces::Memory(places),

@@ -36,9 +36,14 @@ use faer::linalg::matmul::triangular::BlockStructure;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use crate::corr::inverse_spreads;
 use crate::corr::{check_shape, correlation_matrix_of};
 use crate::error::{KernelError, Result};
-use crate::gram::{default_chunk, fill_chunk, gram_of_rows, shift_sum, sum_f64, Shift};
+use crate::gram::{
+    default_chunk, fill_chunk, gram_of_rows, par_rows_mut, rescale_rows, shift_sum, sum_f64, Shift,
+    Span,
+};
+use crate::memory::{square_len, try_with_capacity};
 use crate::source::{Permuted, RowRange, RowSource};
 use crate::spill::{FileAppend, NewRowPlaces, RowStore, SpillPolicy};
 use crate::{try_zeroed, CorrMethod, SquareMatrix};
@@ -73,6 +78,16 @@ fn settle_threshold(p: usize) -> usize {
     MIN_SETTLE_ROWS.max(p / 2)
 }
 
+/// [`KernelError::EmptyRow`] for the first row of `batch` with no values
+/// (rows numbered from `first`): an empty activation has nothing to
+/// correlate, and would otherwise be mistaken for a shape error later.
+fn check_not_empty(batch: &[&[f32]], first: usize) -> Result<()> {
+    match batch.iter().position(|row| row.is_empty()) {
+        Some(i) => Err(KernelError::EmptyRow { row: first + i }),
+        None => Ok(()),
+    }
+}
+
 /// Whether [`StreamingGram`] serves `method` (its shift is per row).
 pub fn streams(method: CorrMethod) -> bool {
     matches!(
@@ -93,6 +108,9 @@ pub struct StreamingGram {
     shifts: Vec<f32>,
     /// Sums of the shifted values of the rows in `lower`.
     row_sums: Vec<f64>,
+    /// Smallest and largest value of each row in `lower`, for the exact
+    /// test of a constant (or, for cosine, all-zero) row.
+    spans: Vec<Span>,
     /// Packed lower triangle, row by row, of the first `done` rows.
     lower: Vec<f64>,
     /// Rows whose products are in `lower`; the rest of the store waits.
@@ -171,7 +189,7 @@ fn at_least<'a>(v: &'a mut Vec<f32>, len: usize, what: &'static str) -> Result<&
         v.try_reserve_exact(len - v.len())
             .map_err(|_| KernelError::TooLarge {
                 what,
-                bytes: len.saturating_mul(4),
+                bytes: (len as u64).saturating_mul(4),
             })?;
         v.resize(len, 0.0);
     }
@@ -180,7 +198,8 @@ fn at_least<'a>(v: &'a mut Vec<f32>, len: usize, what: &'static str) -> Result<&
 
 /// One block's products: new rows `p..p + r` with the first `p` rows and,
 /// if `triangle`, with themselves; added into `lower_new` (the packed
-/// lower rows `p..p + r`) and, if given, the new rows' sums into `sums`.
+/// lower rows `p..p + r`) and, if given, the new rows' sums into `sums`
+/// and their spans into `spans`.
 struct Block<'a> {
     earlier: &'a dyn RowSource,
     p: usize,
@@ -190,6 +209,11 @@ struct Block<'a> {
     triangle: bool,
 }
 
+/// Start of packed lower row `p + i` relative to row `p`.
+fn lower_offset(p: usize) -> impl Fn(usize) -> usize + Sync {
+    move |i| lower_row(p + i) - lower_row(p)
+}
+
 impl Block<'_> {
     fn run(
         self,
@@ -197,6 +221,7 @@ impl Block<'_> {
         bufs: &mut BlockBuffers,
         lower_new: &mut [f64],
         sums: Option<&mut [f64]>,
+        spans: Option<&mut [Span]>,
     ) -> Result<()> {
         let Block {
             earlier,
@@ -208,25 +233,57 @@ impl Block<'_> {
         } = self;
         let r = new.len();
         let cw_max = default_chunk(p + r, d);
-        let b_new = at_least(&mut bufs.new, r * cw_max, "stream chunk buffer")?;
-        let b_old = at_least(&mut bufs.earlier, p * cw_max, "stream chunk buffer")?;
-        let rect = at_least(&mut bufs.rect, r * p, "stream cross products")?;
-        let tri_len = if triangle { r * r } else { 0 };
+        let b_new = at_least(
+            &mut bufs.new,
+            r.saturating_mul(cw_max),
+            "stream chunk buffer",
+        )?;
+        let b_old = at_least(
+            &mut bufs.earlier,
+            p.saturating_mul(cw_max),
+            "stream chunk buffer",
+        )?;
+        let rect_len = r.saturating_mul(p);
+        let rect = at_least(&mut bufs.rect, rect_len, "stream cross products")?;
+        let tri_len = if triangle {
+            crate::memory::square_len(r, "stream products")?
+        } else {
+            0
+        };
         let tri = at_least(&mut bufs.tri, tri_len, "stream products")?;
-        let mut new_sums = vec![0f64; r];
-        let mut earlier_sums = vec![0f64; p];
+        let mut new_sums: Vec<f64> = try_zeroed(r, "stream row sums")?;
+        let mut earlier_sums: Vec<f64> = try_zeroed(p, "stream row sums")?;
+        let mut new_spans: Vec<Span> = try_with_capacity(r, "stream row spans")?;
+        new_spans.resize(r, Span::EMPTY);
+        let mut chunk_new_spans = new_spans.clone();
+        let mut chunk_old_spans: Vec<Span> = try_with_capacity(p, "stream row spans")?;
+        chunk_old_spans.resize(p, Span::EMPTY);
         let par = Par::rayon(0);
 
         let mut c0 = 0;
         while c0 < d {
             let cw = cw_max.min(d - c0);
             let bn = &mut b_new[..r * cw];
-            let bad = fill_new(&mut new, new_shifts, c0, bn, &mut new_sums)?;
+            let bad = fill_new(
+                &mut new,
+                new_shifts,
+                c0,
+                bn,
+                &mut new_sums,
+                &mut chunk_new_spans,
+            )?;
             if let Some(i) = bad {
                 return Err(new
                     .non_finite(i, p)?
                     .unwrap_or(KernelError::Overflow { row: p + i }));
             }
+            for (s, c) in new_spans.iter_mut().zip(&chunk_new_spans) {
+                *s = s.merge(*c);
+            }
+            // Every streamed method is unchanged by scaling a row, so rows
+            // too small or large for f32 products are scaled for this
+            // chunk and the products divided back below.
+            let unscale_new = rescale_rows(bn, cw, Shift::PerRow(new_shifts), &chunk_new_spans)?;
             let lhs = MatRef::from_row_major_slice(&bn[..], r, cw);
             if triangle {
                 // Column-major upper triangle: column i holds (0..=i, i),
@@ -238,6 +295,7 @@ impl Block<'_> {
                     par,
                 );
             }
+            let mut unscale_old = None;
             if p > 0 {
                 // The earlier rows were checked for non-finite values when
                 // they arrived; their sums are already known.
@@ -249,7 +307,10 @@ impl Block<'_> {
                     bo,
                     &mut earlier_sums,
                     &mut [],
+                    &mut chunk_old_spans,
                 )?;
+                unscale_old =
+                    rescale_rows(bo, cw, Shift::PerRow(earlier_shifts), &chunk_old_spans)?;
                 let rhs = MatRef::from_row_major_slice(&bo[..], p, cw);
                 // (B_old B_newᵀ) column-major: column i is new row i's
                 // products with the p earlier rows.
@@ -263,25 +324,43 @@ impl Block<'_> {
                 );
             }
             let (rect, tri) = (&*rect, &*tri);
-            lower_rows_mut(lower_new, p, r)
-                .into_par_iter()
-                .enumerate()
-                .for_each(|(i, row)| {
-                    let (cross, own) = row.split_at_mut(p);
-                    for (a, &v) in cross.iter_mut().zip(&rect[i * p..(i + 1) * p]) {
+            let (inv_new, inv_old) = (unscale_new.as_deref(), unscale_old.as_deref());
+            let scaled = inv_new.is_some() || inv_old.is_some();
+            par_rows_mut(lower_new, 0..r, &lower_offset(p), &|i, row| {
+                let (cross, own) = row.split_at_mut(p);
+                let products = &rect[i * p..(i + 1) * p];
+                let own_products: &[f32] = if triangle {
+                    &tri[i * r..i * r + i + 1]
+                } else {
+                    &[]
+                };
+                if !scaled {
+                    for (a, &v) in cross.iter_mut().zip(products) {
                         *a += v as f64;
                     }
                     if triangle {
-                        for (a, &v) in own.iter_mut().zip(&tri[i * r..i * r + i + 1]) {
+                        for (a, &v) in own.iter_mut().zip(own_products) {
                             *a += v as f64;
                         }
                     }
-                });
+                    return;
+                }
+                let inv_i = inv_new.map_or(1.0, |v| v[i]);
+                let inv_k = |inv: Option<&[f64]>, k: usize| inv.map_or(1.0, |v| v[k]);
+                for (k, (a, &v)) in cross.iter_mut().zip(products).enumerate() {
+                    *a += v as f64 * (inv_i * inv_k(inv_old, k));
+                }
+                if triangle {
+                    for (k, (a, &v)) in own.iter_mut().zip(own_products).enumerate() {
+                        *a += v as f64 * (inv_i * inv_k(inv_new, k));
+                    }
+                }
+            });
             c0 += cw;
         }
         if triangle {
-            let rows = lower_rows_mut(lower_new, p, r);
-            if let Some(i) = rows.iter().position(|row| !row[row.len() - 1].is_finite()) {
+            let diag_of = |i: usize| lower_new[lower_offset(p)(i) + p + i];
+            if let Some(i) = (0..r).find(|&i| !diag_of(i).is_finite()) {
                 return Err(KernelError::Overflow { row: p + i });
             }
         }
@@ -290,51 +369,46 @@ impl Block<'_> {
                 *a += b;
             }
         }
+        if let Some(s) = spans {
+            s.copy_from_slice(&new_spans);
+        }
         Ok(())
     }
 }
 
-/// The packed lower rows `p..p + r` (lengths `p + 1`, `p + 2`, …) as
-/// separate slices of `lower_new`, which starts at row `p`.
-fn lower_rows_mut(lower_new: &mut [f64], p: usize, r: usize) -> Vec<&mut [f64]> {
-    let mut rows = Vec::with_capacity(r);
-    let mut rest = lower_new;
-    for i in 0..r {
-        let (row, tail) = rest.split_at_mut(p + i + 1);
-        rows.push(row);
-        rest = tail;
-    }
-    rows
-}
-
 /// Columns `c0..c0 + cw` of the new rows, shifted, into `b` (`r x cw`);
-/// adds the row sums and writes host rows to their sinks on the way.
-/// Returns the first new row with a non-finite value.
+/// adds the row sums, sets the rows' spans of these columns, and writes
+/// host rows to their sinks on the way. Returns the first new row with a
+/// non-finite value.
 fn fill_new(
     new: &mut NewRows<'_>,
     shifts: &[f32],
     c0: usize,
     b: &mut [f32],
     sums: &mut [f64],
+    spans: &mut [Span],
 ) -> Result<Option<usize>> {
     let r = sums.len();
     let cw = b.len() / r.max(1);
-    let bad: Vec<Option<usize>> = match new {
+    match new {
         NewRows::Slices { rows, copies } => {
-            let no_copies = || (0..r).map(|_| None).collect();
-            let (file, mut memory): (Option<&FileAppend>, Vec<Option<&mut [f32]>>) = match copies {
+            let mut memory: Vec<Option<&mut [f32]>> = try_with_capacity(r, "stream row places")?;
+            let file = match copies {
                 Copies::Memory(places) => {
-                    (None, places.iter_mut().map(|p| Some(&mut **p)).collect())
+                    memory.extend(places.iter_mut().map(|p| Some(&mut **p)));
+                    None
                 }
-                Copies::File(f) => (Some(&*f), no_copies()),
-                Copies::Elsewhere => (None, no_copies()),
+                Copies::File(f) => Some(&*f),
+                Copies::Elsewhere => None,
             };
+            memory.resize_with(r, || None);
             b.par_chunks_mut(cw)
                 .zip(memory.par_iter_mut())
                 .zip(sums.par_iter_mut())
+                .zip(spans.par_iter_mut())
                 .enumerate()
                 .with_min_len(4)
-                .map(|(i, ((dst, copy), sum))| {
+                .map(|(i, (((dst, copy), sum), span))| {
                     let src = &rows[i][c0..c0 + cw];
                     if let Some(copy) = copy {
                         copy[c0..c0 + cw].copy_from_slice(src);
@@ -342,17 +416,16 @@ fn fill_new(
                     if let Some(f) = file {
                         f.write_piece(i, c0, src)?;
                     }
-                    let s = shift_sum(src, dst, shifts[i]);
+                    let s = shift_sum(src, dst, shifts[i], span);
                     *sum += s;
                     Ok((!s.is_finite()).then_some(i))
                 })
-                .collect::<Result<_>>()?
+                .try_reduce(|| None, |a, b| Ok(a.into_iter().chain(b).min()))
         }
         NewRows::Source(rows) => {
-            return fill_chunk(*rows, Shift::PerRow(shifts), c0, b, sums, &mut []);
+            fill_chunk(*rows, Shift::PerRow(shifts), c0, b, sums, &mut [], spans)
         }
-    };
-    Ok(bad.into_iter().flatten().min())
+    }
 }
 
 impl StreamingGram {
@@ -365,6 +438,7 @@ impl StreamingGram {
             store: RowStore::new(d),
             shifts: Vec::new(),
             row_sums: Vec::new(),
+            spans: Vec::new(),
             lower: Vec::new(),
             done: 0,
         }
@@ -397,16 +471,31 @@ impl StreamingGram {
     }
 
     fn grow_lower(&mut self, rows: usize) -> Result<()> {
-        let len = lower_row(rows);
+        let len = rows
+            .checked_add(1)
+            .and_then(|m| m.checked_mul(rows))
+            .map(|m| m / 2)
+            .ok_or(KernelError::TooLarge {
+                what: "stream accumulator",
+                bytes: u64::MAX,
+            })?;
         let extra = len.saturating_sub(self.lower.len());
         self.lower
             .try_reserve_exact(extra)
             .map_err(|_| KernelError::TooLarge {
                 what: "stream accumulator",
-                bytes: len.saturating_mul(8),
+                bytes: (len as u64).saturating_mul(8),
             })?;
+        let extra_rows = rows.saturating_sub(self.row_sums.len());
+        let fail = |_| KernelError::TooLarge {
+            what: "stream row sums",
+            bytes: (rows as u64).saturating_mul(16),
+        };
+        self.row_sums.try_reserve_exact(extra_rows).map_err(fail)?;
+        self.spans.try_reserve_exact(extra_rows).map_err(fail)?;
         self.lower.resize(len, 0.0);
         self.row_sums.resize(rows, 0.0);
+        self.spans.resize(rows, Span::EMPTY);
         Ok(())
     }
 
@@ -423,6 +512,7 @@ impl StreamingGram {
         if r == 0 {
             return Ok(());
         }
+        check_not_empty(batch, p)?;
         if let Some((i, row)) = batch.iter().enumerate().find(|(_, row)| row.len() != d) {
             return Err(KernelError::RowLength {
                 row: p + i,
@@ -431,6 +521,12 @@ impl StreamingGram {
             });
         }
         let method = self.method;
+        self.shifts
+            .try_reserve(r)
+            .map_err(|_| KernelError::TooLarge {
+                what: "stream row shifts",
+                bytes: ((p + r) as u64).saturating_mul(4),
+            })?;
         self.shifts
             .extend(batch.iter().map(|row| Self::shift_of(method, d, row)));
         if self.done < p || r < direct_threshold(p) {
@@ -466,14 +562,15 @@ impl StreamingGram {
         };
         let lower_new = &mut self.lower[lower_row(p)..];
         let sums = Some(&mut self.row_sums[p..]);
+        let spans = Some(&mut self.spans[p..]);
         match writer {
-            None => block.run(d, bufs, lower_new, sums)?,
+            None => block.run(d, bufs, lower_new, sums, spans)?,
             // The rows go to the file on a thread of their own, past the
             // page cache, while both cores multiply (see spill.rs); the
             // host's rows stay valid until this call returns.
             Some(append) => std::thread::scope(|scope| {
                 let writer = scope.spawn(move || append.write_rows(batch, true));
-                let products = block.run(d, bufs, lower_new, sums);
+                let products = block.run(d, bufs, lower_new, sums, spans);
                 let written = writer.join().unwrap_or_else(|_| {
                     Err(KernelError::Spill {
                         dir: policy.dir.display().to_string(),
@@ -510,6 +607,7 @@ impl StreamingGram {
             bufs,
             &mut self.lower[lower_row(p)..],
             Some(&mut self.row_sums[p..]),
+            Some(&mut self.spans[p..]),
         )?;
         self.done = n;
         Ok(())
@@ -542,10 +640,13 @@ impl StreamingGram {
             // Row p + i of the new triangle: p cross products, then row i of
             // other's own triangle.
             let lower_new = &mut self.lower[lower_row(p)..];
-            for (i, row) in lower_rows_mut(lower_new, p, r).into_iter().enumerate() {
-                row[p..].copy_from_slice(&other.lower[lower_row(i)..lower_row(i + 1)]);
+            let at = lower_offset(p);
+            for i in 0..r {
+                lower_new[at(i) + p..at(i + 1)]
+                    .copy_from_slice(&other.lower[lower_row(i)..lower_row(i + 1)]);
             }
             self.row_sums[p..].copy_from_slice(&other.row_sums);
+            self.spans[p..].copy_from_slice(&other.spans);
             other.store.finish()?;
             self.store.finish()?;
             let block = Block {
@@ -556,8 +657,14 @@ impl StreamingGram {
                 new_shifts: &other.shifts,
                 triangle: false,
             };
-            block.run(d, &mut bufs, lower_new, None)?;
+            block.run(d, &mut bufs, lower_new, None, None)?;
         }
+        self.shifts
+            .try_reserve(r)
+            .map_err(|_| KernelError::TooLarge {
+                what: "stream row shifts",
+                bytes: ((p + r) as u64).saturating_mul(4),
+            })?;
         self.shifts.extend_from_slice(&other.shifts);
         self.store.append(other.store, policy)?;
         self.store.finish()?;
@@ -572,42 +679,45 @@ impl StreamingGram {
         check_shape(n, d, method)?;
         crate::rows::check_permutation(order, n)?;
         self.settle(&mut BlockBuffers::default())?;
-        std::mem::replace(&mut self.store, RowStore::new(d)).release();
-        let diag: Vec<f64> = (0..n).map(|i| self.lower[lower_row(i) + i]).collect();
-        // Pearson and spearman: cov_ij = G_ij − m_i m_j with m = row sum / √d.
-        let centre: Vec<f64> = match method {
-            CorrMethod::Cosine => vec![0.0; n],
-            _ => {
-                let sqrt_d = (d as f64).sqrt();
-                self.row_sums.iter().map(|s| s / sqrt_d).collect()
-            }
-        };
-        let var: Vec<f64> = diag.iter().zip(&centre).map(|(g, m)| g - m * m).collect();
-        if let Some(row) = var.iter().position(|&v| v <= 0.0 || !v.is_finite()) {
-            return Err(KernelError::ConstantRow {
-                row,
-                method: method.name(),
-            });
+        let mut diag: Vec<f64> = try_zeroed(n, "stream diagonal")?;
+        for (i, g) in diag.iter_mut().enumerate() {
+            *g = self.lower[lower_row(i) + i];
         }
-        let inv: Vec<f64> = var.iter().map(|v| 1.0 / v.sqrt()).collect();
-        let mut out: Vec<f32> = try_zeroed(n * n, "correlation matrix")?;
-        lower_rows_mut(&mut self.lower, 0, n)
-            .into_par_iter()
-            .enumerate()
-            .for_each(|(i, row)| {
-                for (j, g) in row.iter_mut().enumerate() {
-                    *g = if i == j {
-                        1.0
-                    } else {
-                        ((*g - centre[i] * centre[j]) * inv[i] * inv[j]).clamp(-1.0, 1.0)
-                    };
-                }
-            });
+        // Pearson and spearman: cov_ij = G_ij − m_i m_j with m = row sum / √d.
+        let mut centre: Vec<f64> = try_zeroed(n, "stream row means")?;
+        if method != CorrMethod::Cosine {
+            let sqrt_d = (d as f64).sqrt();
+            for (c, s) in centre.iter_mut().zip(&self.row_sums) {
+                *c = s / sqrt_d;
+            }
+        }
+        let mut var: Vec<f64> = try_zeroed(n, "stream variances")?;
+        for ((v, g), c) in var.iter_mut().zip(&diag).zip(&centre) {
+            *v = g - c * c;
+        }
+        // The rows are still at hand for the few whose variance must be
+        // recomputed exactly; the constant test itself uses the spans.
+        self.store.finish()?;
+        let inv = inverse_spreads(&var, &diag, &self.spans, method, self.store.source())?;
+        drop((diag, var));
+        std::mem::replace(&mut self.store, RowStore::new(d)).release();
+        let mut out: Vec<f32> =
+            try_zeroed(square_len(n, "correlation matrix")?, "correlation matrix")?;
+        let (centre, inv) = (&centre, &inv);
+        par_rows_mut(&mut self.lower, 0..n, &lower_row, &|i, row| {
+            for (j, g) in row.iter_mut().enumerate() {
+                *g = if i == j {
+                    1.0
+                } else {
+                    ((*g - centre[i] * centre[j]) * inv[i] * inv[j]).clamp(-1.0, 1.0)
+                };
+            }
+        });
         mirror_lower(&self.lower, n, &mut out);
         drop(self.lower);
         let mut m = SquareMatrix { n, data: out };
         if order.iter().enumerate().any(|(k, &o)| k != o) {
-            permute_square(&mut m, order);
+            permute_square(&mut m, order)?;
         }
         Ok(m)
     }
@@ -641,21 +751,23 @@ fn mirror_lower(lower: &[f64], n: usize, out: &mut [f32]) {
 /// Reorders rows and columns of `m` so that new `(a, b)` is old
 /// `(order[a], order[b])`: columns within each row (in parallel), then
 /// whole rows along the permutation's cycles.
-fn permute_square(m: &mut SquareMatrix<f32>, order: &[usize]) {
+fn permute_square(m: &mut SquareMatrix<f32>, order: &[usize]) -> Result<()> {
     let n = m.n;
-    m.data.par_chunks_mut(n).for_each_init(
-        || vec![0f32; n],
+    m.data.par_chunks_mut(n).try_for_each_init(
+        || try_zeroed::<f32>(n, "row reorder buffer"),
         |tmp, row| {
+            let tmp = tmp.as_mut().map_err(|e| e.clone())?;
             for (t, &o) in tmp.iter_mut().zip(order) {
                 *t = row[o];
             }
             row.copy_from_slice(tmp);
+            Ok::<(), KernelError>(())
         },
-    );
-    let mut rows =
-        crate::rows::RowMatrix::from_vec(std::mem::take(&mut m.data), n, n).expect("n x n buffer");
-    rows.permute_rows(order).expect("checked permutation");
+    )?;
+    let mut rows = crate::rows::RowMatrix::from_vec(std::mem::take(&mut m.data), n, n)?;
+    rows.permute_rows(order)?;
     m.data = rows.into_vec();
+    Ok(())
 }
 
 /// A group's rows on their way to one matrix: products accumulated as
@@ -710,6 +822,7 @@ impl CorrAccumulator {
         policy: &SpillPolicy,
         bufs: &mut BlockBuffers,
     ) -> Result<()> {
+        check_not_empty(batch, self.n())?;
         match self {
             CorrAccumulator::Streaming(s) => s.push_rows(batch, policy, bufs),
             CorrAccumulator::Rows { store, .. } => {
@@ -994,6 +1107,102 @@ mod tests {
             ),
             "{e}"
         );
+    }
+
+    #[test]
+    fn tiny_and_huge_rows_stream_like_the_rows_themselves() {
+        let d = 600;
+        let data = rows(300, d, 9);
+        let ident: Vec<usize> = (0..data.len()).collect();
+        for method in [
+            CorrMethod::Pearson,
+            CorrMethod::Cosine,
+            CorrMethod::Spearman,
+        ] {
+            let prepare = |rows: &[Vec<f32>]| -> Vec<Vec<f32>> {
+                if method != CorrMethod::Spearman {
+                    return rows.to_vec();
+                }
+                rows.iter()
+                    .map(|r| {
+                        let mut out = vec![0f32; d];
+                        rank_row_into(r, &mut out).unwrap();
+                        out
+                    })
+                    .collect()
+            };
+            let want = streamed(method, &prepare(&data), &[300], None)
+                .finish(&ident)
+                .unwrap();
+            for scale in [1e-38f32, 1e30] {
+                // Every third row scaled: mixed magnitudes in one block;
+                // blocks direct, held back and settled.
+                let scaled: Vec<Vec<f32>> = data
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| {
+                        let s = if i % 3 == 0 { 1.0 } else { scale };
+                        r.iter().map(|v| v * s).collect()
+                    })
+                    .collect();
+                for sizes in [vec![300], vec![7, 130, 2]] {
+                    let ranked = prepare(&scaled);
+                    let got = streamed(method, &ranked, &sizes, None)
+                        .finish(&ident)
+                        .unwrap_or_else(|e| panic!("{method} {scale}: {e}"));
+                    if method == CorrMethod::Spearman && scale < 1.0 {
+                        // Near 1e-38 float32 keeps few digits, so distinct
+                        // values can tie and the ranks themselves change:
+                        // compare with the definition on these ranks.
+                        check(&got, &ranked, &ident, pearson64);
+                        continue;
+                    }
+                    let err = want
+                        .as_slice()
+                        .iter()
+                        .zip(got.as_slice())
+                        .map(|(a, b)| (a - b).abs())
+                        .fold(0f32, f32::max);
+                    assert!(err <= 1e-5, "{method} {scale} {sizes:?}: {err:e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn an_empty_activation_is_an_error_naming_its_row() {
+        for method in CorrMethod::ALL {
+            let mut acc = CorrAccumulator::new(0, method);
+            let empty: &[f32] = &[];
+            let e = acc
+                .push_rows(&[empty, empty], &policy(None), &mut BlockBuffers::default())
+                .unwrap_err();
+            assert_eq!(e, KernelError::EmptyRow { row: 0 });
+            assert_eq!(e.row(), Some(0));
+            assert!(e.to_string().contains("empty activation"), "{e}");
+            // After rows of values, an empty one is named by its row.
+            let mut acc = CorrAccumulator::new(3, method);
+            let full: &[f32] = &[1.0, 2.0, 4.0];
+            let e = acc
+                .push_rows(
+                    &[full, full, empty],
+                    &policy(None),
+                    &mut BlockBuffers::default(),
+                )
+                .unwrap_err();
+            assert_eq!(e, KernelError::EmptyRow { row: 2 }, "{method}");
+        }
+    }
+
+    #[test]
+    fn impossible_sizes_are_errors_not_aborts() {
+        let mut g = StreamingGram::new(4, CorrMethod::Pearson);
+        // n (n + 1) / 2 overflows usize: an error, not a wrapped size.
+        let e = g.grow_lower(usize::MAX / 2).unwrap_err();
+        assert!(matches!(e, KernelError::TooLarge { .. }), "{e}");
+        // A triangle of 2^31 rows (16 EiB) cannot be allocated.
+        let e = g.grow_lower(1 << 31).unwrap_err();
+        assert!(e.to_string().starts_with("cannot allocate "), "{e}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum ErrorKind {
     TooLarge,
     /// The PNG encoder failed.
     Encode,
+    /// A key order that is not a permutation of the matrix's keys: a key
+    /// missing from the matrix, a key given twice, or the wrong count.
+    InvalidOrder,
 }
 
 /// Why a figure could not be rendered.

@@ -33,6 +33,7 @@ pub mod grid;
 pub mod heatmap;
 pub mod labeled;
 pub mod lineplot;
+pub mod order;
 mod parts;
 
 pub use colormap::{ColorScale, Colormap};
@@ -41,3 +42,4 @@ pub use grid::{heatmap_grid, GridOptions, Panel};
 pub use heatmap::{matrix_heatmap, HeatmapOptions};
 pub use labeled::{labeled_matrix, LabeledMatrixOptions};
 pub use lineplot::{line_plot, LinePlotOptions, Series};
+pub use order::key_order;
