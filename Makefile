@@ -31,8 +31,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 # The extension: release cdylib + DuckDB footer. cargo decides what to rebuild.
+# Every target of the workspace is built in this one configuration, so that
+# `cargo test` afterwards reuses the same compiled dependencies.
 build: venv
-	cargo build --release --lib
+	cargo build --release --workspace --all-targets
 	$(PY) scripts/append_footer.py $(CARGO_TARGET_DIR)/release/liblayercorr.so $(EXT) --extension-version v$(CARGO_VERSION)
 
 $(DEMO_STAMP): venv scripts/fetch_demo.py scripts/convert_efficientnet_lite.py

@@ -7,6 +7,7 @@
 //! calls the engine. This file only declares the modules; the entry point
 //! lives in `duckdb::entry`.
 
+pub mod files;
 pub mod image;
 pub mod model;
 pub mod pipeline;

@@ -2,10 +2,11 @@
 //! parallel batches.
 //!
 //! This is the engine behind both forms of `nn_activations`; it knows
-//! nothing of DuckDB. Images of one call are split into batches of
-//! `BATCH` and the batches run on rayon's pool (two cores here), so a chunk
-//! of rows keeps both cores busy even when DuckDB gives the whole table to
-//! one thread (small tables are a single row group).
+//! nothing of DuckDB. Files are read through the caller's [`FileSource`]
+//! on the caller's thread (the host's file system may be a Python object);
+//! decoding and forward passes run in batches of `BATCH` on rayon's pool,
+//! so a chunk of rows keeps every core busy even when DuckDB gives the
+//! whole table to one thread (small tables are a single row group).
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -14,9 +15,10 @@ use std::sync::{mpsc, Arc};
 
 use rayon::prelude::*;
 
-use crate::image::{load_rgb, preprocess, ImageError, DEFAULT_MAX_PIXELS};
+use crate::files::{FileError, FileSource, MAX_IMAGE_BYTES};
+use crate::image::{decode_rgb, preprocess, ImageError, DEFAULT_MAX_PIXELS};
 use crate::model::{
-    cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError,
+    cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError, ModelKey,
 };
 use crate::pooling::Pooling;
 
@@ -35,10 +37,14 @@ pub enum PipelineError {
 }
 
 /// A model with its resolved layer list, ready to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Prepared {
+    /// Where the model and the images are read from.
+    pub files: Arc<dyn FileSource>,
     /// The model file.
     pub model_path: PathBuf,
+    /// Which version of the model file was loaded.
+    pub model_key: ModelKey,
     /// The parsed model.
     pub model: Arc<LoadedModel>,
     /// Resolved layer names, in output order.
@@ -52,11 +58,12 @@ pub struct Prepared {
 /// Loads (or reuses) the model and resolves the requested layers; `None`
 /// asks for the model's graph outputs.
 pub fn prepare(
+    files: Arc<dyn FileSource>,
     model_path: &Path,
     requested: Option<&[String]>,
     pooling: Pooling,
 ) -> Result<Prepared, ModelError> {
-    let model = cached_model(model_path)?;
+    let (model_key, model) = cached_model(files.as_ref(), model_path)?;
     let layers = match requested {
         Some(requested) => select_layers(requested, &model.layers, model_path)?,
         None => model.outputs.clone(),
@@ -71,7 +78,9 @@ pub fn prepare(
         })
         .collect();
     Ok(Prepared {
+        files,
         model_path: model_path.to_path_buf(),
+        model_key,
         model,
         layers,
         pooling,
@@ -79,25 +88,57 @@ pub fn prepare(
     })
 }
 
-fn load_tensor(prepared: &Prepared, path: &str) -> Result<Vec<f32>, ImageError> {
+/// One image's file contents, or why they could not be read.
+pub type ImageBytes = Result<Vec<u8>, FileError>;
+
+/// Reads the files of `paths` through `files`, one result per path.
+pub fn read_images(files: &dyn FileSource, paths: &[&str]) -> Vec<ImageBytes> {
+    paths
+        .iter()
+        .map(|p| files.read(p, MAX_IMAGE_BYTES))
+        .collect()
+}
+
+impl Prepared {
+    /// Values one image yields over all requested layers, after pooling.
+    pub fn values_per_image(&self) -> u64 {
+        self.shapes
+            .iter()
+            .map(|shape| {
+                self.pooling
+                    .shape(shape)
+                    .iter()
+                    .map(|d| (*d).max(0) as u64)
+                    .fold(1u64, u64::saturating_mul)
+            })
+            .fold(0u64, u64::saturating_add)
+    }
+}
+
+fn load_tensor(prepared: &Prepared, path: &str, bytes: ImageBytes) -> Result<Vec<f32>, ImageError> {
     let path = Path::new(path);
-    let rgb = load_rgb(path, DEFAULT_MAX_PIXELS)?;
+    let bytes = bytes.map_err(|e| ImageError::Read {
+        path: path.to_path_buf(),
+        source: std::io::Error::other(e.0),
+    })?;
+    let rgb = decode_rgb(&bytes, path, DEFAULT_MAX_PIXELS)?;
+    drop(bytes);
     preprocess(&rgb, &prepared.model.preprocessing, path)
 }
 
 fn run_batch(
     prepared: &Prepared,
-    paths: &[&str],
+    images: Vec<(&str, ImageBytes)>,
     skip_bad_images: bool,
 ) -> Result<Vec<Option<ImageActivations>>, PipelineError> {
-    let mut tensors = Vec::with_capacity(paths.len());
-    let mut names = Vec::with_capacity(paths.len());
-    let mut ok = Vec::with_capacity(paths.len());
-    for path in paths {
-        match load_tensor(prepared, path) {
+    let mut tensors = Vec::with_capacity(images.len());
+    let mut names = Vec::with_capacity(images.len());
+    let mut ok = Vec::with_capacity(images.len());
+    for (path, bytes) in images {
+        match load_tensor(prepared, path, bytes) {
             Ok(t) => {
                 tensors.push(t);
-                names.push(*path);
+                names.push(path);
                 ok.push(true);
             }
             Err(_) if skip_bad_images => ok.push(false),
@@ -107,7 +148,12 @@ fn run_batch(
     let mut results = if tensors.is_empty() {
         Vec::new()
     } else {
-        let plan = cached_plan(&prepared.model_path, &prepared.layers, tensors.len())?;
+        let plan = cached_plan(
+            &prepared.model_key,
+            &prepared.model,
+            &prepared.layers,
+            tensors.len(),
+        )?;
         let mut acts = plan.run(&tensors, &names)?;
         if prepared.pooling != Pooling::None {
             for image in &mut acts {
@@ -125,27 +171,32 @@ fn run_batch(
         .collect())
 }
 
-/// Activations for each path, in order. A bad image is an error naming it,
-/// or `None` when `skip_bad_images` is set.
-pub fn activations_for_paths(
+/// Activations for each image (its path and its file's bytes), in order. A
+/// bad image is an error naming it, or `None` when `skip_bad_images` is set.
+pub fn activations_for_images(
     prepared: &Prepared,
-    paths: &[&str],
+    images: Vec<(&str, ImageBytes)>,
     skip_bad_images: bool,
 ) -> Result<Vec<Option<ImageActivations>>, PipelineError> {
-    let batches: Vec<Vec<Option<ImageActivations>>> = paths
-        .par_chunks(BATCH)
-        .map(|chunk| run_batch(prepared, chunk, skip_bad_images))
+    let mut batches: Vec<Vec<(&str, ImageBytes)>> = Vec::new();
+    let mut images = images.into_iter().peekable();
+    while images.peek().is_some() {
+        batches.push(images.by_ref().take(BATCH).collect());
+    }
+    let results: Vec<Vec<Option<ImageActivations>>> = batches
+        .into_par_iter()
+        .map(|batch| run_batch(prepared, batch, skip_bad_images))
         .collect::<Result<_, _>>()?;
-    Ok(batches.into_iter().flatten().collect())
+    Ok(results.into_iter().flatten().collect())
 }
 
 /// Images computed per background step: enough for both cores, few enough
 /// to keep memory small (a step of EfficientNet's 12 demo layers is ~30 MB).
-const IMAGES_PER_STEP: usize = 8;
+pub const IMAGES_PER_STEP: usize = 8;
 
 /// Steps computed ahead of the one being consumed: two, so that the cores
 /// never wait for the slowest image of a step.
-const STEPS_IN_FLIGHT: usize = 2;
+pub const STEPS_IN_FLIGHT: usize = 2;
 
 /// One step's activations (`None` for a skipped bad image), or the error
 /// that stops the run, as text.
@@ -186,11 +237,19 @@ impl Prefetch {
                 self.paths.clone(),
                 self.skip_bad_images,
             );
+            // Files are read here, on the caller's thread; only decoding and
+            // forward passes move to the pool.
+            let names: Vec<&str> = paths[start..end].iter().map(String::as_str).collect();
+            let bytes = read_images(prepared.files.as_ref(), &names);
             let (send, receive) = mpsc::sync_channel(1);
             rayon::spawn(move || {
-                let names: Vec<&str> = paths[start..end].iter().map(String::as_str).collect();
+                let images: Vec<(&str, ImageBytes)> = paths[start..end]
+                    .iter()
+                    .map(String::as_str)
+                    .zip(bytes)
+                    .collect();
                 let result = catch_unwind(AssertUnwindSafe(|| {
-                    activations_for_paths(&prepared, &names, skip).map_err(|e| e.to_string())
+                    activations_for_images(&prepared, images, skip).map_err(|e| e.to_string())
                 }))
                 .unwrap_or_else(|_| Err("internal error: a forward pass panicked".into()));
                 // The consumer may have stopped early (a LIMIT); nothing to do then.

@@ -489,21 +489,23 @@ def test_threads_do_not_change_results(ext_path, photos):
                      1e-5 * max(1.0, float(np.abs(res[1][name]).max())))
 
 
-def test_own_depthwise_agrees_with_tracts(photos, tmp_path, monkeypatch):
+def test_own_depthwise_agrees_with_tracts(photos, tmp_path):
     """layercorr swaps its own depthwise convolution in for tract's
-    (src/model/depthwise.rs); `LAYERCORR_DEPTHWISE=tract` keeps tract's.
+    (src/model/depthwise.rs); `SET layercorr_depthwise = 'tract'` keeps tract's.
     Both runs must agree to float32 rounding on every layer of the
     network, and must not be the same computation (else the swap did not
     happen)."""
     paths = "[" + ", ".join(f"'{sql_str(p)}'" for p in photos[:3]) + "]"
     outputs = {}
     for variant in ("own", "tract"):
-        monkeypatch.setenv("LAYERCORR_DEPTHWISE", variant)
         out = tmp_path / f"{variant}.parquet"
+        kernel = "tract" if variant == "tract" else "layercorr"
         s = H.run_python_child([
+            f"SET layercorr_depthwise = '{kernel}'",
             f"COPY (SELECT path, layer, activation FROM nn_activations('{sql_str(H.MODEL)}', "
             f"{paths}, layers := ['*']) ORDER BY path, layer) TO '{sql_str(out)}'"])
-        assert not s.crashed and s.results and s.results[0]["ok"], (s.results, s.stderr[-2000:])
+        assert not s.crashed and len(s.results) == 2 and all(r["ok"] for r in s.results), (
+            s.results, s.stderr[-2000:])
         outputs[variant] = out
     import duckdb
 

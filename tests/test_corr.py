@@ -367,19 +367,26 @@ def test_pearson_larger_matrix(con):
 
 
 # --------------------------------------------------------------------------
-# rows spilled to a temporary file (LAYERCORR_SPILL_MB)
+# rows spilled to a temporary file (SET layercorr_spill_mb)
+
+def set_option(con, name, value):
+    """SET an option; `layercorr_settings()` makes the aggregates see it
+    (they get no client context of their own)."""
+    con.execute(f"SET {name} = '{value}'")
+    return dict(con.execute("FROM layercorr_settings()").fetchall())
+
 
 @pytest.mark.parametrize("method", ["pearson", "spearman", "cosine", "euclidean", "gram"])
-def test_spilled_rows_give_the_same_matrix(con, rand, monkeypatch, method):
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "off")
+def test_spilled_rows_give_the_same_matrix(con, rand, method):
+    assert set_option(con, "layercorr_spill_mb", "off")["layercorr_spill_mb"] == "off"
     keys, in_memory = corr(con, "r", method)
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    set_option(con, "layercorr_spill_mb", "0")
     keys_spilled, spilled = corr(con, "r", method)
     assert keys_spilled == keys
     assert_matrix(method, spilled, in_memory, 1e-6)
 
 
-def test_spilled_rows_over_several_chunks_and_groups(con, monkeypatch):
+def test_spilled_rows_over_several_chunks_and_groups(con):
     """3000 rows per group arrive in several DuckDB chunks; every group spills."""
     rng = np.random.default_rng(5)
     n, d = 3000, 40
@@ -389,7 +396,7 @@ def test_spilled_rows_over_several_chunks_and_groups(con, monkeypatch):
         X = (rng.standard_normal((n, 3)) @ rng.standard_normal((3, d)) + rng.standard_normal((n, d))).astype(np.float32)
         data[g] = X
         con.executemany("INSERT INTO big VALUES (?, ?, ?)", [(g, f"k{i:05d}", X[i].tolist()) for i in range(n)])
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    set_option(con, "layercorr_spill_mb", "0")
     rows = con.execute("SELECT g, m.keys, m.matrix FROM (SELECT g, layer_corr(k, v) AS m FROM big GROUP BY g) ORDER BY g").fetchall()
     assert [r[0] for r in rows] == [0, 1, 2]
     for g, keys, mat in rows:
@@ -397,13 +404,13 @@ def test_spilled_rows_over_several_chunks_and_groups(con, monkeypatch):
         assert_matrix(f"group {g}", np.array(mat, dtype=np.float64), np.corrcoef(data[g].astype(np.float64)), 1e-5)
 
 
-def test_wide_spilled_rows_written_whole_are_read_back(con, monkeypatch):
+def test_wide_spilled_rows_written_whole_are_read_back(con):
     """Rows of 16400 values (64 KiB and more: padded to 4 KiB in the spill
     file). The first chunk's 2048 rows are multiplied as they arrive and
     written to the file by a thread of their own, past the page cache where
     the file system allows; the last 500 wait for the end and are then
     multiplied with them, reading them back from the file."""
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
+    set_option(con, "layercorr_spill_mb", "0")
     n, d = 2548, 16400
     con.execute(f"CREATE TABLE wide AS SELECT 'w' || lpad(i::VARCHAR, 4, '0') AS k, "
                 f"list_transform(range({d}), lambda j: ((hash(i * {d} + j) % 1000) / 1000.0 "
@@ -415,14 +422,20 @@ def test_wide_spilled_rows_written_whole_are_read_back(con, monkeypatch):
     assert_matrix("wide spilled", mat, np.corrcoef(X), 1e-5)
 
 
-def test_spill_folder_problems_are_named(con, rand, monkeypatch):
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "0")
-    monkeypatch.setenv("TMPDIR", "/nonexistent/layercorr_spill_dir")
+def test_spill_folder_problems_are_named(con, rand, tmp_path):
+    """Spill files go to DuckDB's temp_directory; a bad folder or a bad
+    layercorr_spill_mb value is an error naming it."""
+    set_option(con, "layercorr_spill_mb", "0")
+    set_option(con, "temp_directory", "/nonexistent/layercorr_spill_dir")
     with pytest.raises(Exception, match="layercorr_spill_dir"):
         corr(con, "r")
-    monkeypatch.setenv("LAYERCORR_SPILL_MB", "lots")
-    with pytest.raises(Exception, match="LAYERCORR_SPILL_MB is 'lots'"):
-        corr(con, "r")
+    spill_dir = tmp_path / "spill_here"
+    assert set_option(con, "temp_directory", str(spill_dir))["temp_directory"] == str(spill_dir)
+    keys, _ = corr(con, "r")
+    assert spill_dir.is_dir() and len(keys) > 2
+    con.execute("SET layercorr_spill_mb = 'lots'")
+    with pytest.raises(Exception, match="layercorr_spill_mb is 'lots'"):
+        con.execute("FROM layercorr_settings()").fetchall()
 
 
 def test_groups_split_across_threads_and_chunks_are_merged(con):

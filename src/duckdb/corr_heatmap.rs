@@ -16,7 +16,7 @@ use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
 use super::picture::{display_key, optional_list, optional_text, reorder, value_range};
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
 
 /// The `corr_heatmap` scalar function.
 pub struct CorrHeatmap;
@@ -39,6 +39,7 @@ impl ScalarFunction for CorrHeatmap {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        _ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);

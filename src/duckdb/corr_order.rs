@@ -12,7 +12,7 @@ use layercorr_kernels::cluster::leaf_order;
 
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
 use super::ffi::{chunk_len, column, set_null, set_str_list, LogicalType};
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
 
 /// The `corr_order` scalar function.
 pub struct CorrOrder;
@@ -30,6 +30,7 @@ impl ScalarFunction for CorrOrder {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        _ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let matrix_vec = column(input, 0);

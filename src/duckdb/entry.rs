@@ -44,6 +44,13 @@ unsafe fn init(
         return Err("cannot open a connection to register functions".into());
     }
     let result = super::register_all(con);
+    // The settings in force at load time, for the aggregates (which get no
+    // client context of their own).
+    let mut context: ffi::duckdb_client_context = std::ptr::null_mut();
+    ffi::duckdb_connection_get_client_context(con, &mut context);
+    if let Ok(host) = super::host::Host::new(context) {
+        let _ = host.settings();
+    }
     ffi::duckdb_disconnect(&mut con);
     result.map(|_| true)
 }

@@ -26,6 +26,7 @@
 //! ```
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::duckdb::ffi;
 use layercorr_kernels::rank::rank_row_into;
@@ -34,6 +35,7 @@ use rayon::prelude::*;
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
+use super::host::Settings;
 use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
 
@@ -47,26 +49,73 @@ pub struct CorrState {
     keys: Vec<String>,
     acc: Option<CorrAccumulator>,
     method: Option<CorrMethod>,
+    /// Bytes of working memory this group has counted in [`RESERVED`].
+    reserved: u64,
 }
 
-/// Megabytes of rows a group keeps in memory before it spills to a file.
-const DEFAULT_SPILL_MB: usize = 256;
+/// Working memory counted by every live `layer_corr` group of the process.
+static RESERVED: AtomicU64 = AtomicU64::new(0);
 
-/// The spill limit and folder, from `LAYERCORR_SPILL_MB` and `TMPDIR`.
+impl Drop for CorrState {
+    fn drop(&mut self) {
+        RESERVED.fetch_sub(self.reserved, Ordering::Relaxed);
+    }
+}
+
+impl CorrState {
+    /// Counts the working memory of this group at `n` rows of `d` values,
+    /// or refuses when all groups together would pass `memory_limit`.
+    fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<(), String> {
+        let settings = Settings::latest();
+        let spill_limit = settings
+            .spill_mb
+            .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX));
+        // The kernels' working memory and the result DuckDB receives.
+        let need = layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
+            .saturating_add(layercorr_kernels::memory::result_bytes(n));
+        if need <= self.reserved {
+            return Ok(());
+        }
+        let limit = settings.memory_limit;
+        let others = RESERVED
+            .load(Ordering::Relaxed)
+            .saturating_sub(self.reserved);
+        if need.saturating_add(others) > limit {
+            let with_others = if others > 0 {
+                format!(" (other layer_corr groups in progress hold {others} bytes)")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "{}: a group of N = {n} rows of {d} values needs {need} bytes of working memory{with_others}, above memory_limit ({limit} bytes); raise memory_limit or split the group",
+                method.name()
+            ));
+        }
+        RESERVED.fetch_add(need - self.reserved, Ordering::Relaxed);
+        self.reserved = need;
+        Ok(())
+    }
+}
+
+/// The spill limit and folder, from `layercorr_spill_mb` and DuckDB's
+/// `temp_directory` (the system's temporary folder when none is set).
 fn spill_policy() -> Result<SpillPolicy, String> {
-    let limit_bytes = match std::env::var("LAYERCORR_SPILL_MB") {
-        Err(_) => Some(DEFAULT_SPILL_MB << 20),
-        Ok(v) if v.trim().eq_ignore_ascii_case("off") => None,
-        Ok(v) => Some(
-            v.trim()
-                .parse::<usize>()
-                .map_err(|_| {
-                    format!("LAYERCORR_SPILL_MB is '{v}'; expected a number of megabytes or 'off'")
-                })?
-                .saturating_mul(1 << 20),
-        ),
-    };
-    Ok(SpillPolicy::in_temp_dir(limit_bytes))
+    let settings = Settings::latest();
+    let mut policy = SpillPolicy::in_temp_dir(
+        settings
+            .spill_mb
+            .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
+    );
+    if let Some(dir) = settings.temp_directory {
+        // DuckDB makes its temp_directory when it first spills; so do we,
+        // but only the last folder of the path.
+        if !std::path::Path::new(&dir).is_dir() {
+            std::fs::create_dir(&dir)
+                .map_err(|e| format!("cannot create temp_directory '{dir}': {e}"))?;
+        }
+        policy.dir = dir.into();
+    }
+    Ok(policy)
 }
 
 fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> String {
@@ -107,6 +156,12 @@ unsafe fn add_group_rows(
             .get(row)
             .map_err(|e| format!("activation: {e}"))?
             .unwrap_or(&[]);
+        if v.is_empty() {
+            return Err(format!(
+                "empty activation (0 values) for key '{}'",
+                str_at(key_vec, row)
+            ));
+        }
         let expected = match (&state.acc, values.first()) {
             (Some(acc), _) => Some(acc.d()),
             (None, Some(first)) => Some(first.len()),
@@ -131,6 +186,7 @@ unsafe fn add_group_rows(
         return Ok(());
     };
     let first_row = state.acc.as_ref().map_or(0, |a| a.n());
+    state.reserve(first_row + values.len(), d, method)?;
     state
         .keys
         .extend(rows.iter().map(|&r| str_at(key_vec, r).into_owned()));
@@ -234,10 +290,19 @@ impl Aggregate for LayerCorr {
         let Some(src) = source.acc.take() else {
             return Ok(());
         };
+        if let Some(dst) = &target.acc {
+            // The source's count moves to the target, which then counts
+            // the merged group.
+            let (n, d) = (dst.n() + src.n(), dst.d());
+            let method = target.method.unwrap_or(CorrMethod::Pearson);
+            RESERVED.fetch_sub(std::mem::take(&mut source.reserved), Ordering::Relaxed);
+            target.reserve(n, d, method)?;
+        }
         match &mut target.acc {
             None => {
                 target.acc = Some(src);
                 target.keys = std::mem::take(&mut source.keys);
+                target.reserved += std::mem::take(&mut source.reserved);
             }
             Some(dst) => {
                 if dst.d() != src.d() {

@@ -4,7 +4,9 @@
 mod api_guard;
 mod entry;
 mod ffi;
+mod host;
 mod register;
+mod settings;
 
 mod corr_heatmap;
 mod corr_heatmap_grid;
@@ -12,6 +14,7 @@ mod corr_order;
 mod corr_struct;
 mod layer_corr;
 mod layer_similarity;
+mod layercorr_settings;
 mod line_plot;
 mod method_arg;
 mod nn_activations;
@@ -29,6 +32,8 @@ use register::{register_aggregate, register_scalar, register_table};
 
 /// Every SQL function of the extension, registered on `con`.
 pub fn register_all(con: duckdb_connection) -> Result<(), String> {
+    settings::register_options(con)?;
+    register_table::<layercorr_settings::LayercorrSettings>(con)?;
     register_table::<nn_layers::NnLayers>(con)?;
     register_table::<nn_weights::NnWeights>(con)?;
     register_scalar::<nn_activations::NnActivations>(con)?;

@@ -5,9 +5,13 @@
 //! requested layer in request order (patterns expand in model order;
 //! without `layers`, the model's outputs). A NULL path gives a NULL row; a
 //! NULL model or layer list is an error; an unreadable image is an error
-//! naming the file, or a NULL row when `skip_bad_images` is true. `pool`
-//! (`none`, `avg`, `max`, `avg2x2`, ...) pools `[C, H, W]` layers over
-//! space at capture time. A chunk's images run in parallel on both cores.
+//! naming the file, or — when `skip_bad_images` is true — its layers with a
+//! NULL activation (as the table form gives). `pool` (`none`, `avg`, `max`,
+//! `avg2x2`, ...) pools `[C, H, W]` layers over space at capture time. A
+//! chunk's images run in parallel on every core. DuckDB hands a scalar
+//! function a whole chunk (up to 2,048 rows) whose results must sit in
+//! memory at once: a chunk whose results would pass `memory_limit` is an
+//! error that points to the streaming table form.
 //!
 //! ```sql
 //! CREATE TABLE activations AS
@@ -24,7 +28,8 @@ use super::ffi::{
     append_list, chunk_len, column, column_count, set_list, set_null, set_str, str_at, str_list_at,
     struct_child, LogicalType, Validity,
 };
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
+use crate::files::FileSource;
 use crate::pipeline::{prepare, Prefetch};
 use crate::pooling::Pooling;
 
@@ -90,6 +95,7 @@ impl ScalarFunction for NnActivations {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);
@@ -145,30 +151,54 @@ impl ScalarFunction for NnActivations {
             }
         }
 
+        let files: Arc<dyn FileSource> = ctx.files()?;
+        let prepared: Vec<_> = groups
+            .iter()
+            .map(|g| {
+                prepare(
+                    files.clone(),
+                    Path::new(&g.model),
+                    g.layers.as_deref(),
+                    g.pooling,
+                )
+                .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        // The whole chunk's results live in DuckDB's vectors at once.
+        let result_bytes = groups
+            .iter()
+            .zip(&prepared)
+            .map(|(g, p)| (g.rows.len() as u64).saturating_mul(p.values_per_image()))
+            .fold(0u64, u64::saturating_add)
+            .saturating_mul(4);
+        let limit = ctx.settings.memory_limit;
+        if result_bytes > limit {
+            return Err(format!(
+                "the results of this chunk of {rows} images need {result_bytes} bytes, above memory_limit ({limit} bytes); use the table form nn_activations(model, [paths], layers := [...]), which streams, or fewer layers, or pool := 'avg'"
+            ));
+        }
+
         // Each group's images compute in background steps while earlier
         // steps are written into the output.
-        for group in groups {
-            let prepared = prepare(
-                Path::new(&group.model),
-                group.layers.as_deref(),
-                group.pooling,
-            )
-            .map_err(|e| e.to_string())?;
+        for (group, prepared) in groups.into_iter().zip(prepared) {
             let names = prepared.layers.clone();
             let mut steps = Prefetch::new(prepared, Arc::new(group.paths), group.skip_bad_images);
             while let Some((first, result)) = steps.next_step() {
                 for (i, act) in result?.into_iter().enumerate() {
                     let row = group.rows[first + i];
-                    let Some(acts) = act else {
-                        set_null(output, row);
-                        continue;
-                    };
                     let (entries, offset) = append_list(output, row, names.len())?;
                     let (name_vec, values_vec) =
                         (struct_child(entries, 0), struct_child(entries, 1));
-                    for (k, (name, values)) in names.iter().zip(&acts.layers).enumerate() {
+                    for (k, name) in names.iter().enumerate() {
                         set_str(name_vec, offset + k, name)?;
-                        set_list(values_vec, offset + k, values)?;
+                        // A skipped bad image keeps its layers, NULL.
+                        match &act {
+                            Some(acts) => set_list(values_vec, offset + k, &acts.layers[k])?,
+                            None => {
+                                set_list::<f32>(values_vec, offset + k, &[])?;
+                                set_null(values_vec, offset + k);
+                            }
+                        }
                     }
                 }
             }

@@ -4,8 +4,13 @@
 //!
 //! Unlike the scalar form, whose result for a whole 2048-row chunk must sit
 //! in memory at once, this streams: a few images at a time (run in parallel
-//! on both cores), so memory stays bounded on any number of images. Paths
-//! from a glob are sorted; a glob that matches nothing is an error.
+//! on every core), so memory stays bounded on any number of images. Paths
+//! from a glob are sorted, each real file once; a glob that matches nothing
+//! is an error. Globs are expanded on the local file system (only where
+//! DuckDB's sandbox allows reading the pattern's folder); a list of paths
+//! works on any file system DuckDB has (`memory://` from fsspec, httpfs).
+//! With `skip_bad_images`, a bad image gives its layers with a NULL
+//! activation, as the scalar form does.
 //!
 //! ```sql
 //! CREATE TABLE activations AS
@@ -19,9 +24,11 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::api_guard::list_reserve;
-use super::ffi::{column, set_list, set_str, LogicalType, Value};
-use super::register::{BindArgs, Bound, TableFunction};
-use crate::pipeline::{prepare, Prefetch, Prepared};
+use super::ffi::{column, set_list, set_null, set_str, LogicalType, Value};
+use super::host::HostFiles;
+use super::register::{BindArgs, Bound, CallContext, TableFunction};
+use crate::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
+use crate::pipeline::{prepare, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT};
 use crate::pooling::Pooling;
 
 /// DuckDB's standard vector size.
@@ -37,17 +44,14 @@ pub struct Request {
     skip_bad_images: bool,
 }
 
-/// Scan progress: steps being computed and rows not yet emitted.
+/// Scan progress: steps being computed and rows not yet emitted (`None`:
+/// a skipped bad image's layer).
 pub struct Progress {
     steps: Prefetch,
-    pending: VecDeque<(usize, usize, Vec<f32>)>,
+    pending: VecDeque<(usize, usize, Option<Vec<f32>>)>,
 }
 
-fn has_glob(text: &str) -> bool {
-    text.contains(['*', '?', '['])
-}
-
-fn expand_paths(value: &Value) -> Result<Vec<String>, String> {
+fn expand_paths(value: &Value, files: &HostFiles) -> Result<Vec<String>, String> {
     if value.is_null() {
         return Err("paths is NULL".into());
     }
@@ -62,16 +66,19 @@ fn expand_paths(value: &Value) -> Result<Vec<String>, String> {
     if !has_glob(&text) {
         return Ok(vec![text]);
     }
-    let entries = glob::glob(&text).map_err(|e| format!("bad glob pattern '{text}': {e}"))?;
-    let mut paths: Vec<String> = entries
-        .filter_map(Result::ok)
-        .filter(|p| p.is_file())
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
+    if !is_local(&text) {
+        return Err(format!(
+            "cannot expand the glob '{text}': globs work on local paths; pass a VARCHAR[] of paths for other file systems"
+        ));
+    }
+    // Listing a folder is reading it: ask DuckDB's sandbox first.
+    files
+        .sandbox_allows(&glob_base(&text))
+        .map_err(|e| e.to_string())?;
+    let paths = expand_local_glob(&text).map_err(|e| e.to_string())?;
     if paths.is_empty() {
         return Err(format!("no files match '{text}'"));
     }
-    paths.sort();
     Ok(paths)
 }
 
@@ -92,9 +99,10 @@ impl TableFunction for NnActivationsTable {
         ]
     }
 
-    fn bind(args: &BindArgs) -> Bound<Self::Bind> {
+    fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
-        let paths = expand_paths(&args.positional(1))?;
+        let files = ctx.files()?;
+        let paths = expand_paths(&args.positional(1), &files)?;
         let layers: Option<Vec<String>> = match args.named("layers") {
             None => None,
             Some(v) if v.is_null() => return Err("layers is NULL".into()),
@@ -115,8 +123,20 @@ impl TableFunction for NnActivationsTable {
             Some(text) => text.parse::<Pooling>()?,
             None => Pooling::None,
         };
-        let prepared =
-            prepare(Path::new(&model), layers.as_deref(), pooling).map_err(|e| e.to_string())?;
+        let source: Arc<dyn FileSource> = files;
+        let prepared = prepare(source, Path::new(&model), layers.as_deref(), pooling)
+            .map_err(|e| e.to_string())?;
+        // The steps in flight, the one being emitted and DuckDB's chunk.
+        let step_bytes = prepared
+            .values_per_image()
+            .saturating_mul(4 * (IMAGES_PER_STEP * (STEPS_IN_FLIGHT + 2)) as u64);
+        let limit = ctx.settings.memory_limit;
+        if step_bytes > limit {
+            return Err(format!(
+                "model '{model}' gives {} values per image over the requested layers; a few images of them need {step_bytes} bytes, above memory_limit ({limit} bytes): request fewer layers or pool := 'avg'",
+                prepared.values_per_image()
+            ));
+        }
         let columns = vec![
             ("path", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),
@@ -149,9 +169,16 @@ impl TableFunction for NnActivationsTable {
                 break;
             };
             for (i, act) in result?.into_iter().enumerate() {
-                if let Some(act) = act {
-                    for (layer, values) in act.layers.into_iter().enumerate() {
-                        progress.pending.push_back((first + i, layer, values));
+                match act {
+                    Some(act) => {
+                        for (layer, values) in act.layers.into_iter().enumerate() {
+                            progress.pending.push_back((first + i, layer, Some(values)));
+                        }
+                    }
+                    None => {
+                        for layer in 0..req.prepared.layers.len() {
+                            progress.pending.push_back((first + i, layer, None));
+                        }
                     }
                 }
             }
@@ -164,7 +191,7 @@ impl TableFunction for NnActivationsTable {
             .pending
             .iter()
             .take(MAX_ROWS)
-            .map(|(_, _, v)| v.len())
+            .map(|(_, _, v)| v.as_ref().map_or(0, Vec::len))
             .sum();
         list_reserve(
             act_vec,
@@ -177,7 +204,13 @@ impl TableFunction for NnActivationsTable {
             };
             set_str(path_vec, row, &req.paths[image])?;
             set_str(layer_vec, row, &req.prepared.layers[layer])?;
-            set_list(act_vec, row, &values)?;
+            match values {
+                Some(values) => set_list(act_vec, row, &values)?,
+                None => {
+                    set_list::<f32>(act_vec, row, &[])?;
+                    set_null(act_vec, row);
+                }
+            }
             row += 1;
         }
         Ok(row)

@@ -13,7 +13,7 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_list, set_str, set_value, LogicalType};
-use super::register::{next_page, BindArgs, Bound, TableFunction};
+use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 use crate::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.
@@ -28,9 +28,11 @@ impl TableFunction for NnWeights {
         vec![LogicalType::varchar()]
     }
 
-    fn bind(args: &BindArgs) -> Bound<Self::Bind> {
+    fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
-        let loaded = cached_model(Path::new(&model)).map_err(|e| e.to_string())?;
+        let files = ctx.files()?;
+        let (_, loaded) =
+            cached_model(files.as_ref(), Path::new(&model)).map_err(|e| e.to_string())?;
         let columns = vec![
             ("tensor", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),

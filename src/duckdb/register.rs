@@ -7,11 +7,42 @@
 
 use std::collections::HashSet;
 use std::ffi::c_void;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ::duckdb::ffi;
 
 use super::ffi::{c_string, guard, LogicalType, Value};
+use super::host::{Host, HostFiles, Settings};
+
+/// What a scalar or table function call may use of its host: the settings
+/// in force and DuckDB's file system (opened on first use).
+pub struct CallContext {
+    host: Host,
+    /// The host's settings when the call started.
+    pub settings: Settings,
+    files: OnceLock<Arc<HostFiles>>,
+}
+
+impl CallContext {
+    fn new(context: ffi::duckdb_client_context) -> Result<CallContext, String> {
+        let host = Host::new(context)?;
+        let settings = host.settings()?;
+        Ok(CallContext {
+            host,
+            settings,
+            files: OnceLock::new(),
+        })
+    }
+
+    /// DuckDB's file system, through which every file is read and written.
+    pub fn files(&self) -> Result<Arc<HostFiles>, String> {
+        if let Some(files) = self.files.get() {
+            return Ok(files.clone());
+        }
+        let files = self.host.files()?;
+        Ok(self.files.get_or_init(|| files).clone())
+    }
+}
 
 /// The arguments a table function was called with, at bind time.
 pub struct BindArgs(ffi::duckdb_bind_info);
@@ -49,7 +80,7 @@ pub trait TableFunction {
         Vec::new()
     }
     /// Reads the arguments and declares the result columns.
-    fn bind(args: &BindArgs) -> Bound<Self::Bind>;
+    fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind>;
     /// Starts a scan.
     fn init(bind: &Self::Bind) -> Result<Self::State, String>;
     /// Fills `output` with up to 2048 rows; returns how many (0 ends the scan).
@@ -79,7 +110,12 @@ unsafe extern "C" fn drop_box<T>(ptr: *mut c_void) {
 }
 
 unsafe extern "C" fn table_bind<T: TableFunction>(info: ffi::duckdb_bind_info) {
-    let result = guard(|| T::bind(&BindArgs(info)));
+    let result = guard(|| {
+        let mut context: ffi::duckdb_client_context = std::ptr::null_mut();
+        ffi::duckdb_table_function_get_client_context(info, &mut context);
+        let ctx = CallContext::new(context)?;
+        T::bind(&BindArgs(info), &ctx)
+    });
     match result {
         Ok((bind, columns)) => {
             for (name, ty) in columns {
@@ -168,6 +204,7 @@ pub trait ScalarFunction {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        ctx: &CallContext,
     ) -> Result<(), String>;
     /// Whether the function has side effects or must run per row (e.g. it
     /// writes files).
@@ -176,12 +213,38 @@ pub trait ScalarFunction {
     }
 }
 
+/// Per-thread state of a scalar function: the call's host context.
+unsafe extern "C" fn scalar_init<T: ScalarFunction>(info: ffi::duckdb_init_info) {
+    let result = guard(|| {
+        let mut context: ffi::duckdb_client_context = std::ptr::null_mut();
+        ffi::duckdb_scalar_function_init_get_client_context(info, &mut context);
+        CallContext::new(context)
+    });
+    match result {
+        Ok(ctx) => {
+            let boxed = Box::into_raw(Box::new(ctx)) as *mut c_void;
+            ffi::duckdb_scalar_function_init_set_state(info, boxed, Some(drop_box::<CallContext>));
+        }
+        Err(e) => {
+            let msg = c_string(&format!("{}: {e}", T::NAME));
+            ffi::duckdb_scalar_function_init_set_error(info, msg.as_ptr());
+        }
+    }
+}
+
 unsafe extern "C" fn scalar_invoke<T: ScalarFunction>(
     info: ffi::duckdb_function_info,
     input: ffi::duckdb_data_chunk,
     output: ffi::duckdb_vector,
 ) {
-    if let Err(e) = guard(|| T::invoke(input, output)) {
+    let result = guard(|| {
+        let ctx = ffi::duckdb_scalar_function_get_state(info) as *const CallContext;
+        if ctx.is_null() {
+            return Err("the host gave no per-thread state".to_string());
+        }
+        T::invoke(input, output, &*ctx)
+    });
+    if let Err(e) = result {
         let msg = c_string(&format!("{}: {e}", T::NAME));
         ffi::duckdb_scalar_function_set_error(info, msg.as_ptr());
     }
@@ -204,6 +267,7 @@ pub fn register_scalar<T: ScalarFunction>(con: ffi::duckdb_connection) -> Result
             if T::volatile() {
                 ffi::duckdb_scalar_function_set_volatile(f);
             }
+            ffi::duckdb_scalar_function_set_init(f, Some(scalar_init::<T>));
             ffi::duckdb_scalar_function_set_function(f, Some(scalar_invoke::<T>));
             ffi::duckdb_add_scalar_function_to_set(set, f);
             ffi::duckdb_destroy_scalar_function(&mut f);

@@ -17,7 +17,7 @@ use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType};
 use super::layer_similarity::name_matrix;
 use super::method_arg::method_at;
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
 
 /// The `rsa` scalar function.
 pub struct Rsa;
@@ -45,6 +45,7 @@ impl ScalarFunction for Rsa {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        _ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let (a_vec, b_vec) = (column(input, 0), column(input, 1));

@@ -15,7 +15,7 @@ use super::ffi::{
     LogicalType, Validity,
 };
 use super::picture::{optional_text, value_range};
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
 
 /// The `similarity_heatmap` scalar function.
 pub struct SimilarityHeatmap;
@@ -74,6 +74,7 @@ impl ScalarFunction for SimilarityHeatmap {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        _ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let columns = column_count(input);

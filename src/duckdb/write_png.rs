@@ -1,6 +1,9 @@
 //! `write_png(path, png)`: writes a PNG made by the picture functions to a
-//! file (creating its folder) and returns the path — the way to get
-//! figures out of the DuckDB shell. Refuses bytes that are not a PNG.
+//! file and returns the path — the way to get figures out of the DuckDB
+//! shell. The file is written through DuckDB's file system, so its sandbox
+//! settings apply; a missing local folder is created when external access
+//! is enabled. Only a complete, valid PNG is written: the bytes must decode
+//! as a PNG (every chunk's checksum right) and end with its `IEND` chunk.
 //!
 //! ```sql
 //! SELECT write_png('out/input.png', corr_heatmap(m)) FROM matrices WHERE layer = 'input';
@@ -11,9 +14,25 @@ use std::path::Path;
 use ::duckdb::ffi;
 
 use super::ffi::{bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity};
-use super::register::ScalarFunction;
+use super::register::{CallContext, ScalarFunction};
+use crate::files::is_local;
 
-const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+/// The last 12 bytes of every PNG: the empty `IEND` chunk and its CRC.
+const PNG_END: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";
+
+/// Whether `bytes` are one complete PNG: a decodable image that ends with
+/// its `IEND` chunk (nothing appended).
+fn check_png(bytes: &[u8]) -> Result<(), String> {
+    if !bytes.ends_with(PNG_END) {
+        return Err("does not end with a PNG's IEND chunk".into());
+    }
+    let mut reader =
+        ::image::ImageReader::with_format(std::io::Cursor::new(bytes), ::image::ImageFormat::Png);
+    let mut limits = ::image::Limits::default();
+    limits.max_alloc = Some(512 << 20);
+    reader.limits(limits);
+    reader.decode().map(|_| ()).map_err(|e| e.to_string())
+}
 
 /// The `write_png` scalar function.
 pub struct WritePng;
@@ -35,6 +54,7 @@ impl ScalarFunction for WritePng {
     unsafe fn invoke(
         input: ffi::duckdb_data_chunk,
         output: ffi::duckdb_vector,
+        ctx: &CallContext,
     ) -> Result<(), String> {
         let rows = chunk_len(input);
         let (path_vec, png_vec) = (column(input, 0), column(input, 1));
@@ -48,17 +68,20 @@ impl ScalarFunction for WritePng {
             }
             let path = str_at(path_vec, row).into_owned();
             let bytes = bytes_at(png_vec, row);
-            if !bytes.starts_with(PNG_SIGNATURE) {
-                return Err(format!("the data for '{path}' is not a PNG"));
-            }
-            if let Some(dir) = Path::new(&path)
+            check_png(bytes)
+                .map_err(|e| format!("the data for '{path}' is not a complete PNG: {e}"))?;
+            // Folders are made only where DuckDB may touch files at all;
+            // the file itself is then opened through DuckDB's sandbox.
+            let folder = Path::new(path.strip_prefix("file://").unwrap_or(&path))
                 .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
+                .filter(|d| !d.as_os_str().is_empty());
+            if let Some(dir) = folder.filter(|_| is_local(&path) && ctx.settings.external_access) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| format!("cannot create folder '{}': {e}", dir.display()))?;
             }
-            std::fs::write(&path, bytes).map_err(|e| format!("cannot write '{path}': {e}"))?;
+            ctx.files()?
+                .write(&path, bytes)
+                .map_err(|e| e.to_string())?;
             set_str(output, row, &path)?;
         }
         Ok(())

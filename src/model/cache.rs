@@ -1,72 +1,114 @@
 //! Process-wide caches of parsed models and optimised plans.
 //!
-//! Parsing and optimising EfficientNet takes a noticeable fraction of a
+//! Parsing and optimising a network takes a noticeable fraction of a
 //! second, while a query calls `nn_activations` once per chunk on every
-//! DuckDB thread: models are cached by file (and reloaded when the file's
-//! size or modification time changes), plans by model, layers and batch.
-//! Each plan entry has its own lock so that two threads asking for the same
-//! plan build it once, while other plans stay available.
+//! DuckDB thread. Models are read through the caller's [`FileSource`] on
+//! every use (so the host's sandbox is asked every time) and cached by
+//! path, length and a hash of their bytes; plans by model, layers, batch
+//! and depthwise kernel. Each plan entry has its own lock so that two
+//! threads asking for the same plan build it once, while other plans stay
+//! available.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::SystemTime;
 
 use super::{LoadedModel, ModelError, Plan};
+use crate::files::{FileSource, MAX_MODEL_BYTES};
 
-type FileStamp = (PathBuf, Option<SystemTime>, u64);
-type PlanKey = (FileStamp, Vec<String>, usize);
-type PlanSlot = Arc<Mutex<Option<Arc<Plan>>>>;
-
-/// At most this many plans are kept; older ones are dropped when full.
-const MAX_PLANS: usize = 32;
-
-static MODELS: Mutex<Vec<(FileStamp, Arc<LoadedModel>)>> = Mutex::new(Vec::new());
-static PLANS: Mutex<Option<HashMap<PlanKey, PlanSlot>>> = Mutex::new(None);
-
-fn stamp(path: &Path) -> Result<FileStamp, ModelError> {
-    let meta = std::fs::metadata(path).map_err(|e| ModelError::Open {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    let canonical = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    Ok((canonical, meta.modified().ok(), meta.len()))
+/// What identifies one version of a model file: its path, its length and a
+/// hash of its bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    path: String,
+    len: usize,
+    hash: u64,
 }
 
-/// The parsed model at `path`, loading it on first use or after a change.
-pub fn cached_model(path: &Path) -> Result<Arc<LoadedModel>, ModelError> {
-    let key = stamp(path)?;
+type PlanKey = (ModelKey, Vec<String>, usize, bool);
+type PlanSlot = Arc<Mutex<Option<Arc<Plan>>>>;
+
+/// At most this many models are kept; the oldest is dropped when full.
+const MAX_MODELS: usize = 8;
+/// At most this many plans are kept; all are dropped when full.
+const MAX_PLANS: usize = 32;
+
+static MODELS: Mutex<Vec<(ModelKey, Arc<LoadedModel>)>> = Mutex::new(Vec::new());
+static PLANS: Mutex<Option<HashMap<PlanKey, PlanSlot>>> = Mutex::new(None);
+static OWN_DEPTHWISE: AtomicBool = AtomicBool::new(true);
+
+/// Chooses the depthwise convolution kernel of plans built from now on:
+/// layercorr's own (`true`, the default) or tract's.
+pub fn set_own_depthwise(own: bool) {
+    OWN_DEPTHWISE.store(own, Ordering::Relaxed);
+}
+
+/// Whether plans use layercorr's own depthwise convolution kernel.
+pub fn own_depthwise() -> bool {
+    OWN_DEPTHWISE.load(Ordering::Relaxed)
+}
+
+/// The parsed model at `path`, read through `files`, with the key that
+/// identifies this version of it.
+pub fn cached_model(
+    files: &dyn FileSource,
+    path: &Path,
+) -> Result<(ModelKey, Arc<LoadedModel>), ModelError> {
+    let name = path.to_string_lossy();
+    let bytes = files
+        .read(&name, MAX_MODEL_BYTES)
+        .map_err(|e| ModelError::Open {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let key = ModelKey {
+        path: name.into_owned(),
+        len: bytes.len(),
+        hash: hasher.finish(),
+    };
     {
         let models = MODELS.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some((_, model)) = models.iter().find(|(k, _)| *k == key) {
-            return Ok(model.clone());
+            return Ok((key, model.clone()));
         }
     }
-    let model = Arc::new(LoadedModel::load(path)?);
+    let model = Arc::new(LoadedModel::from_bytes(&bytes, path)?);
     let mut models = MODELS.lock().unwrap_or_else(PoisonError::into_inner);
-    models.retain(|(k, _)| k.0 != key.0);
-    models.push((key, model.clone()));
-    Ok(model)
+    models.retain(|(k, _)| k.path != key.path);
+    if models.len() >= MAX_MODELS {
+        models.remove(0);
+    }
+    models.push((key.clone(), model.clone()));
+    Ok((key, model))
 }
 
-/// The plan for `layers` (resolved names) of the model at `path` with a
-/// fixed `batch`, building it on first use.
-pub fn cached_plan(path: &Path, layers: &[String], batch: usize) -> Result<Arc<Plan>, ModelError> {
-    let model = cached_model(path)?;
-    let key = (stamp(path)?, layers.to_vec(), batch);
+/// The plan for `layers` (resolved names) of `model` (identified by `key`)
+/// with a fixed `batch`, building it on first use.
+pub fn cached_plan(
+    key: &ModelKey,
+    model: &Arc<LoadedModel>,
+    layers: &[String],
+    batch: usize,
+) -> Result<Arc<Plan>, ModelError> {
+    let own = own_depthwise();
+    let plan_key = (key.clone(), layers.to_vec(), batch, own);
     let slot = {
         let mut plans = PLANS.lock().unwrap_or_else(PoisonError::into_inner);
         let plans = plans.get_or_insert_with(HashMap::new);
-        if !plans.contains_key(&key) && plans.len() >= MAX_PLANS {
+        if !plans.contains_key(&plan_key) && plans.len() >= MAX_PLANS {
             plans.clear();
         }
-        plans.entry(key).or_default().clone()
+        plans.entry(plan_key).or_default().clone()
     };
     let mut slot = slot.lock().unwrap_or_else(PoisonError::into_inner);
     if let Some(plan) = slot.as_ref() {
         return Ok(plan.clone());
     }
-    let plan = Arc::new(Plan::build(model, layers.to_vec(), batch)?);
+    let plan = Arc::new(Plan::build(model.clone(), layers.to_vec(), batch)?);
     *slot = Some(plan.clone());
     Ok(plan)
 }

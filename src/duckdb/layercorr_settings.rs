@@ -1,0 +1,81 @@
+//! `layercorr_settings()`: the host settings that bind the extension, as
+//! the extension reads them now — `memory_limit` (bytes), `temp_directory`,
+//! `enable_external_access`, `layercorr_spill_mb`, `layercorr_depthwise`.
+//!
+//! Aggregates get no client context in DuckDB's C API, so `layer_corr`
+//! uses the settings as last read by any layercorr call; this function is
+//! such a call, and shows what the aggregates will use.
+//!
+//! ```sql
+//! SET memory_limit = '4GB';
+//! FROM layercorr_settings();
+//! ```
+
+use ::duckdb::ffi;
+
+use super::ffi::{column, set_str, LogicalType};
+use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+
+/// The `layercorr_settings` table function.
+pub struct LayercorrSettings;
+
+impl TableFunction for LayercorrSettings {
+    type Bind = Vec<(String, String)>;
+    type State = usize;
+    const NAME: &'static str = "layercorr_settings";
+
+    fn parameters() -> Vec<LogicalType> {
+        Vec::new()
+    }
+
+    fn bind(_: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
+        let s = &ctx.settings;
+        let rows = vec![
+            ("memory_limit".to_string(), s.memory_limit.to_string()),
+            (
+                "temp_directory".to_string(),
+                s.temp_directory.clone().unwrap_or_default(),
+            ),
+            (
+                "enable_external_access".to_string(),
+                s.external_access.to_string(),
+            ),
+            (
+                super::settings::SPILL_MB.to_string(),
+                s.spill_mb.map_or("off".to_string(), |mb| mb.to_string()),
+            ),
+            (
+                super::settings::DEPTHWISE.to_string(),
+                if s.own_depthwise {
+                    "layercorr"
+                } else {
+                    "tract"
+                }
+                .to_string(),
+            ),
+        ];
+        let columns = vec![
+            ("name", LogicalType::varchar()),
+            ("value", LogicalType::varchar()),
+        ];
+        Ok((rows, columns))
+    }
+
+    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+        Ok(0)
+    }
+
+    unsafe fn next(
+        bind: &Self::Bind,
+        next_row: &mut usize,
+        output: ffi::duckdb_data_chunk,
+    ) -> Result<usize, String> {
+        let rows = next_page(bind, next_row);
+        let (name, value) = (column(output, 0), column(output, 1));
+        for (i, (n, v)) in rows.iter().enumerate() {
+            set_str(name, i, n)?;
+            set_str(value, i, v)?;
+        }
+        Ok(rows.len())
+    }
+}
