@@ -406,11 +406,8 @@ def run_cli_measured(statements: list, load: bool = True, timeout: float = 120,
         if err:
             results.append({"ok": False, "is_duckdb_error": True, "message": text[err.start():]})
             continue
-        rows = []
-        try:
-            for line in text.splitlines():
-                if line.startswith("["):
-                    rows = [list(d.values()) for d in json.loads(line)]
+        try:  # one JSON array per result, over several lines when it has several rows
+            rows = [list(d.values()) for d in json.loads(text)] if text else []
             results.append({"ok": True, "rows": rows})
         except json.JSONDecodeError:
             results.append({"ok": False, "is_duckdb_error": False,
