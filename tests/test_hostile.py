@@ -30,6 +30,7 @@ S = 224
 INPUT_LEN = 3 * S * S
 POOL_LEN = 1280
 COLOR = (200, 100, 50)
+OTHER = (20, 220, 120)
 
 
 def lit(p) -> str:
@@ -98,7 +99,7 @@ def check_rows(rec, path, expected, skip: bool, what: str):
             got = np.array(stats, dtype=np.float64).reshape(3, 2)
             tol = 2.5 / 128
             assert np.all(np.abs(got - expected[:, None]) <= tol), (
-                f"{what}: a solid {COLOR} image must give constant planes {expected.round(4)}, "
+                f"{what}: the centre crop of this image is solid {COLOR}: constant planes {expected.round(4)}, "
                 f"got per-channel [min, max] {got.round(4).tolist()}")
     return "null" if all(nulls.values()) else "value"
 
@@ -127,7 +128,15 @@ EXT = {"PNG": "png", "GIF": "gif", "JPEG": "jpg", "TIFF": "tif", "BMP": "bmp"}
 def extreme_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("extreme")
     for name, (fmt, w, h) in EXTREME.items():
-        im = Image.new("RGB", (w, h), COLOR)
+        # COLOR in a band around the centre of the long side, OTHER elsewhere:
+        # the centre crop must see only COLOR (a crop from the wrong place, or
+        # a squeeze of the whole side, would bring OTHER in)
+        im = Image.new("RGB", (w, h), OTHER)
+        long_side = max(w, h)
+        band = min(1000, long_side // 10)
+        a = long_side // 2 - band // 2
+        box = (a, 0, a + band, h) if w > h else (0, a, w, a + band)
+        im.paste(COLOR, box)
         if fmt == "GIF":
             im = im.quantize(colors=2)
         im.save(d / f"{name}.{EXT[fmt]}", fmt)
