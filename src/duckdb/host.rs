@@ -287,7 +287,10 @@ impl HostFiles {
     /// (the folder is missing, cannot be opened as a file) are not a
     /// refusal by the sandbox and pass.
     pub fn sandbox_allows(&self, dir: &str) -> Result<(), FileError> {
-        match self.open_raw(dir, Mode::Read) {
+        // DuckDB's sandbox judges a path by its text: a name inside the
+        // folder stands for every file there (it need not exist).
+        let probe = format!("{}/.layercorr-sandbox-probe", dir.trim_end_matches('/'));
+        match self.open_raw(&probe, Mode::Read) {
             Ok(_) => Ok(()),
             Err((kind, message)) if kind == ffi::duckdb_error_type_DUCKDB_ERROR_PERMISSION => {
                 Err(FileError(message))
