@@ -171,6 +171,43 @@ pub enum KernelError {
         /// Method name, as in [`crate::method::CompareMethod::name`].
         method: &'static str,
     },
+
+    /// A matrix made by a `layer_corr` method that the comparison method
+    /// cannot use (e.g. `procrustes` on pearson matrices).
+    #[error("{method}: matrix {index} was made by layer_corr method '{kind}', but {method} needs {accepted}")]
+    WrongMatrixKind {
+        /// Index of the matrix in the list.
+        index: usize,
+        /// Comparison method name.
+        method: &'static str,
+        /// The `layer_corr` method recorded with the matrix.
+        kind: &'static str,
+        /// What the method accepts, in words.
+        accepted: &'static str,
+    },
+
+    /// A numeric argument outside its valid range.
+    #[error("{what}: {name} must be {valid}, got {got}")]
+    BadArgument {
+        /// The operation that was asked for.
+        what: &'static str,
+        /// The argument's name.
+        name: &'static str,
+        /// The rejected value, as text.
+        got: String,
+        /// The valid range, in words.
+        valid: &'static str,
+    },
+
+    /// No resample gave a defined value (every resampled matrix was
+    /// constant), so there is no interval.
+    #[error("{what}: none of the {tried} resamples gave a defined value (resampled matrices were constant); use more images")]
+    NoValidResample {
+        /// The operation that was asked for.
+        what: &'static str,
+        /// Resamples drawn.
+        tried: usize,
+    },
 }
 
 fn constant_reason(method: &str) -> &'static str {
@@ -217,7 +254,8 @@ impl KernelError {
         match self {
             KernelError::MatrixLength { index, .. }
             | KernelError::NonFiniteMatrix { index, .. }
-            | KernelError::ConstantMatrix { index, .. } => Some(*index),
+            | KernelError::ConstantMatrix { index, .. }
+            | KernelError::WrongMatrixKind { index, .. } => Some(*index),
             _ => None,
         }
     }

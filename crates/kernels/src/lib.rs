@@ -28,6 +28,7 @@ pub mod gram;
 pub mod memory;
 pub mod method;
 pub mod rank;
+pub mod resample;
 pub mod rows;
 pub mod source;
 pub mod spill;

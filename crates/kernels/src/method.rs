@@ -74,7 +74,7 @@ impl FromStr for CorrMethod {
 }
 
 /// Second-order comparison between two N x N matrices, used by
-/// [`crate::compare`].
+/// [`crate::compare`] and [`crate::resample`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum CompareMethod {
     /// Pearson correlation of the strict upper triangles.
@@ -83,14 +83,28 @@ pub enum CompareMethod {
     Spearman,
     /// Linear CKA of the double-centred full matrices.
     Cka,
+    /// Debiased CKA: the unbiased HSIC estimator on U-centred matrices with
+    /// zero diagonals (Kornblith et al.'s `cka(..., debiased=True)`).
+    CkaDebiased,
+    /// CKA of Gaussian (RBF) kernels made from euclidean distance matrices.
+    CkaRbf,
+    /// Orthogonal Procrustes similarity of the representations behind two
+    /// Gram matrices.
+    Procrustes,
+    /// Mean overlap of each image's k = 10 nearest neighbours.
+    MutualKnn,
 }
 
 impl CompareMethod {
     /// Every method, in documentation order.
-    pub const ALL: [CompareMethod; 3] = [
+    pub const ALL: [CompareMethod; 7] = [
         CompareMethod::Pearson,
         CompareMethod::Spearman,
         CompareMethod::Cka,
+        CompareMethod::CkaDebiased,
+        CompareMethod::CkaRbf,
+        CompareMethod::Procrustes,
+        CompareMethod::MutualKnn,
     ];
 
     /// The lower-case name used in SQL.
@@ -99,6 +113,43 @@ impl CompareMethod {
             CompareMethod::Pearson => "pearson",
             CompareMethod::Spearman => "spearman",
             CompareMethod::Cka => "cka",
+            CompareMethod::CkaDebiased => "cka_debiased",
+            CompareMethod::CkaRbf => "cka_rbf",
+            CompareMethod::Procrustes => "procrustes",
+            CompareMethod::MutualKnn => "mutual_knn",
+        }
+    }
+
+    /// Fewest keys (images) the method is defined for.
+    pub fn min_rows(&self) -> usize {
+        match self {
+            CompareMethod::Cka | CompareMethod::CkaRbf | CompareMethod::Procrustes => 2,
+            CompareMethod::Pearson | CompareMethod::Spearman | CompareMethod::MutualKnn => 3,
+            // The unbiased HSIC divides by n (n - 3).
+            CompareMethod::CkaDebiased => 4,
+        }
+    }
+
+    /// Whether matrices made by `layer_corr` method `kind` are valid input,
+    /// and if not, what is (in words, for the error message).
+    pub fn accepts(&self, kind: CorrMethod) -> Result<(), &'static str> {
+        use CorrMethod as K;
+        match (self, kind) {
+            (CompareMethod::Pearson | CompareMethod::Spearman | CompareMethod::MutualKnn, _) => {
+                Ok(())
+            }
+            (CompareMethod::Cka | CompareMethod::CkaDebiased, K::Euclidean) => Err(
+                "kernel (similarity) matrices: gram, pearson, spearman or cosine; for euclidean distances use cka_rbf",
+            ),
+            (CompareMethod::Cka | CompareMethod::CkaDebiased, _) => Ok(()),
+            (CompareMethod::CkaRbf, K::Euclidean) => Ok(()),
+            (CompareMethod::CkaRbf, _) => {
+                Err("euclidean distance matrices (layer_corr(key, activation, 'euclidean'))")
+            }
+            (CompareMethod::Procrustes, K::Gram) => Ok(()),
+            (CompareMethod::Procrustes, _) => {
+                Err("gram matrices (layer_corr(key, activation, 'gram'))")
+            }
         }
     }
 }
@@ -173,5 +224,23 @@ mod tests {
         }
         let msg = "rho-a".parse::<CompareMethod>().unwrap_err().to_string();
         assert!(msg.contains("'rho-a'") && msg.contains("cka"), "{msg}");
+        assert!(
+            msg.contains("cka_debiased") && msg.contains("mutual_knn"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn matrix_kinds() {
+        use CompareMethod as C;
+        assert!(C::Procrustes.accepts(CorrMethod::Gram).is_ok());
+        assert!(C::Procrustes.accepts(CorrMethod::Pearson).is_err());
+        assert!(C::CkaRbf.accepts(CorrMethod::Euclidean).is_ok());
+        assert!(C::CkaRbf.accepts(CorrMethod::Gram).is_err());
+        assert!(C::Cka.accepts(CorrMethod::Euclidean).is_err());
+        for k in CorrMethod::ALL {
+            assert!(C::MutualKnn.accepts(k).is_ok());
+            assert!(C::Pearson.accepts(k).is_ok());
+        }
     }
 }

@@ -1,0 +1,475 @@
+//! The centred-vector methods: pearson, spearman, cka, cka_debiased and
+//! cka_rbf. Each matrix, read through a [`View`], becomes one centred
+//! vector `z`; the result is `⟨z_i, z_j⟩ / (|z_i| |z_j|)`.
+//!
+//! * pearson: strict upper triangle minus its mean;
+//! * spearman: average-tie ranks of the strict upper triangle minus the
+//!   mean rank (kept as twice the rank, exact);
+//! * cka: `H M H`, `M_ab − rowmean_a − colmean_b + mean`;
+//! * cka_debiased: the U-centred matrix of Kornblith et al.'s
+//!   `center_gram(unbiased=True)`: zero diagonal, then
+//!   `M_ab − μ_a − μ_b` off the diagonal with
+//!   `μ = colsum / (n − 2) − Σ colsum / (2 (n − 1)(n − 2))`; the cosine of
+//!   two such matrices is debiased CKA (unbiased HSIC, Song et al. 2012).
+//!   U-centring removes any `u 1ᵀ + 1 vᵀ`, so an uncentred `X Xᵀ` gives the
+//!   same value as `layer_corr(..., 'gram')`;
+//! * cka_rbf: cka of `exp(−d² / (2 σ²))` with `σ² = RBF_SIGMA_FRAC² ·
+//!   median(d²)` over the full distance matrix of all images (the bandwidth
+//!   stays that of the full sample in resamples).
+//!
+//! With weights (bootstrap multiplicities) a pair `(a, b)` counts
+//! `w_a w_b` times: means are weighted and `z_ab` carries `sqrt(w_a w_b)`,
+//! which is the vector of the resampled matrix with the pairs of an image
+//! with its own copy left out where the diagonal is left out.
+//!
+//! The `L x L` Gram of the vectors is accumulated over chunks of `C`
+//! entries: each chunk fills an `L x C` block and adds its product into an
+//! accumulator. Chunks are cut into [`GROUPS`] fixed groups summed in order,
+//! so the result does not depend on the thread count.
+
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+use super::{symmetric, Input, View, Weights, RBF_SIGMA_FRAC};
+use crate::error::{KernelError, Result};
+use crate::method::CompareMethod;
+use crate::rank::{check_len, twice_ranks};
+use crate::{try_zeroed, SquareMatrix};
+
+/// Entries of the `L x C` block filled per chunk (8 bytes each).
+const BLOCK_ENTRIES: usize = 1 << 17;
+
+/// Fixed number of chunk groups (parallel units whose sums are added in
+/// order).
+const GROUPS: usize = 16;
+
+/// A centred matrix whose norm is below this fraction of the raw matrix
+/// norm is rounding noise, i.e. the matrix is constant (or of the form
+/// `u 1ᵀ + 1 vᵀ`) and has no structure to compare.
+const CONSTANT_RATIO: f64 = 1e-6;
+
+/// What every view of one matrix shares.
+pub(crate) struct Base {
+    /// spearman: dense tie class of each upper-triangle entry (row-major
+    /// `i < j`), classes in increasing value.
+    class: Vec<u32>,
+    /// spearman: twice the average rank of each class over all images.
+    class_twice: Vec<u32>,
+    /// cka_rbf: `1 / (2 σ²)`.
+    rbf_scale: f64,
+}
+
+impl Base {
+    pub(crate) fn new(m: &[f32], n: usize, method: CompareMethod, index: usize) -> Result<Base> {
+        let mut base = Base {
+            class: Vec::new(),
+            class_twice: Vec::new(),
+            rbf_scale: 0.0,
+        };
+        match method {
+            CompareMethod::Spearman => {
+                let upper = n * (n - 1) / 2;
+                check_len(upper)?;
+                let mut vals = Vec::with_capacity(upper);
+                (0..n).for_each(|i| vals.extend_from_slice(&m[i * n + i + 1..(i + 1) * n]));
+                let mut twice = try_zeroed::<u32>(upper, "spearman ranks")?;
+                let (mut keys, mut tmp) = (Vec::new(), Vec::new());
+                // Values were checked finite and the length fits in u32.
+                let _ = twice_ranks(&vals, &mut keys, &mut tmp, |i, t| twice[i] = t as u32);
+                drop(vals);
+                // Twice-ranks are at most 2 * upper: mark, then number them.
+                let mut dense = try_zeroed::<u32>(2 * upper + 2, "spearman ranks")?;
+                twice.iter().for_each(|&t| dense[t as usize] = 1);
+                let mut next = 0u32;
+                for (t, d) in dense.iter_mut().enumerate() {
+                    if *d != 0 {
+                        *d = next;
+                        base.class_twice.push(t as u32);
+                        next += 1;
+                    }
+                }
+                twice.iter_mut().for_each(|t| *t = dense[*t as usize]);
+                base.class = twice;
+            }
+            CompareMethod::CkaRbf => {
+                let mut sq: Vec<f64> = try_zeroed(m.len(), "cka_rbf distances")?;
+                sq.iter_mut()
+                    .zip(m)
+                    .for_each(|(s, &d)| *s = d as f64 * d as f64);
+                let median = median(&mut sq);
+                if median <= 0.0 {
+                    return Err(KernelError::ConstantMatrix {
+                        index,
+                        method: method.name(),
+                    });
+                }
+                base.rbf_scale = 1.0 / (2.0 * RBF_SIGMA_FRAC * RBF_SIGMA_FRAC * median);
+            }
+            _ => {}
+        }
+        Ok(base)
+    }
+}
+
+/// numpy's median (mean of the two middle values for an even count).
+fn median(v: &mut [f64]) -> f64 {
+    let len = v.len();
+    let mid = len / 2;
+    let (_, &mut hi, _) = v.select_nth_unstable_by(mid, f64::total_cmp);
+    if len % 2 == 1 {
+        return hi;
+    }
+    let lo = v[..mid].iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo + hi) / 2.0
+}
+
+/// What one view of one matrix needs to produce its centred vector.
+enum Prep {
+    /// pearson: weighted mean of the upper triangle.
+    Mean(f64),
+    /// spearman: twice the weighted average rank per class (`None`: the
+    /// full sample's), and the centre (twice the mean rank).
+    Ranks {
+        remap: Option<Vec<f64>>,
+        centre: f64,
+    },
+    /// cka, cka_rbf: weighted row and column means, grand mean, `Σ w w x²`.
+    Centre {
+        row: Vec<f64>,
+        col: Vec<f64>,
+        grand: f64,
+        raw_sq: f64,
+    },
+    /// cka_debiased: `μ`, and `Σ w w x²` off the diagonal.
+    UCentre { mu: Vec<f64>, raw_sq: f64 },
+}
+
+/// One matrix read through a view.
+struct Reader<'a> {
+    m: &'a [f32],
+    n: usize,
+    map: &'a [u32],
+    rbf: Option<f64>,
+}
+
+impl Reader<'_> {
+    /// Entry at view positions `(a, b)`.
+    #[inline]
+    fn at(&self, a: usize, b: usize) -> f64 {
+        let x = self.m[self.map[a] as usize * self.n + self.map[b] as usize] as f64;
+        match self.rbf {
+            Some(s) => (-x * x * s).exp(),
+            None => x,
+        }
+    }
+
+    /// Upper-triangle entry of the images at positions `(a, b)`, and its
+    /// index in the row-major upper triangle.
+    #[inline]
+    fn upper(&self, a: usize, b: usize) -> (f64, usize) {
+        let (i, j) = (self.map[a] as usize, self.map[b] as usize);
+        let (i, j) = if i < j { (i, j) } else { (j, i) };
+        let t = i * self.n - i * (i + 1) / 2 + (j - i - 1);
+        (self.m[i * self.n + j] as f64, t)
+    }
+}
+
+fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep {
+    let m = r.map.len();
+    let total = w.total(m);
+    match method {
+        CompareMethod::Pearson => {
+            let (mut sum, mut wsum) = (0f64, 0f64);
+            for a in 0..m {
+                let wa = w.get(a);
+                let mut row = 0f64;
+                let mut rw = 0f64;
+                for b in a + 1..m {
+                    let wb = w.get(b);
+                    row += wb * r.upper(a, b).0;
+                    rw += wb;
+                }
+                sum += wa * row;
+                wsum += wa * rw;
+            }
+            Prep::Mean(sum / wsum)
+        }
+        CompareMethod::Spearman => {
+            if w.is_ones() {
+                let upper = m * (m - 1) / 2;
+                return Prep::Ranks {
+                    remap: None,
+                    centre: upper as f64 + 1.0,
+                };
+            }
+            let mut cnt = vec![0f64; base.class_twice.len()];
+            let mut pairs = 0f64;
+            for a in 0..m {
+                for b in a + 1..m {
+                    let c = w.get(a) * w.get(b);
+                    cnt[base.class[r.upper(a, b).1] as usize] += c;
+                    pairs += c;
+                }
+            }
+            let mut less = 0f64;
+            for c in cnt.iter_mut() {
+                let k = *c;
+                *c = 2.0 * less + k + 1.0;
+                less += k;
+            }
+            Prep::Ranks {
+                remap: Some(cnt),
+                centre: pairs + 1.0,
+            }
+        }
+        CompareMethod::Cka | CompareMethod::CkaRbf => {
+            let mut row = vec![0f64; m];
+            let mut col = vec![0f64; m];
+            let mut raw_sq = 0f64;
+            for (a, ra) in row.iter_mut().enumerate() {
+                let wa = w.get(a);
+                let mut rs = 0f64;
+                let mut sq = 0f64;
+                for (b, c) in col.iter_mut().enumerate() {
+                    let x = r.at(a, b);
+                    let wb = w.get(b);
+                    rs += wb * x;
+                    sq += wb * x * x;
+                    *c += wa * x;
+                }
+                *ra = rs / total;
+                raw_sq += wa * sq;
+            }
+            col.iter_mut().for_each(|c| *c /= total);
+            let grand = row
+                .iter()
+                .enumerate()
+                .map(|(a, v)| w.get(a) * v)
+                .sum::<f64>()
+                / total;
+            Prep::Centre {
+                row,
+                col,
+                grand,
+                raw_sq,
+            }
+        }
+        CompareMethod::CkaDebiased => {
+            let mut mu = vec![0f64; m];
+            let mut raw_sq = 0f64;
+            for (a, s) in mu.iter_mut().enumerate() {
+                let mut rs = 0f64;
+                let mut sq = 0f64;
+                for b in (0..m).filter(|&b| b != a) {
+                    let x = r.at(a, b);
+                    let wb = w.get(b);
+                    rs += wb * x;
+                    sq += wb * x * x;
+                }
+                *s = rs;
+                raw_sq += w.get(a) * sq;
+            }
+            let all: f64 = mu.iter().enumerate().map(|(a, s)| w.get(a) * s).sum();
+            let shift = all / (2.0 * (total - 1.0) * (total - 2.0));
+            mu.iter_mut().for_each(|s| *s = *s / (total - 2.0) - shift);
+            Prep::UCentre { mu, raw_sq }
+        }
+        CompareMethod::Procrustes | CompareMethod::MutualKnn => {
+            unreachable!("not a centred-vector method")
+        }
+    }
+}
+
+impl Prep {
+    fn is_upper(&self) -> bool {
+        matches!(self, Prep::Mean(_) | Prep::Ranks { .. })
+    }
+}
+
+/// Row and column of upper-triangle element `t` (row-major order of `i < j`).
+pub(crate) fn locate_upper(t: usize, n: usize) -> (usize, usize) {
+    // Elements before row i: off(i) = i*n - i*(i+1)/2.
+    let off = |i: usize| i * n - i * (i + 1) / 2;
+    let (mut lo, mut hi) = (0usize, n - 1); // off(lo) <= t < off(hi)
+    while hi - lo > 1 {
+        let mid = (lo + hi) / 2;
+        if off(mid) <= t {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    (lo, lo + 1 + (t - off(lo)))
+}
+
+/// Writes centred elements `t0 .. t0 + out.len()` of one matrix into `out`.
+fn fill(r: &Reader, base: &Base, p: &Prep, sw: &[f64], t0: usize, out: &mut [f64]) {
+    let m = r.map.len();
+    let mut o = 0;
+    if p.is_upper() {
+        let (mut a, mut b) = locate_upper(t0, m);
+        while o < out.len() {
+            let take = (m - b).min(out.len() - o);
+            let sa = sw[a];
+            for (k, z) in out[o..o + take].iter_mut().enumerate() {
+                let bb = b + k;
+                let (x, t) = r.upper(a, bb);
+                let v = match p {
+                    Prep::Mean(mean) => x - mean,
+                    Prep::Ranks { remap, centre } => {
+                        let c = base.class[t] as usize;
+                        let twice = match remap {
+                            Some(rm) => rm[c],
+                            None => base.class_twice[c] as f64,
+                        };
+                        twice - centre
+                    }
+                    _ => unreachable!(),
+                };
+                *z = sa * sw[bb] * v;
+            }
+            o += take;
+            a += 1;
+            b = a + 1;
+        }
+        return;
+    }
+    let (mut a, mut b) = (t0 / m, t0 % m);
+    while o < out.len() {
+        let take = (m - b).min(out.len() - o);
+        let sa = sw[a];
+        let dst = &mut out[o..o + take];
+        match p {
+            Prep::Centre {
+                row, col, grand, ..
+            } => {
+                let ra = grand - row[a];
+                for (k, z) in dst.iter_mut().enumerate() {
+                    let bb = b + k;
+                    *z = sa * sw[bb] * (r.at(a, bb) - col[bb] + ra);
+                }
+            }
+            Prep::UCentre { mu, .. } => {
+                for (k, z) in dst.iter_mut().enumerate() {
+                    let bb = b + k;
+                    *z = if bb == a {
+                        0.0
+                    } else {
+                        sa * sw[bb] * (r.at(a, bb) - mu[a] - mu[bb])
+                    };
+                }
+            }
+            _ => unreachable!(),
+        }
+        o += take;
+        a += 1;
+        b = 0;
+    }
+}
+
+/// The `L x L` matrix of a centred-vector method on one view.
+pub(crate) fn similarity(
+    input: &Input,
+    bases: &[Base],
+    view: &View,
+    par: bool,
+) -> Result<SquareMatrix<f64>> {
+    let method = input.method;
+    let m = view.m();
+    let l = input.mats.len();
+    let sw: Vec<f64> = (0..m).map(|a| view.weights.get(a).sqrt()).collect();
+    let readers: Vec<Reader> = input
+        .mats
+        .iter()
+        .zip(&view.maps)
+        .zip(bases)
+        .map(|((mat, map), base)| Reader {
+            m: mat,
+            n: input.n,
+            map,
+            rbf: (method == CompareMethod::CkaRbf).then_some(base.rbf_scale),
+        })
+        .collect();
+    let preps: Vec<Prep> = super::map_indices(l, par, |k| {
+        Ok(prepare(&readers[k], &bases[k], method, &view.weights))
+    })?;
+    let total = match method {
+        CompareMethod::Pearson | CompareMethod::Spearman => m * (m - 1) / 2,
+        _ => m * m,
+    };
+    let g = gram(&readers, bases, &preps, &sw, total, par);
+
+    let diag: Vec<f64> = (0..l).map(|k| g[k + k * l]).collect();
+    for (index, (&gkk, p)) in diag.iter().zip(&preps).enumerate() {
+        let constant = match p {
+            Prep::Centre { raw_sq, .. } | Prep::UCentre { raw_sq, .. } => {
+                gkk <= CONSTANT_RATIO.powi(2) * raw_sq
+            }
+            _ => gkk <= 0.0,
+        };
+        if constant {
+            return Err(KernelError::ConstantMatrix {
+                index,
+                method: method.name(),
+            });
+        }
+    }
+    let inv: Vec<f64> = diag.iter().map(|v| 1.0 / v.sqrt()).collect();
+    symmetric(l, |i, j| g[i + j * l] * inv[i] * inv[j])
+}
+
+/// `Z Zᵀ` (lower triangle, column-major `L x L`) of the centred vectors of
+/// `total` entries each.
+fn gram(
+    readers: &[Reader],
+    bases: &[Base],
+    preps: &[Prep],
+    sw: &[f64],
+    total: usize,
+    par: bool,
+) -> Vec<f64> {
+    let l = readers.len();
+    let cw = (BLOCK_ENTRIES / l).clamp(256, 65536).min(total.max(1));
+    let chunks = total.div_ceil(cw);
+    let groups = GROUPS.min(chunks).max(1);
+    let per = chunks.div_ceil(groups);
+    let run = |z: &mut Vec<f64>, g: usize| -> Vec<f64> {
+        let mut acc = vec![0f64; l * l];
+        for c in g * per..((g + 1) * per).min(chunks) {
+            let t0 = c * cw;
+            let t1 = (t0 + cw).min(total);
+            let w = t1 - t0;
+            for (k, zk) in z[..l * w].chunks_exact_mut(w).enumerate() {
+                fill(&readers[k], &bases[k], &preps[k], sw, t0, zk);
+            }
+            let zr = MatRef::from_row_major_slice(&z[..l * w], l, w);
+            matmul(
+                MatMut::from_column_major_slice_mut(&mut acc[..], l, l),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                zr,
+                BlockStructure::Rectangular,
+                zr.transpose(),
+                BlockStructure::Rectangular,
+                1.0f64,
+                Par::Seq,
+            );
+        }
+        acc
+    };
+    let parts: Vec<Vec<f64>> = if par {
+        (0..groups)
+            .into_par_iter()
+            .map_init(|| vec![0f64; l * cw], |z, g| run(z, g))
+            .collect()
+    } else {
+        let mut z = vec![0f64; l * cw];
+        (0..groups).map(|g| run(&mut z, g)).collect()
+    };
+    let mut out = vec![0f64; l * l];
+    for p in parts {
+        out.iter_mut().zip(&p).for_each(|(x, y)| *x += y);
+    }
+    out
+}
