@@ -6,8 +6,10 @@
 //! correlation analysis looks at while cutting memory by orders of
 //! magnitude. Applies to `[C, H, W]` activations; other shapes pass
 //! through unchanged. Grid bins follow PyTorch's adaptive pooling
-//! (`start = floor(i H / k)`, `end = ceil((i + 1) H / k)`), so results match
-//! `adaptive_avg_pool2d` / `adaptive_max_pool2d`.
+//! (`start = floor(i H / k)`, `end = ceil((i + 1) H / k)`) for every grid
+//! size, larger than the map included (bins then overlap and repeat
+//! values), so results match `adaptive_avg_pool2d` / `adaptive_max_pool2d`
+//! with output size `k`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -27,6 +29,10 @@ pub enum Pooling {
 /// The pooling names accepted in SQL.
 pub const POOLING_NAMES: &str = "none, avg, max, avgKxK, maxKxK (e.g. avg2x2)";
 
+/// The largest grid side accepted: a grid is an output size, so a larger
+/// one would allocate `C * K * K` values per image from a typo.
+pub const MAX_POOL_GRID: usize = 4096;
+
 impl FromStr for Pooling {
     type Err = String;
 
@@ -42,8 +48,13 @@ impl FromStr for Pooling {
                 a.parse::<usize>().map_err(|_| bad())?,
                 b.parse::<usize>().map_err(|_| bad())?,
             );
-            if a != b || a == 0 {
+            if a != b {
                 return Err(bad());
+            }
+            if a == 0 || a > MAX_POOL_GRID {
+                return Err(format!(
+                    "pooling '{text}' has a grid of {a}x{a}; the grid side must be 1 to {MAX_POOL_GRID}"
+                ));
             }
             Ok(a)
         };
@@ -69,9 +80,9 @@ impl fmt::Display for Pooling {
 }
 
 impl Pooling {
-    /// Pools `values` of per-image `shape`; returns them unchanged when
-    /// pooling is off, the shape is not `[C, H, W]`, or the grid is not
-    /// smaller than the map.
+    /// Pools `values` of per-image `shape` to `[C, K, K]`; returns them
+    /// unchanged when pooling is off or the shape is not `[C, H, W]` with
+    /// `C * H * W` values.
     pub fn apply(&self, values: Vec<f32>, shape: &[i64]) -> Vec<f32> {
         let (k, is_max) = match *self {
             Pooling::None => return values,
@@ -82,31 +93,25 @@ impl Pooling {
             [c, h, w] if *c > 0 && *h > 0 && *w > 0 => [*c as usize, *h as usize, *w as usize],
             _ => return values,
         };
-        if values.len() != c * h * w || (k >= h && k >= w && h * w <= k * k) {
+        if k == 0 || c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(values.len()) {
             return values;
         }
-        let (kh, kw) = (k.min(h), k.min(w));
-        let mut out = Vec::with_capacity(c * kh * kw);
+        // PyTorch's bin of output index `i` over an axis of `n` inputs.
+        let bin = |i: usize, n: usize| (i * n / k, ((i + 1) * n).div_ceil(k));
+        let mut out = Vec::with_capacity(c * k * k);
         for plane in values.chunks_exact(h * w) {
-            for i in 0..kh {
-                let (y0, y1) = (i * h / kh, ((i + 1) * h).div_ceil(kh));
-                for j in 0..kw {
-                    let (x0, x1) = (j * w / kw, ((j + 1) * w).div_ceil(kw));
-                    let mut acc = if is_max { f32::NEG_INFINITY } else { 0.0 };
-                    let mut sum = 0f64;
-                    for y in y0..y1 {
-                        for &v in &plane[y * w + x0..y * w + x1] {
-                            if is_max {
-                                acc = acc.max(v);
-                            } else {
-                                sum += f64::from(v);
-                            }
-                        }
-                    }
-                    if !is_max {
-                        acc = (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32;
-                    }
-                    out.push(acc);
+            for i in 0..k {
+                let (y0, y1) = bin(i, h);
+                for j in 0..k {
+                    let (x0, x1) = bin(j, w);
+                    let rows = (y0..y1).map(|y| &plane[y * w + x0..y * w + x1]);
+                    let value = if is_max {
+                        rows.flatten().fold(f32::NEG_INFINITY, |m, &v| m.max(v))
+                    } else {
+                        let sum: f64 = rows.flatten().map(|&v| f64::from(v)).sum();
+                        (sum / ((y1 - y0) * (x1 - x0)) as f64) as f32
+                    };
+                    out.push(value);
                 }
             }
         }
@@ -116,13 +121,10 @@ impl Pooling {
     /// The per-image shape after pooling.
     pub fn shape(&self, shape: &[i64]) -> Vec<i64> {
         match (*self, shape) {
-            (Pooling::Avg(k) | Pooling::Max(k), [c, h, w]) if *h > 0 && *w > 0 => {
-                let k = k as i64;
-                if k >= *h && k >= *w && h * w <= k * k {
-                    shape.to_vec()
-                } else {
-                    vec![*c, k.min(*h), k.min(*w)]
-                }
+            (Pooling::Avg(k) | Pooling::Max(k), [c, h, w])
+                if k > 0 && *c > 0 && *h > 0 && *w > 0 =>
+            {
+                vec![*c, k as i64, k as i64]
             }
             _ => shape.to_vec(),
         }
@@ -159,8 +161,68 @@ mod tests {
         let pooled = Pooling::Avg(2).apply(v.clone(), &[2, 3, 3]);
         assert_eq!(&pooled[..4], &[2.0, 3.0, 5.0, 6.0]);
         assert_eq!(Pooling::Avg(2).shape(&[2, 3, 3]), vec![2, 2, 2]);
-        // Vectors and grids as large as the map pass through.
+        // Vectors pass through.
         assert_eq!(Pooling::Avg(1).apply(vec![1.0, 2.0], &[2]), vec![1.0, 2.0]);
-        assert_eq!(Pooling::Avg(4).apply(v.clone(), &[2, 3, 3]), v);
+        // A grid as large as the map is the identity.
+        assert_eq!(Pooling::Avg(3).apply(v.clone(), &[2, 3, 3]), v);
+    }
+
+    #[test]
+    fn grid_larger_than_the_map_follows_pytorch() {
+        // torch.nn.functional.adaptive_avg_pool2d(x, 3) on one 2 x 2 map
+        // [[0, 1], [2, 3]]: bin i spans [floor(2i/3), ceil(2(i+1)/3)), so
+        // rows {0}, {0, 1}, {1}, and the same for columns.
+        let v = vec![0.0, 1.0, 2.0, 3.0];
+        assert_eq!(
+            Pooling::Avg(3).apply(v.clone(), &[1, 2, 2]),
+            vec![0.0, 0.5, 1.0, 1.0, 1.5, 2.0, 2.0, 2.5, 3.0]
+        );
+        assert_eq!(
+            Pooling::Max(3).apply(v.clone(), &[1, 2, 2]),
+            vec![0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 2.0, 3.0, 3.0]
+        );
+        assert_eq!(Pooling::Avg(3).shape(&[1, 2, 2]), vec![1, 3, 3]);
+        // 113 on a 112 x 112 map is not a no-op: 113 x 113 values per channel.
+        let map: Vec<f32> = (0..2 * 112 * 112).map(|x| x as f32).collect();
+        let pooled = Pooling::Avg(113).apply(map, &[2, 112, 112]);
+        assert_eq!(pooled.len(), 2 * 113 * 113);
+        assert_eq!(Pooling::Avg(113).shape(&[2, 112, 112]), vec![2, 113, 113]);
+        // Non-square maps: a 3-wide grid over 1 x 5 (rows all {0}).
+        let row = vec![1.0, 2.0, 3.0, 4.0, 5.0];
+        // Columns: [0,2), [1,4), [3,5) -> 1.5, 3, 4.5.
+        assert_eq!(
+            Pooling::Avg(3).apply(row, &[1, 1, 5]),
+            vec![1.5, 3.0, 4.5, 1.5, 3.0, 4.5, 1.5, 3.0, 4.5]
+        );
+    }
+
+    #[test]
+    fn grid_smaller_than_the_map_follows_pytorch() {
+        // adaptive_avg_pool2d(arange(25).view(1, 1, 5, 5), 2): rows and
+        // columns [0,3) and [2,5).
+        let v: Vec<f32> = (0..25).map(|x| x as f32).collect();
+        // Bin (0,0): rows 0..3, cols 0..3: mean of {0,1,2,5,6,7,10,11,12} = 6.
+        // Bin (0,1): cols 2..5: mean of {2,3,4,7,8,9,12,13,14} = 8.
+        // Bin (1,0): rows 2..5: 16; bin (1,1): 18.
+        assert_eq!(
+            Pooling::Avg(2).apply(v.clone(), &[1, 5, 5]),
+            vec![6.0, 8.0, 16.0, 18.0]
+        );
+        assert_eq!(
+            Pooling::Max(2).apply(v, &[1, 5, 5]),
+            vec![12.0, 14.0, 22.0, 24.0]
+        );
+    }
+
+    #[test]
+    fn zero_and_huge_grids_are_errors_naming_the_value() {
+        let err = "avg0x0".parse::<Pooling>().unwrap_err();
+        assert!(err.contains("'avg0x0'") && err.contains("0x0"), "{err}");
+        let err = "max5000x5000".parse::<Pooling>().unwrap_err();
+        assert!(err.contains("5000x5000") && err.contains("4096"), "{err}");
+        assert_eq!(
+            "avg4096x4096".parse::<Pooling>().unwrap(),
+            Pooling::Avg(4096)
+        );
     }
 }

@@ -7,7 +7,7 @@
 //! first so that a huge image is refused before its pixels are allocated.
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use ::image::{ImageReader, RgbImage};
@@ -18,37 +18,64 @@ use super::ImageError;
 /// Images above this many pixels are refused (64 MP: a 8000 x 8000 photo).
 pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
 
+/// The largest file that can hold an image of at most `max_pixels` pixels:
+/// uncompressed 16-bit RGBA (8 bytes a pixel) plus 16 MiB of metadata.
+/// Anything larger is not read into memory.
+pub fn max_file_bytes(max_pixels: u64) -> u64 {
+    max_pixels.saturating_mul(8).saturating_add(16 << 20)
+}
+
 /// Reads and decodes `path` into an 8-bit RGB image, refusing images with
-/// more than `max_pixels` pixels.
+/// more than `max_pixels` pixels and files larger than
+/// [`max_file_bytes`].
 pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
-    let open = || -> Result<ImageReader<BufReader<File>>, ImageError> {
-        let file = File::open(path).map_err(|source| ImageError::Read {
+    let read_error = |source| ImageError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let limit = max_file_bytes(max_pixels);
+    let file = File::open(path).map_err(read_error)?;
+    let len = file.metadata().map_err(read_error)?.len();
+    let mut bytes = Vec::with_capacity(len.min(limit) as usize);
+    // `take` also bounds a file that grows while it is read.
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(read_error)?;
+    if bytes.len() as u64 > limit {
+        return Err(ImageError::FileTooLarge {
             path: path.to_path_buf(),
-            source,
-        })?;
-        ImageReader::new(BufReader::new(file))
+            limit_megabytes: limit >> 20,
+            limit_megapixels: max_pixels / 1_000_000,
+        });
+    }
+    decode_rgb(&bytes, path, max_pixels)
+}
+
+/// Decodes the image file held in `bytes` into an 8-bit RGB image,
+/// refusing images with more than `max_pixels` pixels before their pixels
+/// are allocated. `path` only names the image in errors.
+pub fn decode_rgb(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
+    let decode_error = |reason: String| ImageError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if bytes.is_empty() {
+        return Err(decode_error("the file is empty (0 bytes)".to_string()));
+    }
+    let reader = || {
+        ImageReader::new(Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|source| ImageError::Read {
                 path: path.to_path_buf(),
                 source,
             })
     };
-    let decode_error = |reason: String| ImageError::Decode {
-        path: path.to_path_buf(),
-        reason,
-    };
 
-    let reader = open()?;
-    let format = reader.format();
-    if format.is_none() {
-        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        return Err(decode_error(if len == 0 {
-            "the file is empty (0 bytes)".to_string()
-        } else {
-            "unknown image format".to_string()
-        }));
-    }
-    let (width, height) = reader
+    let header = reader()?;
+    let Some(format) = header.format() else {
+        return Err(decode_error("unknown image format".to_string()));
+    };
+    let (width, height) = header
         .into_dimensions()
         .map_err(|e| decode_error(e.to_string()))?;
     let pixels = u64::from(width) * u64::from(height);
@@ -67,19 +94,15 @@ pub fn load_rgb(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
         )));
     }
 
-    if format == Some(::image::ImageFormat::Jpeg) {
-        let bytes = std::fs::read(path).map_err(|source| ImageError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        match decode_jpeg(&bytes) {
+    if format == ::image::ImageFormat::Jpeg {
+        match decode_jpeg(bytes, max_pixels) {
             JpegOutcome::Rgb(img) => return Ok(img),
             JpegOutcome::Broken(reason) => return Err(decode_error(reason)),
             JpegOutcome::Unsupported => {}
         }
     }
 
-    let mut reader = open()?;
+    let mut reader = reader()?;
     let mut limits = ::image::Limits::default();
     // Room for the decoded image at 16 bits per channel with alpha.
     limits.max_alloc = Some(pixels.saturating_mul(8).max(64 << 20));
@@ -169,5 +192,71 @@ mod tests {
             .unwrap();
         let err = load_rgb(&big, 5_000).unwrap_err().to_string();
         assert!(err.contains("100 x 100"), "{err}");
+
+        let huge = tmp("huge.png");
+        std::fs::write(&huge, vec![0u8; (max_file_bytes(1_000) + 1) as usize]).unwrap();
+        let err = load_rgb(&huge, 1_000).unwrap_err().to_string();
+        assert!(err.contains("huge.png") && err.contains("16 MB"), "{err}");
+    }
+
+    /// `img` encoded in `format`, in memory.
+    fn encoded(img: &RgbImage, format: ::image::ImageFormat) -> Vec<u8> {
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut bytes, format).unwrap();
+        bytes.into_inner()
+    }
+
+    #[test]
+    fn decodes_from_bytes_with_named_errors() {
+        let path = Path::new("mem/photo.png");
+        let img = RgbImage::from_fn(7, 5, |x, y| ::image::Rgb([x as u8, y as u8, 9]));
+        let png = encoded(&img, ::image::ImageFormat::Png);
+        assert_eq!(decode_rgb(&png, path, DEFAULT_MAX_PIXELS).unwrap(), img);
+
+        let err = decode_rgb(b"", path, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "cannot decode image 'mem/photo.png': the file is empty (0 bytes)"
+        );
+        let err = decode_rgb(b"not an image at all", path, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "cannot decode image 'mem/photo.png': unknown image format"
+        );
+        let err = decode_rgb(&png, path, 20).unwrap_err().to_string();
+        assert!(err.contains("7 x 5") && err.contains("photo.png"), "{err}");
+        let err = decode_rgb(&png[..png.len() / 2], path, DEFAULT_MAX_PIXELS)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot decode image 'mem/photo.png'"), "{err}");
+    }
+
+    #[test]
+    fn extreme_shapes_decode_and_preprocess() {
+        use crate::image::{preprocess, Preprocessing};
+        use ::image::ImageFormat::{Gif, Jpeg, Png};
+        // GIF and JPEG sides stop at 65,535 pixels; PNG goes further.
+        let cases = [
+            (Png, 1, 2_000_000),
+            (Png, 2_000_000, 1),
+            (Gif, 65_535, 1),
+            (Gif, 1, 65_535),
+            (Jpeg, 65_000, 1),
+            (Jpeg, 1, 65_000),
+        ];
+        for (format, w, h) in cases {
+            let img = RgbImage::from_pixel(w, h, ::image::Rgb([0, 0, 0]));
+            let bytes = encoded(&img, format);
+            let path = Path::new("strip");
+            let rgb = decode_rgb(&bytes, path, DEFAULT_MAX_PIXELS)
+                .unwrap_or_else(|e| panic!("{format:?} {w} x {h}: {e}"));
+            assert_eq!(rgb.dimensions(), (w, h), "{format:?}");
+            let t = preprocess(&rgb, &Preprocessing::default(), path).unwrap();
+            assert_eq!(t.len(), 3 * 224 * 224, "{format:?} {w} x {h}");
+        }
     }
 }

@@ -25,6 +25,14 @@ pub enum ImageError {
         megapixels: f64,
         limit_megapixels: u64,
     },
+    /// The file is larger than any image within the pixel limit can be;
+    /// it is not read into memory.
+    #[error("image file '{path}' is larger than {limit_megabytes} MB, more than an image of at most {limit_megapixels} MP takes")]
+    FileTooLarge {
+        path: PathBuf,
+        limit_megabytes: u64,
+        limit_megapixels: u64,
+    },
     /// The resize step failed (zero-sized image or crop).
     #[error("cannot resize image '{path}': {reason}")]
     Resize { path: PathBuf, reason: String },

@@ -33,8 +33,11 @@ pub fn has_end_marker(bytes: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// Decodes JPEG `bytes` to 8-bit RGB with libjpeg.
-pub fn decode_jpeg(bytes: &[u8]) -> JpegOutcome {
+/// Decodes JPEG `bytes` to 8-bit RGB with libjpeg, refusing (as broken)
+/// a frame above `max_pixels` pixels before its pixels are allocated; the
+/// caller has checked the header already, this guards against libjpeg
+/// reading other dimensions than the header parser did.
+pub fn decode_jpeg(bytes: &[u8], max_pixels: u64) -> JpegOutcome {
     if !has_end_marker(bytes) {
         return JpegOutcome::Broken("truncated JPEG (no end-of-image marker)".into());
     }
@@ -43,6 +46,14 @@ pub fn decode_jpeg(bytes: &[u8]) -> JpegOutcome {
         match decompress.color_space() {
             ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => return Ok(None),
             _ => {}
+        }
+        let pixels = decompress.width() as u64 * decompress.height() as u64;
+        if pixels > max_pixels {
+            return Err(std::io::Error::other(format!(
+                "libjpeg reads {} x {} pixels, above the limit of {max_pixels}",
+                decompress.width(),
+                decompress.height()
+            )));
         }
         let mut started = decompress.rgb()?;
         let (width, height) = (started.width() as u32, started.height() as u32);

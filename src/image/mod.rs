@@ -10,6 +10,6 @@ mod error;
 mod jpeg;
 mod preprocess;
 
-pub use decode::{load_rgb, DEFAULT_MAX_PIXELS};
+pub use decode::{decode_rgb, load_rgb, max_file_bytes, DEFAULT_MAX_PIXELS};
 pub use error::ImageError;
-pub use preprocess::{preprocess, Layout, Preprocessing, ResizeMode};
+pub use preprocess::{preprocess, InputValues, Layout, Preprocessing, ResizeMode, MAX_INPUT_SIDE};

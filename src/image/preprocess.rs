@@ -7,13 +7,34 @@
 //! 0–255 scale. The resize is a convolution with a bilinear (triangle)
 //! filter scaled to the reduction factor, i.e. antialiased like Pillow's
 //! `Image.resize(..., BILINEAR)`, done with SIMD by `fast_image_resize`.
+//!
+//! Only the source window that survives the crop is resampled, straight to
+//! the input size (Pillow's `resize(size, box=...)`): the filter still reads
+//! source pixels just outside the window, clipped to the whole image, so the
+//! result is that of resizing the whole image and cropping, while memory
+//! stays bounded by the input size whatever the image's aspect ratio (a
+//! 1 x 2,000,000 strip would otherwise become a 448,000,000 x 224
+//! intermediate).
+//!
+//! Grey inputs (one channel) take ITU-R 601-2 luma as Pillow's
+//! `convert("L")` computes it, before the resize; `uint8` inputs take the
+//! raw 0–255 values without mean and std.
 
 use std::path::Path;
 
 use ::image::RgbImage;
-use fast_image_resize::{images::Image, FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
+use fast_image_resize::{
+    images::{Image, ImageRef},
+    FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer,
+};
 
 use super::ImageError;
+
+/// The largest input side accepted (height or width, in pixels): one
+/// image's tensor is then at most 3 x 4096 x 4096 values (192 MiB as
+/// `f32`), and a model or metadata asking for more is refused instead of
+/// allocating without bound.
+pub const MAX_INPUT_SIDE: u32 = 4096;
 
 /// How the image is fitted to the network input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +48,20 @@ pub enum ResizeMode {
 /// Memory order of the input tensor (without the batch axis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
-    /// Channels first: `[3, H, W]` (PyTorch, ONNX exports).
+    /// Channels first: `[C, H, W]` (PyTorch, ONNX exports).
     Nchw,
-    /// Channels last: `[H, W, 3]` (TensorFlow exports).
+    /// Channels last: `[H, W, C]` (TensorFlow exports).
     Nhwc,
+}
+
+/// Which values the tensor holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputValues {
+    /// `(x - mean) / std` per channel (float inputs).
+    Normalised,
+    /// The 0–255 pixel values themselves (`uint8` inputs); mean and std
+    /// are not applied.
+    Raw,
 }
 
 /// Everything needed to turn pixels into one image's input tensor.
@@ -40,6 +71,9 @@ pub struct Preprocessing {
     pub height: u32,
     /// Input width in pixels.
     pub width: u32,
+    /// Channels of the input: 3 (RGB) or 1 (grey, normalised with the
+    /// first mean and std values).
+    pub channels: u32,
     /// Per-channel mean (R, G, B) on the 0–255 scale.
     pub mean: [f32; 3],
     /// Per-channel standard deviation (R, G, B) on the 0–255 scale.
@@ -48,53 +82,177 @@ pub struct Preprocessing {
     pub resize: ResizeMode,
     /// Channel order of the tensor.
     pub layout: Layout,
+    /// Normalised values or raw pixels.
+    pub values: InputValues,
 }
 
 impl Default for Preprocessing {
-    /// The demo model's preprocessing (EfficientNet-Lite0): 224 px,
+    /// The demo model's preprocessing (EfficientNet-Lite0): 224 px, RGB,
     /// `(x - 127) / 128`, shorter side then centre crop, NCHW.
     fn default() -> Self {
         Preprocessing {
             height: 224,
             width: 224,
+            channels: 3,
             mean: [127.0; 3],
             std: [128.0; 3],
             resize: ResizeMode::ShorterSideCenterCrop,
             layout: Layout::Nchw,
+            values: InputValues::Normalised,
         }
     }
 }
 
 impl Preprocessing {
-    /// Number of `f32` values in one image's input tensor.
+    /// Number of values in one image's input tensor.
     pub fn tensor_len(&self) -> usize {
-        3 * self.height as usize * self.width as usize
+        self.channels as usize * self.height as usize * self.width as usize
     }
 
     /// The per-image input shape (no batch axis) in the model's layout.
     pub fn shape(&self) -> [usize; 3] {
-        let (h, w) = (self.height as usize, self.width as usize);
+        let (c, h, w) = (
+            self.channels as usize,
+            self.height as usize,
+            self.width as usize,
+        );
         match self.layout {
-            Layout::Nchw => [3, h, w],
-            Layout::Nhwc => [h, w, 3],
+            Layout::Nchw => [c, h, w],
+            Layout::Nhwc => [h, w, c],
         }
     }
 }
 
 /// The intermediate size before the centre crop: the smallest size with the
 /// image's aspect ratio that covers `target`, rounded like Pillow users do
-/// (`round(w * scale)`).
-fn cover_size(src: (u32, u32), target: (u32, u32)) -> (u32, u32) {
+/// (`round(w * scale)`). Only used to place the crop; never allocated.
+fn cover_size(src: (u32, u32), target: (u32, u32)) -> (u64, u64) {
     let (w, h) = (f64::from(src.0), f64::from(src.1));
     let scale = (f64::from(target.0) / w).max(f64::from(target.1) / h);
-    let rw = ((w * scale).round() as u32).max(target.0);
-    let rh = ((h * scale).round() as u32).max(target.1);
+    let rw = ((w * scale).round() as u64).max(u64::from(target.0));
+    let rh = ((h * scale).round() as u64).max(u64::from(target.1));
     (rw, rh)
 }
 
-/// Resizes, crops and normalises `img` into a flat `f32` tensor of
-/// `pre.tensor_len()` values in `pre.layout` order. `path` only names the
-/// image in errors.
+/// The source window `(left, top, width, height)`, in source pixels, that
+/// becomes the `target` centre crop of the image resized to `cover_size`.
+fn crop_window(src: (u32, u32), target: (u32, u32)) -> (f64, f64, f64, f64) {
+    let (rw, rh) = cover_size(src, target);
+    let axis = |src: u32, resized: u64, target: u32| {
+        let src = f64::from(src);
+        // Source pixels per resized pixel, as a whole-image resize uses.
+        let step = src / resized as f64;
+        let start = ((resized - u64::from(target)) / 2) as f64 * step;
+        // Rounding must not push the window past the image's edge.
+        let len = (f64::from(target) * step).min(src - start);
+        (start, len)
+    };
+    let (left, width) = axis(src.0, rw, target.0);
+    let (top, height) = axis(src.1, rh, target.1);
+    (left, top, width, height)
+}
+
+/// ITU-R 601-2 luma of each pixel, with Pillow's `convert("L")` rounding:
+/// `(R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16`.
+fn luma(img: &RgbImage) -> Vec<u8> {
+    img.as_raw()
+        .chunks_exact(3)
+        .map(|p| {
+            let l = u32::from(p[0]) * 19595 + u32::from(p[1]) * 38470 + u32::from(p[2]) * 7471;
+            ((l + 0x8000) >> 16) as u8
+        })
+        .collect()
+}
+
+/// Source pixels on either side of a sample that the bilinear filter
+/// reads when `src_len` source pixels become `dst_len` (the filter widens
+/// when shrinking), plus one for rounding.
+fn filter_reach(src_len: f64, dst_len: u32) -> f64 {
+    (src_len / f64::from(dst_len)).max(1.0) + 1.0
+}
+
+/// Resizes (and for `ShorterSideCenterCrop` crops) `img` to the input size;
+/// returns `channels` interleaved bytes per pixel, row by row.
+///
+/// The convolution runs in two passes through an intermediate image.
+/// `fast_image_resize` makes the vertical pass first, through an
+/// intermediate of the window's width (with the filter's reach) by the
+/// input height: for a window far wider than tall, such as a stretched
+/// 2,000,000 x 1 strip, that is hundreds of millions of pixels. Then the
+/// horizontal pass runs first instead (Pillow's order), through an
+/// intermediate of the input width by the rows the vertical pass reads,
+/// so the intermediate never exceeds the smaller of the two.
+fn resize(img: &RgbImage, pre: &Preprocessing, path: &Path) -> Result<Vec<u8>, ImageError> {
+    let resize_error = |reason: String| ImageError::Resize {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let (sw, sh) = img.dimensions();
+    if sw == 0 || sh == 0 {
+        return Err(resize_error(format!("image has no pixels ({sw} x {sh})")));
+    }
+    let grey;
+    let (bytes, pixel_type) = if pre.channels == 1 {
+        grey = luma(img);
+        (grey.as_slice(), PixelType::U8)
+    } else {
+        (img.as_raw().as_slice(), PixelType::U8x3)
+    };
+    let src = ImageRef::new(sw, sh, bytes, pixel_type).map_err(|e| resize_error(e.to_string()))?;
+    let (tw, th) = (pre.width, pre.height);
+    let (left, top, width, height) = match pre.resize {
+        ResizeMode::ShorterSideCenterCrop => crop_window((sw, sh), (tw, th)),
+        ResizeMode::Stretch => (0.0, 0.0, f64::from(sw), f64::from(sh)),
+    };
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let mut resizer = Resizer::new();
+    let mut dst = Image::new(tw, th, pixel_type);
+
+    // Source rows the vertical pass reads, and the sizes of both orders'
+    // intermediates.
+    let reach = filter_reach(height, th);
+    let first_row = (top - reach).floor().max(0.0);
+    let end_row = (top + height + reach).ceil().min(f64::from(sh));
+    let rows = end_row - first_row;
+    let cols = (width + 2.0 * filter_reach(width, tw)).min(f64::from(sw));
+    let vertical_first = cols * f64::from(th);
+    let horizontal_first = f64::from(tw) * rows;
+
+    if vertical_first <= 2.0 * horizontal_first {
+        resizer
+            .resize(&src, &mut dst, &options.crop(left, top, width, height))
+            .map_err(|e| resize_error(e.to_string()))?;
+    } else {
+        // Horizontal pass over the rows the vertical pass needs; the window
+        // keeps its integer rows, so no vertical resampling happens here.
+        let mut strip = Image::new(tw, rows as u32, pixel_type);
+        resizer
+            .resize(
+                &src,
+                &mut strip,
+                &options.crop(left, first_row, width, rows),
+            )
+            .map_err(|e| resize_error(e.to_string()))?;
+        // Vertical pass: the same window, in the strip's rows. Every row
+        // the filter reads is in the strip, and the strip's edges are the
+        // image's edges wherever the filter reaches them, so the result is
+        // that of one two-pass resize of the whole image.
+        let top_in_strip = (top - first_row).max(0.0);
+        let height_in_strip = height.min(rows - top_in_strip);
+        resizer
+            .resize(
+                &strip,
+                &mut dst,
+                &options.crop(0.0, top_in_strip, f64::from(tw), height_in_strip),
+            )
+            .map_err(|e| resize_error(e.to_string()))?;
+    }
+    Ok(dst.into_vec())
+}
+
+/// Resizes, crops and normalises `img` into a flat tensor of
+/// `pre.tensor_len()` values in `pre.layout` order (raw 0–255 values for
+/// `InputValues::Raw`). `path` only names the image in errors.
 pub fn preprocess(
     img: &RgbImage,
     pre: &Preprocessing,
@@ -104,41 +262,37 @@ pub fn preprocess(
         path: path.to_path_buf(),
         reason,
     };
-    let (tw, th) = (pre.width, pre.height);
-    let (rw, rh) = match pre.resize {
-        ResizeMode::ShorterSideCenterCrop => cover_size(img.dimensions(), (tw, th)),
-        ResizeMode::Stretch => (tw, th),
+    let (w, h) = (pre.width, pre.height);
+    if !(1..=MAX_INPUT_SIDE).contains(&w) || !(1..=MAX_INPUT_SIDE).contains(&h) {
+        return Err(resize_error(format!(
+            "input size {h} x {w} is outside 1 to {MAX_INPUT_SIDE} pixels per side"
+        )));
+    }
+    if pre.channels != 1 && pre.channels != 3 {
+        return Err(resize_error(format!(
+            "{} input channels; only 1 (grey) or 3 (RGB) are supported",
+            pre.channels
+        )));
+    }
+    let pixels = resize(img, pre, path)?;
+    let channels = pre.channels as usize;
+    let (w, h) = (w as usize, h as usize);
+    let (scale, offset): ([f32; 3], [f32; 3]) = match pre.values {
+        InputValues::Normalised => (pre.std.map(|s| 1.0 / s), pre.mean),
+        InputValues::Raw => ([1.0; 3], [0.0; 3]),
     };
-    let src = Image::from_vec_u8(
-        img.width(),
-        img.height(),
-        img.as_raw().clone(),
-        PixelType::U8x3,
-    )
-    .map_err(|e| resize_error(e.to_string()))?;
-    let mut resized = Image::new(rw, rh, PixelType::U8x3);
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
-    Resizer::new()
-        .resize(&src, &mut resized, &options)
-        .map_err(|e| resize_error(e.to_string()))?;
-
-    let left = ((rw - tw) / 2) as usize;
-    let top = ((rh - th) / 2) as usize;
-    let row_stride = rw as usize * 3;
-    let pixels = resized.buffer();
-    let (w, h) = (tw as usize, th as usize);
-    let inv_std = pre.std.map(|s| 1.0 / s);
     let mut out = vec![0f32; pre.tensor_len()];
-    for y in 0..h {
-        let row = &pixels[(top + y) * row_stride + left * 3..][..w * 3];
-        for (x, px) in row.chunks_exact(3).enumerate() {
-            for c in 0..3 {
-                let v = (f32::from(px[c]) - pre.mean[c]) * inv_std[c];
-                let index = match pre.layout {
-                    Layout::Nchw => c * h * w + y * w + x,
-                    Layout::Nhwc => (y * w + x) * 3 + c,
-                };
-                out[index] = v;
+    match pre.layout {
+        Layout::Nhwc => {
+            for (o, (px, c)) in out.iter_mut().zip(pixels.iter().zip((0..channels).cycle())) {
+                *o = (f32::from(*px) - offset[c]) * scale[c];
+            }
+        }
+        Layout::Nchw => {
+            for (i, px) in pixels.chunks_exact(channels).enumerate() {
+                for (c, v) in px.iter().enumerate() {
+                    out[c * h * w + i] = (f32::from(*v) - offset[c]) * scale[c];
+                }
             }
         }
     }
@@ -155,6 +309,145 @@ mod tests {
         assert_eq!(cover_size((640, 480), (224, 224)), (299, 224));
         assert_eq!(cover_size((480, 640), (224, 224)), (224, 299));
         assert_eq!(cover_size((100, 50), (224, 224)), (448, 224));
+        assert_eq!(cover_size((1, 2_000_000), (224, 224)), (224, 448_000_000));
+    }
+
+    /// A deterministic image with detail at every scale (a smooth
+    /// gradient plus pseudo-random noise).
+    fn textured(w: u32, h: u32) -> RgbImage {
+        let mut state = 0x2545_f491_u32 ^ (w * 7919 + h);
+        RgbImage::from_fn(w, h, |x, y| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            let n = (state >> 24) as u8;
+            ::image::Rgb([
+                ((x * 255) / w.max(1)) as u8 ^ (n & 0x3f),
+                ((y * 255) / h.max(1)) as u8,
+                n,
+            ])
+        })
+    }
+
+    /// The reference: resize the whole image to the cover size, then crop
+    /// the centre (what `torchvision.transforms.Resize` + `CenterCrop`
+    /// do).
+    fn resize_then_crop(img: &RgbImage, target: (u32, u32)) -> Vec<u8> {
+        let (rw, rh) = cover_size(img.dimensions(), target);
+        let (rw, rh) = (rw as u32, rh as u32);
+        let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
+        let mut resized = Image::new(rw, rh, PixelType::U8x3);
+        let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+        Resizer::new().resize(&src, &mut resized, &options).unwrap();
+        let (left, top) = (
+            ((rw - target.0) / 2) as usize,
+            ((rh - target.1) / 2) as usize,
+        );
+        let stride = rw as usize * 3;
+        let mut out = Vec::new();
+        for y in 0..target.1 as usize {
+            let row = &resized.buffer()[(top + y) * stride + left * 3..][..target.0 as usize * 3];
+            out.extend_from_slice(row);
+        }
+        out
+    }
+
+    #[test]
+    fn cropped_resize_equals_resize_then_crop() {
+        let cases = [
+            ((640, 480), (224, 224)),
+            ((480, 640), (224, 224)),
+            ((500, 333), (224, 224)),
+            ((333, 500), (224, 224)),
+            ((100, 50), (224, 224)),
+            ((50, 100), (224, 224)),
+            ((224, 224), (224, 224)),
+            ((1000, 999), (224, 224)),
+            ((640, 480), (240, 320)),
+            ((257, 1031), (224, 160)),
+        ];
+        for (src, target) in cases {
+            let img = textured(src.0, src.1);
+            let pre = Preprocessing {
+                width: target.0,
+                height: target.1,
+                ..Preprocessing::default()
+            };
+            let ours = resize(&img, &pre, Path::new("x.png")).unwrap();
+            let reference = resize_then_crop(&img, target);
+            assert_eq!(ours.len(), reference.len());
+            let worst = ours
+                .iter()
+                .zip(&reference)
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            let differing = ours.iter().zip(&reference).filter(|(a, b)| a != b).count();
+            assert!(
+                worst <= 1 && differing * 1000 <= ours.len(),
+                "{src:?} -> {target:?}: {differing} values differ, by up to {worst}"
+            );
+        }
+    }
+
+    #[test]
+    fn horizontal_first_agrees_with_the_whole_image_resize() {
+        // Wide, short images stretched to a tall input take the
+        // horizontal-first path; compare with one whole-image resize.
+        for (w, h, tw, th) in [
+            (4000, 3, 224, 224),
+            (3000, 40, 64, 200),
+            (5000, 7, 300, 100),
+        ] {
+            let img = textured(w, h);
+            let pre = Preprocessing {
+                width: tw,
+                height: th,
+                resize: ResizeMode::Stretch,
+                ..Preprocessing::default()
+            };
+            let ours = resize(&img, &pre, Path::new("x.png")).unwrap();
+            let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3).unwrap();
+            let mut reference = Image::new(tw, th, PixelType::U8x3);
+            let options =
+                ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+            Resizer::new()
+                .resize(&src, &mut reference, &options)
+                .unwrap();
+            let worst = ours
+                .iter()
+                .zip(reference.buffer())
+                .map(|(a, b)| a.abs_diff(*b))
+                .max()
+                .unwrap();
+            assert!(worst <= 1, "{w} x {h} -> {tw} x {th}: differs by {worst}");
+        }
+    }
+
+    #[test]
+    fn extreme_aspect_ratios_stay_small() {
+        // Each image is a few MB; the whole-image resize would need
+        // hundreds of GB for the first two.
+        for (w, h) in [(1, 2_000_000), (2_000_000, 1), (1, 100_000), (100_000, 1)] {
+            let img = RgbImage::from_pixel(w, h, ::image::Rgb([200, 100, 50]));
+            for resize in [ResizeMode::ShorterSideCenterCrop, ResizeMode::Stretch] {
+                let pre = Preprocessing {
+                    resize,
+                    mean: [0.0; 3],
+                    std: [1.0; 3],
+                    ..Preprocessing::default()
+                };
+                let started = std::time::Instant::now();
+                let t = preprocess(&img, &pre, Path::new("strip.png")).unwrap();
+                assert_eq!(t.len(), 3 * 224 * 224);
+                assert_eq!((t[0], t[224 * 224], t[2 * 224 * 224]), (200.0, 100.0, 50.0));
+                assert!(
+                    started.elapsed().as_secs() < 20,
+                    "{w} x {h} took {:?}",
+                    started.elapsed()
+                );
+            }
+        }
     }
 
     #[test]
@@ -179,8 +472,85 @@ mod tests {
             std: [1.0; 3],
             resize: ResizeMode::Stretch,
             layout: Layout::Nhwc,
+            ..Preprocessing::default()
         };
         let t = preprocess(&img, &pre, Path::new("x.png")).unwrap();
         assert_eq!(&t[..6], &[1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn raw_values_skip_mean_and_std() {
+        let img = RgbImage::from_pixel(30, 20, ::image::Rgb([255, 7, 0]));
+        let pre = Preprocessing {
+            height: 8,
+            width: 8,
+            values: InputValues::Raw,
+            ..Preprocessing::default()
+        };
+        let t = preprocess(&img, &pre, Path::new("x.png")).unwrap();
+        assert_eq!((t[0], t[64], t[128]), (255.0, 7.0, 0.0));
+    }
+
+    #[test]
+    fn grey_input_uses_pillow_luma() {
+        // Pillow: Image.new("RGB", (1, 1), c).convert("L").getpixel((0, 0))
+        let cases = [
+            ([255, 0, 0], 76),
+            ([0, 255, 0], 150),
+            ([0, 0, 255], 29),
+            ([255, 255, 255], 255),
+            ([10, 20, 30], 18),
+            ([128, 128, 128], 128),
+        ];
+        for (rgb, expected) in cases {
+            let img = RgbImage::from_pixel(1, 1, ::image::Rgb(rgb));
+            assert_eq!(luma(&img), vec![expected], "{rgb:?}");
+        }
+        let img = RgbImage::from_pixel(40, 30, ::image::Rgb([10, 20, 30]));
+        for layout in [Layout::Nchw, Layout::Nhwc] {
+            let pre = Preprocessing {
+                height: 5,
+                width: 6,
+                channels: 1,
+                mean: [2.0, 100.0, 100.0],
+                std: [4.0, 1.0, 1.0],
+                layout,
+                ..Preprocessing::default()
+            };
+            assert_eq!(pre.tensor_len(), 30);
+            let t = preprocess(&img, &pre, Path::new("x.png")).unwrap();
+            assert_eq!(t, vec![4.0; 30]);
+        }
+        let shape = |layout| {
+            Preprocessing {
+                channels: 1,
+                layout,
+                ..Preprocessing::default()
+            }
+            .shape()
+        };
+        assert_eq!(shape(Layout::Nchw), [1, 224, 224]);
+        assert_eq!(shape(Layout::Nhwc), [224, 224, 1]);
+    }
+
+    #[test]
+    fn oversized_or_odd_inputs_are_errors() {
+        let img = RgbImage::from_pixel(4, 4, ::image::Rgb([0, 0, 0]));
+        let big = Preprocessing {
+            width: MAX_INPUT_SIDE + 1,
+            ..Preprocessing::default()
+        };
+        let err = preprocess(&img, &big, Path::new("a.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("a.png") && err.contains("4097"), "{err}");
+        let two = Preprocessing {
+            channels: 2,
+            ..Preprocessing::default()
+        };
+        let err = preprocess(&img, &two, Path::new("a.png"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("2 input channels"), "{err}");
     }
 }

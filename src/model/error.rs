@@ -15,6 +15,33 @@ pub enum ModelError {
     /// The model has an input we cannot feed with one RGB image.
     #[error("model '{path}' has an unsupported input: {reason}")]
     UnsupportedInput { path: PathBuf, reason: String },
+    /// A `layercorr.*` metadata value that cannot be used.
+    #[error("model '{path}' has invalid metadata layercorr.{key} = '{value}': {reason}")]
+    Metadata {
+        path: PathBuf,
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// The declared input is not something one image can fill.
+    #[error("model '{path}' declares input {declared}, which layercorr cannot feed: {reason}; layercorr feeds images as [N,C,H,W] or [N,H,W,C] with C = 1 or 3")]
+    NotAnImage {
+        path: PathBuf,
+        declared: String,
+        reason: String,
+    },
+    /// The declared input is an image larger than one input may be.
+    #[error("model '{path}' declares input {declared} of {height} x {width} pixels, above the limit of {limit} pixels per side")]
+    InputTooLarge {
+        path: PathBuf,
+        declared: String,
+        height: i64,
+        width: i64,
+        limit: u32,
+    },
+    /// The declared input element type is not one images can become.
+    #[error("model '{path}' declares a {datum_type} input; layercorr feeds float32, float16, float64 or uint8 images")]
+    InputType { path: PathBuf, datum_type: String },
     /// tract could not type or optimise the model for the requested layers.
     #[error("cannot prepare model '{path}' for layers [{layers}]: {reason}")]
     Prepare {

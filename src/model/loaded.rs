@@ -9,12 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
+use tract_onnx::model::ParseResult;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::metadata::preprocessing_from_props;
+use super::metadata::{preprocessing_from_props, DeclaredInput};
 use super::ModelError;
-use crate::image::{Layout, Preprocessing};
+use crate::image::Preprocessing;
 
 /// The pseudo-layer holding the preprocessed input pixels.
 pub const INPUT_LAYER: &str = "input";
@@ -42,6 +43,10 @@ pub struct LoadedModel {
     pub path: PathBuf,
     /// How images become its input tensor.
     pub preprocessing: Preprocessing,
+    /// The element type of its input (`F32` unless the graph declares
+    /// `F16`, `F64` or `U8`); the `f32` values from preprocessing are cast
+    /// to it.
+    pub input_type: DatumType,
     /// Capturable layers in topological order, `input` first.
     pub layers: Vec<LayerInfo>,
     /// Names of the graph's outputs (what `nn_activations` without a layer
@@ -50,49 +55,71 @@ pub struct LoadedModel {
     pub(crate) inference: InferenceModel,
 }
 
-fn declared_input(fact: &InferenceFact) -> Option<(u32, u32, Layout)> {
-    let dims: Vec<Option<i64>> = fact
-        .shape
-        .dims()
-        .map(|d| d.concretize().and_then(|d| d.as_i64()))
-        .collect();
-    let positive = |d: Option<i64>| d.filter(|v| *v > 0).map(|v| v as u32);
-    match dims.as_slice() {
-        [_, Some(3), h, w] => Some((positive(*h)?, positive(*w)?, Layout::Nchw)),
-        [_, h, w, Some(3)] => Some((positive(*h)?, positive(*w)?, Layout::Nhwc)),
-        _ => None,
+/// What the graph declares about its input: the dimensions when the rank
+/// is known, and the element type.
+fn declared_input(fact: &InferenceFact) -> DeclaredInput {
+    let dims = (!fact.shape.is_open()).then(|| {
+        fact.shape
+            .dims()
+            .map(|d| d.concretize().and_then(|d| d.as_i64()))
+            .collect()
+    });
+    DeclaredInput {
+        dims,
+        datum_type: fact.datum_type.concretize(),
     }
 }
 
 impl LoadedModel {
-    /// Parses `path` and lists its layers.
+    /// Parses the model file at `path` and lists its layers.
     pub fn load(path: &Path) -> Result<LoadedModel, ModelError> {
+        let open_error = |reason: String| ModelError::Open {
+            path: path.to_path_buf(),
+            reason,
+        };
         match std::fs::metadata(path) {
             Ok(meta) if meta.is_file() => {}
-            Ok(_) => {
-                return Err(ModelError::Open {
-                    path: path.to_path_buf(),
-                    reason: "not a regular file".into(),
-                })
-            }
-            Err(e) => {
-                return Err(ModelError::Open {
-                    path: path.to_path_buf(),
-                    reason: e.to_string(),
-                })
-            }
+            Ok(_) => return Err(open_error("not a regular file".into())),
+            Err(e) => return Err(open_error(e.to_string())),
         }
+        let bytes = std::fs::read(path).map_err(|e| open_error(e.to_string()))?;
+        LoadedModel::from_bytes(&bytes, path)
+    }
+
+    /// Parses an ONNX model held in `bytes` and lists its layers. `path`
+    /// names the model in errors and becomes [`LoadedModel::path`].
+    pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<LoadedModel, ModelError> {
+        let not_onnx = |reason: String| ModelError::NotOnnx {
+            path: path.to_path_buf(),
+            reason,
+        };
         // Intermediate shapes stored in the file (value_info, output shapes)
         // often carry a symbolic batch; we fix the batch ourselves, so they
         // are ignored and tract infers every shape from the input.
-        let inference = tract_onnx::onnx()
+        let onnx = tract_onnx::onnx()
             .with_ignore_value_info(true)
-            .with_ignore_output_shapes(true)
-            .model_for_path(path)
-            .map_err(|e| ModelError::NotOnnx {
-                path: path.to_path_buf(),
-                reason: format!("{e}"),
-            })?;
+            .with_ignore_output_shapes(true);
+        let proto = onnx
+            .proto_model_for_read(&mut std::io::Cursor::new(bytes))
+            .map_err(|e| not_onnx(format!("{e}")))?;
+        // What `model_for_read` does, plus the model's folder, where tensors
+        // stored as ONNX external data are looked up (as `model_for_path`
+        // does).
+        let folder = path.parent().and_then(Path::to_str);
+        let ParseResult {
+            model: inference,
+            unresolved_inputs,
+            ..
+        } = onnx
+            .parse(&proto, folder)
+            .map_err(|e| not_onnx(format!("{e:#}")))?;
+        drop(proto);
+        if !unresolved_inputs.is_empty() {
+            return Err(not_onnx(format!(
+                "could not resolve inputs at top level: {}",
+                unresolved_inputs.join(", ")
+            )));
+        }
         let unsupported = |reason: String| ModelError::UnsupportedInput {
             path: path.to_path_buf(),
             reason,
@@ -106,8 +133,12 @@ impl LoadedModel {
                 inputs.len()
             )));
         }
-        let declared = inference.input_fact(0).ok().and_then(declared_input);
-        let preprocessing = preprocessing_from_props(path, &inference.properties, declared)?;
+        let declared = inference
+            .input_fact(0)
+            .map(declared_input)
+            .unwrap_or_default();
+        let preprocessing = preprocessing_from_props(path, &inference.properties, &declared)?;
+        let input_type = declared.datum_type.unwrap_or(DatumType::F32);
         let outputs = inference
             .output_outlets()
             .map_err(|e| unsupported(e.to_string()))?
@@ -122,6 +153,7 @@ impl LoadedModel {
         let mut model = LoadedModel {
             path: path.to_path_buf(),
             preprocessing,
+            input_type,
             layers: Vec::new(),
             outputs,
             inference,
@@ -141,7 +173,7 @@ impl LoadedModel {
         shape.extend(self.preprocessing.shape());
         let mut model = self.inference.clone();
         model
-            .set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
+            .set_input_fact(0, InferenceFact::dt_shape(self.input_type, shape))
             .map_err(|e| ModelError::UnsupportedInput {
                 path: self.path.clone(),
                 reason: e.to_string(),
@@ -231,5 +263,191 @@ impl LoadedModel {
             }
         }
         Ok(layers)
+    }
+}
+
+/// Tiny ONNX models written byte by byte (protobuf wire format), so that
+/// tests need no model files: input `x` -> `Cast(to = float)` -> `Relu`
+/// -> output `y`.
+#[cfg(test)]
+pub(crate) mod tiny_onnx {
+    /// ONNX `TensorProto.DataType` codes used in tests.
+    pub const FLOAT: u64 = 1;
+    pub const UINT8: u64 = 2;
+    pub const INT64: u64 = 7;
+
+    /// One input dimension: a size or a symbol.
+    pub enum Dim {
+        Value(u64),
+        Param(&'static str),
+    }
+
+    fn varint(out: &mut Vec<u8>, mut v: u64) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    fn int_field(out: &mut Vec<u8>, field: u64, v: u64) {
+        varint(out, field << 3);
+        varint(out, v);
+    }
+
+    fn bytes_field(out: &mut Vec<u8>, field: u64, bytes: &[u8]) {
+        varint(out, (field << 3) | 2);
+        varint(out, bytes.len() as u64);
+        out.extend_from_slice(bytes);
+    }
+
+    fn value_info(name: &str, elem_type: u64, dims: Option<&[Dim]>) -> Vec<u8> {
+        let mut tensor = Vec::new();
+        int_field(&mut tensor, 1, elem_type);
+        if let Some(dims) = dims {
+            let mut shape = Vec::new();
+            for d in dims {
+                let mut dim = Vec::new();
+                match d {
+                    Dim::Value(v) => int_field(&mut dim, 1, *v),
+                    Dim::Param(p) => bytes_field(&mut dim, 2, p.as_bytes()),
+                }
+                bytes_field(&mut shape, 1, &dim);
+            }
+            bytes_field(&mut tensor, 2, &shape);
+        }
+        let mut ty = Vec::new();
+        bytes_field(&mut ty, 1, &tensor);
+        let mut info = Vec::new();
+        bytes_field(&mut info, 1, name.as_bytes());
+        bytes_field(&mut info, 2, &ty);
+        info
+    }
+
+    fn node(op: &str, input: &str, output: &str, cast_to: Option<u64>) -> Vec<u8> {
+        let mut node = Vec::new();
+        bytes_field(&mut node, 1, input.as_bytes());
+        bytes_field(&mut node, 2, output.as_bytes());
+        bytes_field(&mut node, 3, output.as_bytes());
+        bytes_field(&mut node, 4, op.as_bytes());
+        if let Some(to) = cast_to {
+            let mut attr = Vec::new();
+            bytes_field(&mut attr, 1, b"to");
+            int_field(&mut attr, 3, to);
+            int_field(&mut attr, 20, 2); // AttributeProto.INT
+            bytes_field(&mut node, 5, &attr);
+        }
+        node
+    }
+
+    /// The serialised model with input `x` of `elem_type` and `dims`, and
+    /// `metadata` as `metadata_props`.
+    pub fn model(elem_type: u64, dims: &[Dim], metadata: &[(&str, &str)]) -> Vec<u8> {
+        let mut graph = Vec::new();
+        bytes_field(&mut graph, 1, &node("Cast", "x", "xf", Some(FLOAT)));
+        bytes_field(&mut graph, 1, &node("Relu", "xf", "y", None));
+        bytes_field(&mut graph, 2, b"tiny");
+        bytes_field(&mut graph, 11, &value_info("x", elem_type, Some(dims)));
+        bytes_field(&mut graph, 12, &value_info("y", FLOAT, None));
+        let mut opset = Vec::new();
+        bytes_field(&mut opset, 1, b"");
+        int_field(&mut opset, 2, 13);
+        let mut model = Vec::new();
+        int_field(&mut model, 1, 8); // ir_version
+        bytes_field(&mut model, 8, &opset);
+        bytes_field(&mut model, 7, &graph);
+        for (key, value) in metadata {
+            let mut entry = Vec::new();
+            bytes_field(&mut entry, 1, key.as_bytes());
+            bytes_field(&mut entry, 2, value.as_bytes());
+            bytes_field(&mut model, 14, &entry);
+        }
+        model
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tiny_onnx::{model, Dim, FLOAT, INT64, UINT8};
+    use super::*;
+    use crate::image::{InputValues, Layout};
+
+    fn load(bytes: &[u8]) -> Result<LoadedModel, String> {
+        LoadedModel::from_bytes(bytes, Path::new("mem/tiny.onnx")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn reads_a_model_from_bytes() {
+        let dims = [Dim::Param("N"), Dim::Value(3), Dim::Value(8), Dim::Value(6)];
+        let m = load(&model(FLOAT, &dims, &[("layercorr.mean", "1,2,3")])).unwrap();
+        assert_eq!(m.path, Path::new("mem/tiny.onnx"));
+        assert_eq!(m.input_type, DatumType::F32);
+        let pre = &m.preprocessing;
+        assert_eq!((pre.channels, pre.height, pre.width), (3, 8, 6));
+        assert_eq!(pre.mean, [1.0, 2.0, 3.0]);
+        assert_eq!(m.outputs, vec!["y".to_string()]);
+        let y = m.layer("y").unwrap();
+        assert_eq!(y.shape, vec![3, 8, 6]);
+        assert_eq!(m.layer(INPUT_LAYER).unwrap().shape, vec![3, 8, 6]);
+    }
+
+    #[test]
+    fn uint8_and_grey_inputs_are_recognised() {
+        let dims = [Dim::Value(1), Dim::Value(5), Dim::Value(4), Dim::Value(1)];
+        let m = load(&model(UINT8, &dims, &[])).unwrap();
+        assert_eq!(m.input_type, DatumType::U8);
+        let pre = &m.preprocessing;
+        assert_eq!(pre.values, InputValues::Raw);
+        assert_eq!((pre.channels, pre.layout), (1, Layout::Nhwc));
+        assert_eq!(m.layer(INPUT_LAYER).unwrap().shape, vec![5, 4, 1]);
+    }
+
+    #[test]
+    fn bad_models_are_named_errors() {
+        let e = load(b"certainly not protobuf").unwrap_err();
+        assert!(
+            e.starts_with("model 'mem/tiny.onnx' is not a valid ONNX model"),
+            "{e}"
+        );
+
+        let vector = model(FLOAT, &[Dim::Value(1), Dim::Value(10)], &[]);
+        let e = load(&vector).unwrap_err();
+        assert!(
+            e.contains("declares input [1,10]") && e.contains("[N,C,H,W]"),
+            "{e}"
+        );
+
+        let four = [Dim::Value(1), Dim::Value(4), Dim::Value(8), Dim::Value(8)];
+        let e = load(&model(FLOAT, &four, &[])).unwrap_err();
+        assert!(e.contains("[1,4,8,8]") && e.contains("4 entries"), "{e}");
+
+        let ints = [Dim::Value(1), Dim::Value(3), Dim::Value(8), Dim::Value(8)];
+        let e = load(&model(INT64, &ints, &[])).unwrap_err();
+        assert!(e.contains("I64 input"), "{e}");
+
+        let symbolic = [
+            Dim::Param("N"),
+            Dim::Value(3),
+            Dim::Param("H"),
+            Dim::Param("W"),
+        ];
+        let e = load(&model(
+            FLOAT,
+            &symbolic,
+            &[("layercorr.input_size", "100000")],
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("input_size = '100000'") && e.contains("4096"),
+            "{e}"
+        );
+
+        let e = LoadedModel::load(Path::new("/nonexistent/m.onnx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot open model '/nonexistent/m.onnx'"),
+            "{e}"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! Preprocessing declared in an ONNX file's `metadata_props`.
+//! Preprocessing declared in an ONNX file's `metadata_props` and its
+//! input's declared type and shape.
 //!
 //! A model states how its input is made with keys prefixed `layercorr.`:
 //! `input_size` ("224" or "240x320" as HxW), `mean` and `std` ("r,g,b" on
@@ -6,17 +7,56 @@
 //! `stretch`), `layout` (`NCHW` or `NHWC`). Our converter writes them;
 //! `scripts/set_preprocessing.py` stamps them on any ONNX file. Missing keys
 //! fall back to the declared input shape, then to the demo model's values.
+//!
+//! The declared input decides what an image becomes: its channel axis (1:
+//! grey, 3: RGB) and layout, its size when no key gives one, and its element
+//! type (`uint8` inputs take raw 0–255 pixels, float inputs normalised
+//! values). A declared input that no image can fill (a vector, four
+//! channels, an unsupported type, a side above [`MAX_INPUT_SIDE`]) is a
+//! named error here rather than a shape error from tract later; a symbolic
+//! or unknown shape is accepted and filled from the keys and defaults.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use tract_onnx::prelude::Tensor;
+use tract_onnx::prelude::{DatumType, Tensor};
 
 use super::ModelError;
-use crate::image::{Layout, Preprocessing, ResizeMode};
+use crate::image::{InputValues, Layout, Preprocessing, ResizeMode, MAX_INPUT_SIDE};
 
 const PREFIX: &str = "onnx.metadata_props.layercorr.";
+
+/// The valid values of `layercorr.resize`.
+const RESIZE_NAMES: &str = "shorter_side_then_center_crop, stretch";
+/// The valid values of `layercorr.layout`.
+const LAYOUT_NAMES: &str = "NCHW, NHWC";
+
+/// What the graph declares about its single input.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DeclaredInput {
+    /// The dimensions, `None` where symbolic or unknown; `None` as a whole
+    /// when even the rank is unknown.
+    pub dims: Option<Vec<Option<i64>>>,
+    /// The element type, if declared.
+    pub datum_type: Option<DatumType>,
+}
+
+impl DeclaredInput {
+    /// The declared shape as text, `?` for an unknown dimension.
+    fn shape_text(&self) -> String {
+        match &self.dims {
+            None => "[?]".to_string(),
+            Some(dims) => {
+                let dims: Vec<String> = dims
+                    .iter()
+                    .map(|d| d.map_or("?".to_string(), |v| v.to_string()))
+                    .collect();
+                format!("[{}]", dims.join(","))
+            }
+        }
+    }
+}
 
 fn prop(props: &HashMap<String, Arc<Tensor>>, key: &str) -> Option<String> {
     props.get(&format!("{PREFIX}{key}")).and_then(|t| {
@@ -28,78 +68,381 @@ fn prop(props: &HashMap<String, Arc<Tensor>>, key: &str) -> Option<String> {
     })
 }
 
-fn triple(path: &Path, key: &str, text: &str) -> Result<[f32; 3], ModelError> {
-    let bad = || ModelError::UnsupportedInput {
+fn metadata_error(path: &Path, key: &str, value: &str, reason: impl Into<String>) -> ModelError {
+    ModelError::Metadata {
         path: path.to_path_buf(),
-        reason: format!("metadata layercorr.{key} = '{text}' is not three numbers"),
-    };
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+/// Parses "r,g,b" (or one value for all three), each finite.
+fn triple(path: &Path, key: &str, text: &str) -> Result<[f32; 3], ModelError> {
+    let bad = || metadata_error(path, key, text, "not three numbers");
     let values: Vec<f32> = text
         .split(',')
         .map(|v| v.trim().parse::<f32>())
         .collect::<Result<_, _>>()
         .map_err(|_| bad())?;
-    match values.as_slice() {
-        [a, b, c] => Ok([*a, *b, *c]),
-        [a] => Ok([*a; 3]),
-        _ => Err(bad()),
+    let values = match values.as_slice() {
+        [a, b, c] => [*a, *b, *c],
+        [a] => [*a; 3],
+        _ => return Err(bad()),
+    };
+    if values.iter().any(|v| v.is_nan()) {
+        return Err(metadata_error(path, key, text, "has a NaN value"));
+    }
+    if values.iter().any(|v| v.is_infinite()) {
+        return Err(metadata_error(path, key, text, "has an infinite value"));
+    }
+    Ok(values)
+}
+
+/// Parses `layercorr.input_size`: "224" or "HxW", each side 1 to
+/// [`MAX_INPUT_SIDE`].
+fn input_size(path: &Path, text: &str) -> Result<(u32, u32), ModelError> {
+    let bad = || {
+        metadata_error(
+            path,
+            "input_size",
+            text,
+            "not a size (a number of pixels such as 224, or HxW such as 240x320)",
+        )
+    };
+    let parse = |s: &str| s.trim().parse::<u64>().ok().filter(|v| *v > 0);
+    let (h, w) = match text.split_once(['x', 'X']) {
+        Some((h, w)) => (parse(h), parse(w)),
+        None => (parse(text), parse(text)),
+    };
+    let (Some(h), Some(w)) = (h, w) else {
+        return Err(bad());
+    };
+    let limit = u64::from(MAX_INPUT_SIDE);
+    if h > limit || w > limit {
+        return Err(metadata_error(
+            path,
+            "input_size",
+            text,
+            format!("above the limit of {MAX_INPUT_SIDE} pixels per side"),
+        ));
+    }
+    Ok((h as u32, w as u32))
+}
+
+/// The values an input of element type `datum_type` takes, or an error
+/// for types images cannot become.
+fn input_values(path: &Path, datum_type: Option<DatumType>) -> Result<InputValues, ModelError> {
+    match datum_type {
+        None | Some(DatumType::F32 | DatumType::F16 | DatumType::F64) => {
+            Ok(InputValues::Normalised)
+        }
+        Some(DatumType::U8) => Ok(InputValues::Raw),
+        Some(other) => Err(ModelError::InputType {
+            path: path.to_path_buf(),
+            datum_type: format!("{other:?}"),
+        }),
     }
 }
 
-/// Builds the preprocessing of a model from its metadata, with `declared`
-/// the (height, width, layout) read from the input's declared shape if any.
+/// The layout the declared shape implies: the axis holding 1 or 3
+/// (channels first preferred); `None` when the shape does not tell.
+fn declared_layout(dims: &[Option<i64>]) -> Option<Layout> {
+    let is_channels = |d: Option<i64>| matches!(d, Some(1 | 3));
+    match dims {
+        [_, c, _, _] if is_channels(*c) => Some(Layout::Nchw),
+        [_, _, _, c] if is_channels(*c) => Some(Layout::Nhwc),
+        _ => None,
+    }
+}
+
+/// Builds the preprocessing of a model from its metadata and its declared
+/// input (shape and element type).
 pub fn preprocessing_from_props(
     path: &Path,
     props: &HashMap<String, Arc<Tensor>>,
-    declared: Option<(u32, u32, Layout)>,
+    declared: &DeclaredInput,
 ) -> Result<Preprocessing, ModelError> {
-    let mut pre = Preprocessing::default();
-    if let Some((h, w, layout)) = declared {
-        pre.height = h;
-        pre.width = w;
+    let mut pre = Preprocessing {
+        values: input_values(path, declared.datum_type)?,
+        ..Preprocessing::default()
+    };
+    let not_an_image = |reason: String| ModelError::NotAnImage {
+        path: path.to_path_buf(),
+        declared: declared.shape_text(),
+        reason,
+    };
+
+    let dims = match &declared.dims {
+        Some(dims) if dims.len() != 4 => {
+            return Err(not_an_image(format!(
+                "{} dimensions instead of 4",
+                dims.len()
+            )))
+        }
+        Some(dims) => Some(dims.as_slice()),
+        None => None,
+    };
+    let layout_key = prop(props, "layout");
+    if let Some(layout) = &layout_key {
+        pre.layout = match layout.trim().to_ascii_uppercase().as_str() {
+            "NCHW" => Layout::Nchw,
+            "NHWC" => Layout::Nhwc,
+            _ => {
+                return Err(metadata_error(
+                    path,
+                    "layout",
+                    layout,
+                    format!("valid: {LAYOUT_NAMES}"),
+                ))
+            }
+        };
+    } else if let Some(layout) = dims.and_then(declared_layout) {
         pre.layout = layout;
     }
-    if let Some(size) = prop(props, "input_size") {
-        let parse = |s: &str| s.trim().parse::<u32>().ok().filter(|v| *v > 0);
-        let (h, w) = match size.split_once(['x', 'X']) {
-            Some((h, w)) => (parse(h), parse(w)),
-            None => (parse(&size), parse(&size)),
+
+    if let Some(dims) = dims {
+        let (c, h, w) = match pre.layout {
+            Layout::Nchw => (dims[1], dims[2], dims[3]),
+            Layout::Nhwc => (dims[3], dims[1], dims[2]),
         };
-        match (h, w) {
-            (Some(h), Some(w)) => {
-                pre.height = h;
-                pre.width = w;
+        match c {
+            Some(c @ (1 | 3)) => pre.channels = c as u32,
+            Some(c) => {
+                let axis = match (&layout_key, pre.layout) {
+                    (Some(key), _) => format!("with layercorr.layout = '{key}' the channel axis"),
+                    (None, Layout::Nchw) => "the channel axis (NCHW)".to_string(),
+                    (None, Layout::Nhwc) => "the channel axis (NHWC)".to_string(),
+                };
+                return Err(not_an_image(format!("{axis} has {c} entries")));
             }
-            _ => {
-                return Err(ModelError::UnsupportedInput {
+            None => {}
+        }
+        let limit = i64::from(MAX_INPUT_SIDE);
+        if let (Some(h), Some(w)) = (h, w) {
+            if h > limit || w > limit {
+                return Err(ModelError::InputTooLarge {
                     path: path.to_path_buf(),
-                    reason: format!("metadata layercorr.input_size = '{size}' is not a size"),
-                })
+                    declared: declared.shape_text(),
+                    height: h,
+                    width: w,
+                    limit: MAX_INPUT_SIDE,
+                });
+            }
+            if h > 0 && w > 0 {
+                pre.height = h as u32;
+                pre.width = w as u32;
             }
         }
+    }
+
+    if let Some(size) = prop(props, "input_size") {
+        (pre.height, pre.width) = input_size(path, &size)?;
     }
     if let Some(mean) = prop(props, "mean") {
         pre.mean = triple(path, "mean", &mean)?;
     }
     if let Some(std) = prop(props, "std") {
         pre.std = triple(path, "std", &std)?;
-        if pre.std.iter().any(|s| *s == 0.0 || !s.is_finite()) {
-            return Err(ModelError::UnsupportedInput {
-                path: path.to_path_buf(),
-                reason: format!("metadata layercorr.std = '{std}' has a zero"),
-            });
+        if pre.std.contains(&0.0) {
+            return Err(metadata_error(path, "std", &std, "has a zero"));
+        }
+        if pre.std.iter().any(|s| *s < 0.0) {
+            return Err(metadata_error(path, "std", &std, "has a negative value"));
         }
     }
     if let Some(resize) = prop(props, "resize") {
-        pre.resize = match resize.to_ascii_lowercase().as_str() {
+        pre.resize = match resize.trim().to_ascii_lowercase().as_str() {
+            "shorter_side_then_center_crop" => ResizeMode::ShorterSideCenterCrop,
             "stretch" => ResizeMode::Stretch,
-            _ => ResizeMode::ShorterSideCenterCrop,
-        };
-    }
-    if let Some(layout) = prop(props, "layout") {
-        pre.layout = match layout.to_ascii_uppercase().as_str() {
-            "NHWC" => Layout::Nhwc,
-            _ => Layout::Nchw,
+            _ => {
+                return Err(metadata_error(
+                    path,
+                    "resize",
+                    &resize,
+                    format!("valid: {RESIZE_NAMES}"),
+                ))
+            }
         };
     }
     Ok(pre)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn props(pairs: &[(&str, &str)]) -> HashMap<String, Arc<Tensor>> {
+        pairs
+            .iter()
+            .map(|(k, v)| {
+                (
+                    format!("{PREFIX}{k}"),
+                    tract_onnx::prelude::rctensor0(v.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    fn declared(dims: &[Option<i64>], datum_type: Option<DatumType>) -> DeclaredInput {
+        DeclaredInput {
+            dims: Some(dims.to_vec()),
+            datum_type,
+        }
+    }
+
+    fn build(pairs: &[(&str, &str)], input: &DeclaredInput) -> Result<Preprocessing, String> {
+        preprocessing_from_props(Path::new("m.onnx"), &props(pairs), input)
+            .map_err(|e| e.to_string())
+    }
+
+    fn err(pairs: &[(&str, &str)]) -> String {
+        build(pairs, &DeclaredInput::default()).unwrap_err()
+    }
+
+    #[test]
+    fn keys_and_declared_shape_fill_the_preprocessing() {
+        let unknown = DeclaredInput::default();
+        assert_eq!(build(&[], &unknown).unwrap(), Preprocessing::default());
+        let pre = build(
+            &[
+                ("input_size", "240x320"),
+                ("mean", "1,2,3"),
+                ("std", "4"),
+                ("resize", "stretch"),
+                ("layout", "nhwc"),
+            ],
+            &unknown,
+        )
+        .unwrap();
+        assert_eq!((pre.height, pre.width), (240, 320));
+        assert_eq!((pre.mean, pre.std), ([1.0, 2.0, 3.0], [4.0; 3]));
+        assert_eq!(
+            (pre.resize, pre.layout),
+            (ResizeMode::Stretch, Layout::Nhwc)
+        );
+
+        let nhwc = declared(&[None, Some(160), Some(128), Some(3)], None);
+        let pre = build(&[], &nhwc).unwrap();
+        assert_eq!(
+            (pre.height, pre.width, pre.layout),
+            (160, 128, Layout::Nhwc)
+        );
+        // A symbolic batch and symbolic sides keep the defaults.
+        let symbolic = declared(&[None, Some(3), None, None], Some(DatumType::F32));
+        assert_eq!(build(&[], &symbolic).unwrap(), Preprocessing::default());
+    }
+
+    #[test]
+    fn input_size_is_bounded() {
+        let e = err(&[("input_size", "100000")]);
+        assert!(
+            e.contains("'m.onnx'")
+                && e.contains("layercorr.input_size = '100000'")
+                && e.contains("4096"),
+            "{e}"
+        );
+        let e = err(&[("input_size", "224x5000")]);
+        assert!(e.contains("'224x5000'") && e.contains("4096"), "{e}");
+        let e = err(&[("input_size", "99999999999999999999999")]);
+        assert!(e.contains("not a size"), "{e}");
+        let e = err(&[("input_size", "0")]);
+        assert!(e.contains("not a size"), "{e}");
+        let pre = build(&[("input_size", "4096")], &DeclaredInput::default()).unwrap();
+        assert_eq!((pre.height, pre.width), (4096, 4096));
+
+        let huge = declared(&[Some(1), Some(3), Some(100_000), Some(224)], None);
+        let e = build(&[], &huge).unwrap_err();
+        assert_eq!(
+            e,
+            "model 'm.onnx' declares input [1,3,100000,224] of 100000 x 224 pixels, \
+             above the limit of 4096 pixels per side"
+        );
+    }
+
+    #[test]
+    fn bad_std_and_mean_say_what_is_wrong() {
+        let e = err(&[("std", "nan,1,1")]);
+        assert_eq!(
+            e,
+            "model 'm.onnx' has invalid metadata layercorr.std = 'nan,1,1': has a NaN value"
+        );
+        assert!(err(&[("std", "1,inf,1")]).contains("infinite"));
+        assert!(err(&[("std", "1,0,1")]).contains("has a zero"));
+        let e = err(&[("std", "58,-57,57")]);
+        assert!(e.contains("'58,-57,57'") && e.contains("negative"), "{e}");
+        assert!(err(&[("std", "1,2")]).contains("not three numbers"));
+        let e = err(&[("mean", "1,NaN,3")]);
+        assert!(e.contains("layercorr.mean") && e.contains("NaN"), "{e}");
+        assert!(err(&[("mean", "-inf")]).contains("infinite"));
+        // A negative mean is fine.
+        let pre = build(&[("mean", "-1")], &DeclaredInput::default()).unwrap();
+        assert_eq!(pre.mean, [-1.0; 3]);
+    }
+
+    #[test]
+    fn unknown_resize_and_layout_list_the_valid_values() {
+        let e = err(&[("resize", "zoom")]);
+        assert_eq!(
+            e,
+            "model 'm.onnx' has invalid metadata layercorr.resize = 'zoom': \
+             valid: shorter_side_then_center_crop, stretch"
+        );
+        let e = err(&[("layout", "CHWN")]);
+        assert!(e.contains("'CHWN'") && e.contains("NCHW, NHWC"), "{e}");
+    }
+
+    #[test]
+    fn uint8_inputs_take_raw_pixels_and_odd_types_are_errors() {
+        let u8_input = declared(&[Some(1), Some(3), Some(32), Some(32)], Some(DatumType::U8));
+        let pre = build(&[], &u8_input).unwrap();
+        assert_eq!(pre.values, InputValues::Raw);
+        assert_eq!((pre.height, pre.width), (32, 32));
+        for float in [DatumType::F16, DatumType::F32, DatumType::F64] {
+            let input = declared(&[None, Some(3), None, None], Some(float));
+            assert_eq!(build(&[], &input).unwrap().values, InputValues::Normalised);
+        }
+        let int = declared(&[None, Some(3), None, None], Some(DatumType::I64));
+        let e = build(&[], &int).unwrap_err();
+        assert!(e.contains("I64") && e.contains("uint8"), "{e}");
+    }
+
+    #[test]
+    fn one_channel_inputs_are_grey() {
+        let nchw = declared(&[None, Some(1), Some(28), Some(28)], None);
+        let pre = build(&[], &nchw).unwrap();
+        assert_eq!((pre.channels, pre.layout), (1, Layout::Nchw));
+        assert_eq!(pre.shape(), [1, 28, 28]);
+        let nhwc = declared(&[None, Some(28), Some(28), Some(1)], None);
+        let pre = build(&[], &nhwc).unwrap();
+        assert_eq!((pre.channels, pre.layout), (1, Layout::Nhwc));
+        assert_eq!(pre.tensor_len(), 28 * 28);
+    }
+
+    #[test]
+    fn inputs_that_are_not_images_are_named_errors() {
+        let vector = declared(&[Some(1), Some(10)], None);
+        let e = build(&[], &vector).unwrap_err();
+        assert_eq!(
+            e,
+            "model 'm.onnx' declares input [1,10], which layercorr cannot feed: \
+             2 dimensions instead of 4; layercorr feeds images as [N,C,H,W] or \
+             [N,H,W,C] with C = 1 or 3"
+        );
+        let four = declared(&[None, Some(4), Some(224), Some(224)], None);
+        let e = build(&[], &four).unwrap_err();
+        assert!(
+            e.contains("[?,4,224,224]") && e.contains("has 4 entries"),
+            "{e}"
+        );
+        let five = declared(&[Some(1), Some(5), Some(8), Some(8), Some(3)], None);
+        assert!(build(&[], &five).unwrap_err().contains("5 dimensions"));
+        // A layout key that puts the channels on a spatial axis.
+        let nchw = declared(&[Some(1), Some(3), Some(224), Some(224)], None);
+        let e = build(&[("layout", "NHWC")], &nchw).unwrap_err();
+        assert!(
+            e.contains("layercorr.layout = 'NHWC'") && e.contains("has 224 entries"),
+            "{e}"
+        );
+    }
 }

@@ -109,8 +109,9 @@ impl Plan {
         self.batch
     }
 
-    /// Runs exactly `batch` preprocessed images (each `tensor_len` values);
-    /// `names` identify the images in errors.
+    /// Runs exactly `batch` preprocessed images (each `tensor_len` values,
+    /// converted to the model's input type); `names` identify the images
+    /// in errors.
     pub fn run(
         &self,
         images: &[Vec<f32>],
@@ -143,7 +144,18 @@ impl Plan {
             }
             let mut shape = vec![images.len()];
             shape.extend(self.model.preprocessing.shape());
-            let input = Tensor::from_shape(&shape, &data).map_err(|e| fail(format!("{e:#}")))?;
+            let mut input =
+                Tensor::from_shape(&shape, &data).map_err(|e| fail(format!("{e:#}")))?;
+            // Preprocessing produces `f32`; a model declaring another input
+            // type gets it converted (exact for the raw 0–255 values of a
+            // `uint8` input).
+            let input_type = self.model.input_type;
+            if input_type != f32::datum_type() {
+                input = input
+                    .cast_to_dt(input_type)
+                    .map_err(|e| fail(format!("{e:#}")))?
+                    .into_owned();
+            }
             let results = runnable
                 .run(tvec!(input.into()))
                 .map_err(|e| fail(format!("{e:#}")))?;
@@ -186,5 +198,56 @@ impl Plan {
             }
         }
         Ok(per_image)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::super::loaded::tiny_onnx::{model, Dim, FLOAT, UINT8};
+    use super::*;
+
+    fn plan(bytes: &[u8], layers: &[&str], batch: usize) -> Plan {
+        let model = LoadedModel::from_bytes(bytes, Path::new("tiny.onnx")).unwrap();
+        let layers = layers.iter().map(|l| l.to_string()).collect();
+        Plan::build(Arc::new(model), layers, batch).unwrap()
+    }
+
+    #[test]
+    fn float_inputs_run_in_batches() {
+        let dims = [Dim::Param("N"), Dim::Value(3), Dim::Value(2), Dim::Value(2)];
+        let plan = plan(&model(FLOAT, &dims, &[]), &["y", INPUT_LAYER], 2);
+        let a: Vec<f32> = (0..12).map(|v| v as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let out = plan.run(&[a.clone(), b.clone()], &["a", "b"]).unwrap();
+        let relu: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
+        assert_eq!(out[0].layers, vec![relu, a]);
+        assert_eq!(out[1].layers, vec![b.clone(), b]);
+    }
+
+    #[test]
+    fn uint8_inputs_get_raw_pixels_as_bytes() {
+        // [1, 1, 2, 3] uint8: one grey channel, raw values.
+        let dims = [Dim::Value(1), Dim::Value(1), Dim::Value(2), Dim::Value(3)];
+        let plan = plan(&model(UINT8, &dims, &[]), &["y"], 1);
+        assert_eq!(plan.model().input_type, DatumType::U8);
+        let img = ::image::RgbImage::from_fn(30, 20, |x, _| {
+            if x < 15 {
+                ::image::Rgb([255, 255, 255])
+            } else {
+                ::image::Rgb([0, 0, 0])
+            }
+        });
+        let pixels =
+            crate::image::preprocess(&img, &plan.model().preprocessing, Path::new("g.png"))
+                .unwrap();
+        assert_eq!(pixels.len(), 6);
+        assert!(pixels
+            .iter()
+            .all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v)));
+        assert_eq!(pixels[0], 255.0);
+        let out = plan.run(std::slice::from_ref(&pixels), &["g.png"]).unwrap();
+        assert_eq!(out[0].layers, vec![pixels]);
     }
 }
