@@ -13,7 +13,7 @@
 //! source pixels just outside the window, clipped to the whole image, so the
 //! result is that of resizing the whole image and cropping, while memory
 //! stays bounded by the input size whatever the image's aspect ratio (a
-//! 1 x 2,000,000 strip would otherwise become a 448,000,000 x 224
+//! 1 x 2,000,000 strip would otherwise become a 224 x 448,000,000
 //! intermediate).
 //!
 //! Grey inputs (one channel) take ITU-R 601-2 luma as Pillow's
