@@ -17,7 +17,7 @@ mod plan;
 mod selection;
 mod weights;
 
-pub use cache::{cached_model, cached_plan};
+pub use cache::{cached_model, cached_plan, own_depthwise, set_own_depthwise, ModelKey};
 pub use error::ModelError;
 pub use loaded::{LayerInfo, LoadedModel, INPUT_LAYER};
 pub use plan::{ImageActivations, Plan};

@@ -15,9 +15,9 @@ use super::depthwise::replace_depthwise;
 use super::{LoadedModel, ModelError, INPUT_LAYER};
 
 /// Whether depthwise convolutions run on [`super::depthwise`] (the default)
-/// or on tract's own kernel (`LAYERCORR_DEPTHWISE=tract`, for comparison).
+/// or on tract's own kernel (the `layercorr_depthwise` setting).
 fn use_own_depthwise() -> bool {
-    std::env::var("LAYERCORR_DEPTHWISE").map_or(true, |v| !v.eq_ignore_ascii_case("tract"))
+    super::cache::own_depthwise()
 }
 
 /// One image's activations, one vector per requested layer in request order.
