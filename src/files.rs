@@ -132,10 +132,8 @@ pub fn expand_local_glob(pattern: &str) -> Result<Vec<String>, FileError> {
             }
         }
     } else {
-        for entry in glob::glob(pattern).map_err(|e| bad(&e))? {
-            if let Ok(path) = entry {
-                push(&path)?;
-            }
+        for path in glob::glob(pattern).map_err(|e| bad(&e))?.flatten() {
+            push(&path)?;
         }
     }
     found.sort();

@@ -100,6 +100,16 @@ pub fn read_images(files: &dyn FileSource, paths: &[&str]) -> Vec<ImageBytes> {
 }
 
 impl Prepared {
+    /// Values one forward pass may hold at once: every layer of the model
+    /// (an upper bound; tract frees values once no later node needs them).
+    pub fn forward_values(&self) -> u64 {
+        self.model
+            .layers
+            .iter()
+            .map(|l| l.size.max(0) as u64)
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// Values one image yields over all requested layers, after pooling.
     pub fn values_per_image(&self) -> u64 {
         self.shapes

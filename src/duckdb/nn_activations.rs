@@ -46,6 +46,27 @@ pub fn activation_list_type() -> LogicalType {
     LogicalType::list(&entry)
 }
 
+/// Refuses a model whose forward passes, one per thread, could hold more
+/// than `limit` bytes (its layers' sizes come from the model file).
+pub fn check_forward_memory(
+    prepared: &crate::pipeline::Prepared,
+    limit: u64,
+) -> Result<(), String> {
+    let threads = rayon::current_num_threads().max(1) as u64;
+    let bytes = prepared
+        .forward_values()
+        .saturating_mul(4)
+        .saturating_mul(threads);
+    if bytes > limit {
+        return Err(format!(
+            "model '{}' has {} values over all its layers per image; {threads} forward passes at once may need {bytes} bytes, above memory_limit ({limit} bytes)",
+            prepared.model_path.display(),
+            prepared.forward_values()
+        ));
+    }
+    Ok(())
+}
+
 /// One model + layer request and the rows that use it.
 struct Group {
     model: String,
@@ -172,6 +193,9 @@ impl ScalarFunction for NnActivations {
             .fold(0u64, u64::saturating_add)
             .saturating_mul(4);
         let limit = ctx.settings.memory_limit;
+        for p in &prepared {
+            check_forward_memory(p, limit)?;
+        }
         if result_bytes > limit {
             return Err(format!(
                 "the results of this chunk of {rows} images need {result_bytes} bytes, above memory_limit ({limit} bytes); use the table form nn_activations(model, [paths], layers := [...]), which streams, or fewer layers, or pool := 'avg'"

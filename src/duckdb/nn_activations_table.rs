@@ -137,6 +137,7 @@ impl TableFunction for NnActivationsTable {
                 prepared.values_per_image()
             ));
         }
+        super::nn_activations::check_forward_memory(&prepared, limit)?;
         let columns = vec![
             ("path", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),
