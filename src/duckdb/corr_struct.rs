@@ -1,23 +1,134 @@
 //! The value `layer_corr` returns and the other functions take:
-//! `STRUCT(keys VARCHAR[], matrix FLOAT[][])`, keys sorted ascending,
-//! `matrix[i][j]` for `keys[i]`, `keys[j]`.
+//! `STRUCT(keys VARCHAR[], matrix FLOAT[][], method VARCHAR)`, keys sorted
+//! ascending, `matrix[i][j]` for `keys[i]`, `keys[j]`, `method` the
+//! `layer_corr` method that made it (so that a comparison given the wrong
+//! kind of matrix is an error). Matrices stored before the method was
+//! recorded, `STRUCT(keys VARCHAR[], matrix FLOAT[][])`, are read too:
+//! DuckDB does not cast between STRUCTs of different fields implicitly, so
+//! every reader registers both forms ([`with_legacy_overloads`]); their
+//! kind is unknown and not checked.
 //!
 //! Reading and writing it lives here once, for `layer_corr` (writes),
-//! `layer_similarity`, `rsa`, `corr_order` and the heatmaps (read).
+//! `layer_similarity`, `rsa`, the resampling functions, `corr_order` and
+//! the heatmaps (read).
+
+use std::ffi::CStr;
 
 use ::duckdb::ffi;
+use layercorr_kernels::CorrMethod;
 
 use super::api_guard::list_reserve;
 use super::ffi::{
-    append_list, list_entries, set_list, set_str_list, str_list_at, struct_child, FloatLists,
-    LogicalType, Validity,
+    append_list, list_entries, set_list, set_str, set_str_list, str_at, str_list_at, struct_child,
+    FloatLists, LogicalType, Validity,
 };
 
-/// `STRUCT(keys VARCHAR[], matrix FLOAT[][])`.
+/// `STRUCT(keys VARCHAR[], matrix FLOAT[][], method VARCHAR)`.
 pub fn corr_matrix_type() -> LogicalType {
     let keys = LogicalType::list(&LogicalType::varchar());
     let rows = LogicalType::list(&LogicalType::list(&LogicalType::float()));
+    let method = LogicalType::varchar();
+    LogicalType::structure(&[("keys", &keys), ("matrix", &rows), ("method", &method)])
+}
+
+/// `STRUCT(keys VARCHAR[], matrix FLOAT[][])`: matrices stored before
+/// `layer_corr` recorded its method.
+pub fn legacy_corr_matrix_type() -> LogicalType {
+    let keys = LogicalType::list(&LogicalType::varchar());
+    let rows = LogicalType::list(&LogicalType::list(&LogicalType::float()));
     LogicalType::structure(&[("keys", &keys), ("matrix", &rows)])
+}
+
+/// Names of the fields of STRUCT type `ty` (empty for other types).
+fn struct_fields(ty: ffi::duckdb_logical_type) -> Vec<String> {
+    // SAFETY: `ty` is a live logical type; child names are owned by us and
+    // freed with duckdb_free.
+    unsafe {
+        if ffi::duckdb_get_type_id(ty) != ffi::DUCKDB_TYPE_DUCKDB_TYPE_STRUCT {
+            return Vec::new();
+        }
+        (0..ffi::duckdb_struct_type_child_count(ty))
+            .map(|i| {
+                let name = ffi::duckdb_struct_type_child_name(ty, i);
+                if name.is_null() {
+                    return String::new();
+                }
+                let text = CStr::from_ptr(name).to_string_lossy().into_owned();
+                ffi::duckdb_free(name as *mut std::ffi::c_void);
+                text
+            })
+            .collect()
+    }
+}
+
+fn is_matrix_type(ty: &LogicalType) -> bool {
+    struct_fields(ty.0) == ["keys", "matrix", "method"]
+}
+
+/// Every signature once more for each combination of the legacy matrix
+/// type in the positions of [`corr_matrix_type`] parameters, so that
+/// stored matrices of both forms bind.
+pub fn with_legacy_overloads(
+    signatures: Vec<(Vec<LogicalType>, LogicalType)>,
+) -> Vec<(Vec<LogicalType>, LogicalType)> {
+    let mut out = Vec::new();
+    for (params, ret) in signatures {
+        let slots: Vec<usize> = (0..params.len())
+            .filter(|&i| is_matrix_type(&params[i]))
+            .collect();
+        for mask in 1..(1usize << slots.len()) {
+            let variant = params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| match slots.iter().position(|&s| s == i) {
+                    Some(bit) if mask & (1 << bit) != 0 => legacy_corr_matrix_type(),
+                    _ => copy_type(p),
+                })
+                .collect();
+            out.push((variant, copy_type(&ret)));
+        }
+        out.push((params, ret));
+    }
+    out
+}
+
+/// An owned copy of a logical type.
+fn copy_type(ty: &LogicalType) -> LogicalType {
+    // SAFETY: `ty` is live. The C API has no copy function: the child type
+    // of a list of `ty` is a new, owned copy; the list is destroyed.
+    unsafe {
+        let list = ffi::duckdb_create_list_type(ty.0);
+        let child = ffi::duckdb_list_type_child_type(list);
+        let mut list = list;
+        ffi::duckdb_destroy_logical_type(&mut list);
+        LogicalType(child)
+    }
+}
+
+/// The `layer_corr` method recorded in the matrix at `row`: `None` for a
+/// legacy matrix (no `method` field) or a NULL method.
+///
+/// # Safety
+/// `vector` must be a live flat STRUCT vector with more than `row` rows.
+pub unsafe fn read_matrix_method(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    what: &str,
+) -> Result<Option<CorrMethod>, String> {
+    let mut ty = ffi::duckdb_vector_get_column_type(vector);
+    let fields = struct_fields(ty);
+    ffi::duckdb_destroy_logical_type(&mut ty);
+    let Some(index) = fields.iter().position(|f| f == "method") else {
+        return Ok(None);
+    };
+    let child = struct_child(vector, index);
+    if !Validity::of(child).is_valid(row) {
+        return Ok(None);
+    }
+    let text = str_at(child, row);
+    text.parse::<CorrMethod>()
+        .map(Some)
+        .map_err(|e| format!("{what}: method field: {e}"))
 }
 
 /// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, what `layer_similarity`
@@ -104,9 +215,11 @@ pub unsafe fn write_keyed_matrix(
     row: usize,
     keys: &[String],
     values: &[f32],
+    method: CorrMethod,
 ) -> Result<(), String> {
     let n = keys.len();
     let write = || -> Result<(), String> {
+        set_str(struct_child(vector, 2), row, method.name())?;
         set_str_list(struct_child(vector, 0), row, keys)?;
         let (rows_vec, offset) = append_list(struct_child(vector, 1), row, n)?;
         let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + n * n;

@@ -56,3 +56,75 @@ pub fn merge_method<M: PartialEq + Copy + Display>(
         }
     }
 }
+
+/// Reads optional argument `name` at `row` of a BIGINT vector (`None`: not
+/// given). NULL is refused.
+///
+/// # Safety
+/// `vector` must be a live flat BIGINT vector with more than `row` rows.
+pub unsafe fn bigint_at(
+    vector: Option<ffi::duckdb_vector>,
+    row: usize,
+    name: &str,
+) -> Result<Option<i64>, String> {
+    let Some(v) = vector else {
+        return Ok(None);
+    };
+    if !Validity::of(v).is_valid(row) {
+        return Err(format!("{name} is NULL"));
+    }
+    Ok(Some(
+        *(ffi::duckdb_vector_get_data(v) as *const i64).add(row),
+    ))
+}
+
+/// Reads optional argument `name` at `row` of a DOUBLE vector (`None`: not
+/// given). NULL is refused.
+///
+/// # Safety
+/// `vector` must be a live flat DOUBLE vector with more than `row` rows.
+pub unsafe fn double_at(
+    vector: Option<ffi::duckdb_vector>,
+    row: usize,
+    name: &str,
+) -> Result<Option<f64>, String> {
+    let Some(v) = vector else {
+        return Ok(None);
+    };
+    if !Validity::of(v).is_valid(row) {
+        return Err(format!("{name} is NULL"));
+    }
+    Ok(Some(
+        *(ffi::duckdb_vector_get_data(v) as *const f64).add(row),
+    ))
+}
+
+/// The resampling options at `row`: columns `first..` of `input` hold
+/// `count [, seed [, level]]` where given; defaults otherwise. `count_name`
+/// is "resamples" or "permutations".
+///
+/// # Safety
+/// `input` must be a live chunk whose columns from `first` are BIGINT,
+/// BIGINT, DOUBLE.
+pub unsafe fn resample_options(
+    input: ffi::duckdb_data_chunk,
+    first: usize,
+    row: usize,
+    what: &'static str,
+    count_name: &'static str,
+) -> Result<layercorr_kernels::resample::BootstrapOptions, String> {
+    use layercorr_kernels::resample::{check_count, check_level, BootstrapOptions};
+    let columns = super::ffi::column_count(input);
+    let col = |i: usize| (columns > first + i).then(|| super::ffi::column(input, first + i));
+    let mut opts = BootstrapOptions::default();
+    if let Some(count) = bigint_at(col(0), row, count_name)? {
+        opts.resamples = check_count(what, count_name, count).map_err(|e| e.to_string())?;
+    }
+    if let Some(seed) = bigint_at(col(1), row, "seed")? {
+        opts.seed = seed as u64;
+    }
+    if let Some(level) = double_at(col(2), row, "level")? {
+        opts.level = check_level(what, level).map_err(|e| e.to_string())?;
+    }
+    Ok(opts)
+}

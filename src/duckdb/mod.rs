@@ -14,6 +14,7 @@ mod corr_order;
 mod corr_struct;
 mod layer_corr;
 mod layer_similarity;
+mod layer_similarity_ci;
 mod layercorr_settings;
 mod line_plot;
 mod method_arg;
@@ -23,6 +24,8 @@ mod nn_layers;
 mod nn_weights;
 mod picture;
 mod rsa;
+mod rsa_bootstrap;
+mod rsa_permutation;
 mod similarity_heatmap;
 mod write_png;
 
@@ -40,7 +43,10 @@ pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     register_table::<nn_activations_table::NnActivationsTable>(con)?;
     register_aggregate::<layer_corr::LayerCorr>(con)?;
     register_aggregate::<layer_similarity::LayerSimilarity>(con)?;
+    register_aggregate::<layer_similarity_ci::LayerSimilarityCi>(con)?;
     register_scalar::<rsa::Rsa>(con)?;
+    register_scalar::<rsa_bootstrap::RsaBootstrap>(con)?;
+    register_scalar::<rsa_permutation::RsaPermutation>(con)?;
     register_scalar::<corr_order::CorrOrder>(con)?;
     register_scalar::<corr_heatmap::CorrHeatmap>(con)?;
     register_aggregate::<corr_heatmap_grid::CorrHeatmapGrid>(con)?;

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use ::duckdb::ffi;
 
+use super::corr_struct::with_legacy_overloads;
 use super::ffi::{c_string, guard, LogicalType, Value};
 use super::host::{Host, HostFiles, Settings};
 
@@ -256,7 +257,7 @@ pub fn register_scalar<T: ScalarFunction>(con: ffi::duckdb_connection) -> Result
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_scalar_function_set(name.as_ptr());
-        for (params, ret) in T::signatures() {
+        for (params, ret) in with_legacy_overloads(T::signatures()) {
             let mut f = ffi::duckdb_create_scalar_function();
             ffi::duckdb_scalar_function_set_name(f, name.as_ptr());
             for p in &params {
@@ -433,7 +434,7 @@ pub fn register_aggregate<T: Aggregate>(con: ffi::duckdb_connection) -> Result<(
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_aggregate_function_set(name.as_ptr());
-        for (params, ret) in T::signatures() {
+        for (params, ret) in with_legacy_overloads(T::signatures()) {
             let mut f = ffi::duckdb_create_aggregate_function();
             ffi::duckdb_aggregate_function_set_name(f, name.as_ptr());
             for p in &params {

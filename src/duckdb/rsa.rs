@@ -3,17 +3,21 @@
 //! model vs model, checkpoint vs checkpoint).
 //!
 //! Same methods and numbers as `layer_similarity` (`pearson` default,
-//! `spearman`, `cka`). NULL in gives NULL out; matrices on different keys
-//! are an error naming the first differing key.
+//! `spearman`, `cka`, `cka_debiased`, `cka_rbf`, `procrustes`,
+//! `mutual_knn`). NULL in gives NULL out; matrices on different keys are
+//! an error naming the first differing key, and a matrix of the wrong kind
+//! for the method an error naming its `layer_corr` method.
 //!
 //! ```sql
 //! SELECT a.layer, b.layer, rsa(a.m, b.m) FROM lite0 a, lite1 b;
 //! ```
 
 use ::duckdb::ffi;
-use layercorr_kernels::{compare::compare_pair, CompareMethod};
+use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod};
 
-use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix};
+use super::corr_struct::{
+    check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method,
+};
 use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType};
 use super::layer_similarity::name_matrix;
 use super::method_arg::method_at;
@@ -60,10 +64,20 @@ impl ScalarFunction for Rsa {
                 continue;
             };
             check_same_keys(&a.keys, "matrix_a", &b.keys, "matrix_b")?;
-            let value = compare_pair(&a.values, &b.values, a.n(), method)
-                .map_err(|e| name_matrix(e, &["matrix_a".to_string(), "matrix_b".to_string()]))?;
+            let kinds = [
+                read_matrix_method(a_vec, row, "matrix_a")?,
+                read_matrix_method(b_vec, row, "matrix_b")?,
+            ];
+            let value = similarity_matrix_of(&[&a.values, &b.values], &kinds, a.n(), method)
+                .map_err(|e| name_matrix(e, &pair_names()))?
+                .get(0, 1);
             set_value(output, row, value);
         }
         Ok(())
     }
+}
+
+/// The names of `rsa`'s two matrices, for errors.
+pub fn pair_names() -> [String; 2] {
+    ["matrix_a".to_string(), "matrix_b".to_string()]
 }

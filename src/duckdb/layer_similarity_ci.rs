@@ -1,0 +1,127 @@
+//! `layer_similarity_ci(layer, matrix [, method [, resamples [, seed [, level]]]])`:
+//! `layer_similarity` with bootstrap confidence intervals over images.
+//!
+//! Returns `STRUCT(layers VARCHAR[], matrix DOUBLE[][], ci_low DOUBLE[][],
+//! ci_high DOUBLE[][])`: the L x L matrix on all images and the percentile
+//! interval bounds at `level` (default 0.95) from `resamples` (default
+//! 1000, at most 100000) resamples. One draw of images serves every pair
+//! of layers; the pairs of an image with its own copy are left out where
+//! the method leaves the diagonal out (as rsatoolbox does). The same `seed`
+//! (default fixed) gives the same numbers at any thread count. Methods,
+//! layer order, NULLs and errors as `layer_similarity`; the optional
+//! arguments must be the same for the whole group.
+//!
+//! ```sql
+//! SELECT layer_similarity_ci(layer, m, 'cka_debiased', 1000 ORDER BY position) FROM matrices;
+//! ```
+
+use ::duckdb::ffi;
+use layercorr_kernels::resample::{bootstrap, BootstrapOptions};
+use layercorr_kernels::{CompareMethod, SquareMatrix};
+
+use super::corr_struct::corr_matrix_type;
+use super::ffi::{append_list, chunk_len, set_list, set_str_list, struct_child, LogicalType};
+use super::layer_similarity::{name_matrix, SimilarityState};
+use super::method_arg::resample_options;
+use super::register::Aggregate;
+
+/// The `layer_similarity_ci` aggregate.
+pub struct LayerSimilarityCi;
+
+/// The group's matrices and its resampling options.
+#[derive(Default)]
+pub struct CiState {
+    inner: SimilarityState,
+    opts: Option<BootstrapOptions>,
+}
+
+fn merge_opts(state: &mut Option<BootstrapOptions>, opts: BootstrapOptions) -> Result<(), String> {
+    match state {
+        Some(o) if *o != opts => Err(format!(
+            "resamples, seed and level must be the same for the whole group ({}, {}, {} and {}, {}, {})",
+            o.resamples, o.seed as i64, o.level, opts.resamples, opts.seed as i64, opts.level
+        )),
+        _ => {
+            *state = Some(opts);
+            Ok(())
+        }
+    }
+}
+
+/// `STRUCT(layers VARCHAR[], matrix DOUBLE[][], ci_low DOUBLE[][], ci_high DOUBLE[][])`.
+fn result_type() -> LogicalType {
+    let layers = LogicalType::list(&LogicalType::varchar());
+    let rows = || LogicalType::list(&LogicalType::list(&LogicalType::double()));
+    LogicalType::structure(&[
+        ("layers", &layers),
+        ("matrix", &rows()),
+        ("ci_low", &rows()),
+        ("ci_high", &rows()),
+    ])
+}
+
+impl Aggregate for LayerSimilarityCi {
+    type State = CiState;
+    const NAME: &'static str = "layer_similarity_ci";
+
+    fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
+        let tail = [
+            LogicalType::varchar,
+            LogicalType::bigint,
+            LogicalType::bigint,
+            LogicalType::double,
+        ];
+        (0..=tail.len())
+            .map(|k| {
+                let mut params = vec![LogicalType::varchar(), corr_matrix_type()];
+                params.extend(tail[..k].iter().map(|t| t()));
+                (params, result_type())
+            })
+            .collect()
+    }
+
+    unsafe fn update(
+        input: ffi::duckdb_data_chunk,
+        state_of: &mut dyn FnMut(usize) -> *mut CiState,
+    ) -> Result<(), String> {
+        let mut last_method = None;
+        for row in 0..chunk_len(input) {
+            let opts = resample_options(input, 3, row, "layer_similarity_ci", "resamples")?;
+            let state = &mut *state_of(row);
+            merge_opts(&mut state.opts, opts)?;
+            SimilarityState::update_row(input, row, &mut state.inner, &mut last_method)?;
+        }
+        Ok(())
+    }
+
+    fn combine(source: &mut CiState, target: &mut CiState) -> Result<(), String> {
+        if let Some(o) = source.opts {
+            merge_opts(&mut target.opts, o)?;
+        }
+        SimilarityState::merge(&mut source.inner, &mut target.inner)
+    }
+
+    unsafe fn finalize(
+        state: &mut CiState,
+        output: ffi::duckdb_vector,
+        row: usize,
+    ) -> Result<(), String> {
+        let method = state.inner.method.unwrap_or(CompareMethod::Pearson);
+        let opts = state.opts.unwrap_or_default();
+        let (views, kinds, n) = state.inner.checked()?;
+        let result = bootstrap(&views, kinds, n, method, opts)
+            .map_err(|e| name_matrix(e, state.inner.layers()))?;
+        let layers = state.inner.layers();
+        set_str_list(struct_child(output, 0), row, layers)?;
+        let matrices: [&SquareMatrix<f64>; 3] = [&result.estimate, &result.ci_low, &result.ci_high];
+        for (child, m) in matrices.into_iter().enumerate() {
+            let l = m.n();
+            let (rows_vec, offset) = append_list(struct_child(output, child + 1), row, l)?;
+            for i in 0..l {
+                set_list(rows_vec, offset + i, m.row(i))?;
+            }
+        }
+        state.inner.clear();
+        Ok(())
+    }
+}
