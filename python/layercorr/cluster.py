@@ -214,7 +214,7 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     con.close()
 
     ray = _init(address)
-    task = ray.remote(max_retries=3)(_extract_shard)
+    task = ray.remote(max_retries=3, scheduling_strategy="SPREAD")(_extract_shard)
     shards = [paths[i:i + shard_size] for i in range(0, len(paths), shard_size)]
     refs, existing = [], []
     for i, sp in enumerate(shards):
@@ -297,7 +297,7 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, p
         names[f] = x
 
     ray = _init(address)
-    task = ray.remote(max_retries=3)(_layer_matrix)
+    task = ray.remote(max_retries=3, scheduling_strategy="SPREAD")(_layer_matrix)
     refs = [task.remote(ext, files, x, method, os.path.join(out, _layer_file(x))) for x in layers]
     results = _wait_all(ray, refs, progress, "matrices")
     return {"layers": list(layers), "seconds": time.perf_counter() - t0,
