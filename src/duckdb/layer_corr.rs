@@ -18,8 +18,9 @@
 //! `LAYERCORR_SPILL_MB` megabytes (default 256), past that in an unlinked
 //! file in the temporary folder (`TMPDIR`), so the host's memory stays
 //! near the table plus N² however large the layer.
-//! `LAYERCORR_SPILL_MB=off` keeps everything in memory. For spearman each
-//! row is ranked as it arrives.
+//! `LAYERCORR_SPILL_MB=off` keeps everything in memory. The accumulator
+//! owns each method's meaning (spearman ranks each row as it arrives);
+//! this file only hands it the raw rows and maps its errors to keys.
 //!
 //! ```sql
 //! SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
@@ -29,9 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::duckdb::ffi;
-use layercorr_kernels::rank::rank_row_into;
 use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
-use rayon::prelude::*;
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
 use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
@@ -133,9 +132,6 @@ fn kernel_error(e: KernelError, keys: &[String]) -> String {
     }
 }
 
-/// Spearman rows ranked together in one parallel step.
-const RANK_BATCH: usize = 16;
-
 /// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
 /// order) to its state.
 ///
@@ -190,39 +186,12 @@ unsafe fn add_group_rows(
     state
         .keys
         .extend(rows.iter().map(|&r| str_at(key_vec, r).into_owned()));
-    let acc = state
+    // The accumulator owns the method: spearman rows are ranked there.
+    state
         .acc
-        .get_or_insert_with(|| CorrAccumulator::new(d, method));
-    if method != CorrMethod::Spearman {
-        return acc
-            .push_rows(&values, policy, bufs)
-            .map_err(|e| kernel_error(e, &state.keys));
-    }
-    // Spearman rows are ranked a batch at a time on rayon's pool (the
-    // ranking is an n log n sort per row), then added in arrival order.
-    let mut ranked: Vec<Vec<f32>> = Vec::new();
-    for (b, batch) in values.chunks(RANK_BATCH).enumerate() {
-        ranked.resize_with(batch.len(), Vec::new);
-        let failed = batch
-            .par_iter()
-            .zip(ranked.par_iter_mut())
-            .enumerate()
-            .map(|(i, (v, out))| {
-                out.resize(v.len(), 0.0);
-                rank_row_into(v, out).err().map(|e| (i, e))
-            })
-            .flatten()
-            .min_by_key(|(i, _)| *i);
-        if let Some((i, e)) = failed {
-            let key = &state.keys[first_row + b * RANK_BATCH + i];
-            let e = e.to_string().replacen("row 0 ", "the activation ", 1);
-            return Err(format!("{e} (key '{key}')"));
-        }
-        let refs: Vec<&[f32]> = ranked[..batch.len()].iter().map(Vec::as_slice).collect();
-        acc.push_rows(&refs, policy, bufs)
-            .map_err(|e| kernel_error(e, &state.keys))?;
-    }
-    Ok(())
+        .get_or_insert_with(|| CorrAccumulator::new(d, method))
+        .push_rows(&values, policy, bufs)
+        .map_err(|e| kernel_error(e, &state.keys))
 }
 
 impl Aggregate for LayerCorr {
@@ -354,7 +323,7 @@ impl Aggregate for LayerCorr {
         }
         let matrix = acc.finish(&order).map_err(|e| kernel_error(e, &keys))?;
         let sorted: Vec<String> = order.iter().map(|i| keys[*i].clone()).collect();
-        write_keyed_matrix(output, row, &sorted, matrix.as_slice(), method)?;
+        write_keyed_matrix(output, row, &sorted, matrix.as_slice())?;
         Ok(())
     }
 }

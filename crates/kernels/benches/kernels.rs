@@ -1,6 +1,8 @@
 //! Benchmarks of each kernel at the sizes the design document measures
-//! peers at: first-order matrices (pearson, spearman), the second-order
-//! L x L matrix, and the clustering order.
+//! peers at: first-order matrices (pearson, spearman) through the
+//! accumulator `layer_corr` uses, given every row at once and given
+//! borrowed rows as from a DuckDB chunk; the second-order L x L matrix; and
+//! the clustering order.
 
 use std::time::Duration;
 
@@ -8,7 +10,9 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use layercorr_kernels::cluster::leaf_order;
 use layercorr_kernels::compare::similarity_matrix;
 use layercorr_kernels::corr::correlation_matrix;
-use layercorr_kernels::{CompareMethod, CorrMethod, RowMatrix};
+use layercorr_kernels::{
+    BlockBuffers, CompareMethod, CorrAccumulator, CorrMethod, RowMatrix, SpillPolicy,
+};
 use rand::{Rng, SeedableRng};
 
 /// ReLU-like activations: about half exact zeros.
@@ -41,6 +45,24 @@ fn first_order(c: &mut Criterion) {
             )
         });
     }
+    // Borrowed rows pushed in blocks of one DuckDB chunk's worth, copied
+    // into the row store as the aggregate does.
+    let (n, method) = (500, CorrMethod::Pearson);
+    let rows = activations(n, d, n as u64);
+    group.bench_function(format!("{method}/pushed/n={n}/d={d}"), |b| {
+        b.iter(|| {
+            let mut acc = CorrAccumulator::new(d, method);
+            let batch: Vec<&[f32]> = (0..n).map(|i| rows.row(i)).collect();
+            acc.push_rows(
+                &batch,
+                &SpillPolicy::in_temp_dir(None),
+                &mut BlockBuffers::default(),
+            )
+            .expect("valid input");
+            acc.finish(&(0..n).collect::<Vec<_>>())
+                .expect("valid input")
+        })
+    });
     group.finish();
 }
 

@@ -5,6 +5,12 @@
 //! corr_timing --similarity L N [repeats]  # similarity_matrix (pearson), L matrices of N x N
 //! ```
 //!
+//! `correlation_matrix` is the accumulator `layer_corr` uses, given every
+//! row at once. With `CORR_TIMING_STREAM=1` the rows are pushed as the SQL
+//! aggregate pushes a large group (borrowed, one block, copied into the row
+//! store, which spills past 256 MB; `CORR_TIMING_SPILL=off` keeps it in
+//! memory).
+//!
 //! The data are deterministic (fixed seed, one generator per row, so the
 //! values do not depend on the number of threads) and shaped like
 //! activations: a ReLU of a gaussian with a per-row offset and scale, so
@@ -28,7 +34,7 @@ use std::time::Instant;
 use layercorr_kernels::compare::similarity_matrix;
 use layercorr_kernels::corr::correlation_matrix;
 use layercorr_kernels::{
-    BlockBuffers, CompareMethod, CorrMethod, RowMatrix, SpillPolicy, StreamingGram,
+    BlockBuffers, CompareMethod, CorrAccumulator, CorrMethod, RowMatrix, SpillPolicy,
 };
 use rayon::prelude::*;
 
@@ -228,9 +234,8 @@ fn main() {
         .map_or(3, |_| parse(args.get(3), "repeats"))
         .max(1);
     let input_bytes = n * d * 4;
-    // CORR_TIMING_STREAM=1: the path `layer_corr` takes in DuckDB (all rows
-    // as one block, kept rows spilled past 256 MB; CORR_TIMING_SPILL=off
-    // keeps them in memory), for comparison.
+    // CORR_TIMING_STREAM=1: rows borrowed and pushed as one block, as from
+    // a DuckDB chunk (see the module documentation).
     let stream = std::env::var("CORR_TIMING_STREAM").is_ok_and(|v| v == "1");
     let t = Instant::now();
     let data = activations(n, d, 42);
@@ -274,14 +279,14 @@ fn main() {
     );
 }
 
-/// The matrix by [`StreamingGram`], every row pushed as one block.
+/// The matrix of a [`CorrAccumulator`] given borrowed rows as one block.
 fn streamed(rows: &RowMatrix, method: CorrMethod) -> layercorr_kernels::SquareMatrix<f32> {
     let keep_in_memory = std::env::var("CORR_TIMING_SPILL").is_ok_and(|v| v == "off");
     let policy = SpillPolicy::in_temp_dir((!keep_in_memory).then_some(256 << 20));
     let batch: Vec<&[f32]> = (0..rows.n()).map(|i| rows.row(i)).collect();
-    let mut g = StreamingGram::new(rows.d(), method);
-    g.push_rows(&batch, &policy, &mut BlockBuffers::default())
+    let mut acc = CorrAccumulator::new(rows.d(), method);
+    acc.push_rows(&batch, &policy, &mut BlockBuffers::default())
         .expect("valid activations");
     let order: Vec<usize> = (0..rows.n()).collect();
-    g.finish(&order).expect("valid activations")
+    acc.finish(&order).expect("valid activations")
 }

@@ -1,18 +1,11 @@
-//! Memory sizing and fallible allocation.
-//!
-//! A `layer_corr` group of `n` rows needs `O(n²)` working memory, and `n`
-//! comes from the user's data. Inside a DuckDB host an allocation failure
-//! must be an error, not an abort of the user's process, so every buffer
-//! whose size grows with `n` is allocated through [`try_zeroed_vec`] or
-//! [`try_with_capacity`] (or `try_reserve` beside the code), and every
-//! `n * n` goes through [`square_len`]. [`working_bytes`] lets the binding
+//! How much memory a `layer_corr` group will need, so that the binding can
 //! refuse a group before it allocates anything, by comparing what the
-//! kernels will hold against the host's memory limit.
+//! kernels will hold against the host's memory limit. The allocations
+//! themselves are fallible ([`crate::alloc`]).
 
-use crate::error::{KernelError, Result};
-use crate::gram::default_chunk;
+use crate::chunk::default_chunk;
 use crate::method::CorrMethod;
-use crate::spill::{DIRECT_ALIGN, DIRECT_STAGING_BYTES, WRITE_BUFFER_BYTES};
+use crate::store::file::{DIRECT_ALIGN, DIRECT_STAGING_BYTES, WRITE_BUFFER_BYTES};
 use crate::stream::streams;
 
 /// The row store's in-memory limit that [`working_bytes`] assumes: the
@@ -23,41 +16,6 @@ pub const DEFAULT_SPILL_LIMIT_BYTES: usize = 256 << 20;
 /// value spans, per-block sums, scale factors, row slices and the finish's
 /// diagonal, centre, variance and inverse (under 128 bytes together).
 const PER_ROW_BYTES: u64 = 128;
-
-/// `len` values of `T` in bytes, saturating at `u64::MAX`.
-fn bytes_of<T>(len: usize) -> u64 {
-    (len as u64).saturating_mul(std::mem::size_of::<T>() as u64)
-}
-
-/// A zero-filled (`T::default()`) vector of `len` values, or
-/// [`KernelError::TooLarge`] naming `what` instead of aborting the host
-/// process when the memory is not there.
-pub fn try_zeroed_vec<T: Clone + Default>(len: usize, what: &'static str) -> Result<Vec<T>> {
-    let mut v = try_with_capacity(len, what)?;
-    v.resize(len, T::default());
-    Ok(v)
-}
-
-/// An empty vector with room for exactly `len` values, or
-/// [`KernelError::TooLarge`] naming `what`.
-pub fn try_with_capacity<T>(len: usize, what: &'static str) -> Result<Vec<T>> {
-    let mut v = Vec::new();
-    v.try_reserve_exact(len)
-        .map_err(|_| KernelError::TooLarge {
-            what,
-            bytes: bytes_of::<T>(len),
-        })?;
-    Ok(v)
-}
-
-/// `n * n`, or [`KernelError::TooLarge`] (with `u64::MAX` bytes) naming
-/// `what` if it does not fit in a `usize`.
-pub fn square_len(n: usize, what: &'static str) -> Result<usize> {
-    n.checked_mul(n).ok_or(KernelError::TooLarge {
-        what,
-        bytes: u64::MAX,
-    })
-}
 
 /// Bytes of the final `n x n` `f32` matrix ([`crate::SquareMatrix`]),
 /// saturating at `u64::MAX`.
@@ -92,7 +50,8 @@ pub fn working_bytes(n: usize, d: usize, method: CorrMethod) -> u64 {
 ///   block with the rows before it and with itself, at most `5 n²` (the
 ///   buffers are reused across blocks at their largest); at finish the `4 n²` result, the triangle, and
 ///   one row of scratch per thread for reordering; spearman's ranking
-///   scratch, 16 bytes per value per thread;
+///   scratch, 20 bytes per value per thread (sort keys, and a row buffer
+///   when the rows go to a spill file);
 /// - euclidean and gram: at finish the store, the chunk buffers, the
 ///   triangle, the `4 n²` result, and two rows per thread for the exact
 ///   distances of near duplicates;
@@ -141,7 +100,7 @@ pub fn working_bytes_with_spill(
     let sum = |parts: &[u64]| parts.iter().fold(0u64, |a, &b| a.saturating_add(b));
     if streams(method) {
         let ranking = if method == CorrMethod::Spearman {
-            d64.saturating_mul(16).saturating_mul(threads)
+            d64.saturating_mul(20).saturating_mul(threads)
         } else {
             0
         };
@@ -201,26 +160,5 @@ mod tests {
         let small = working_bytes(100, 1000, CorrMethod::Pearson);
         let large = working_bytes(10_000, 1000, CorrMethod::Pearson);
         assert!(small < large && large >= 8 * 10_000 * 10_000);
-    }
-
-    #[test]
-    fn impossible_sizes_are_errors() {
-        let e = square_len(1 << 40, "x").unwrap_err();
-        assert_eq!(
-            e,
-            KernelError::TooLarge {
-                what: "x",
-                bytes: u64::MAX
-            }
-        );
-        assert_eq!(square_len(3, "x").unwrap(), 9);
-        let e = try_zeroed_vec::<f64>(usize::MAX / 4, "test buffer").unwrap_err();
-        assert!(
-            e.to_string().starts_with("cannot allocate ")
-                && e.to_string().ends_with(" bytes for test buffer"),
-            "{e}"
-        );
-        assert!(try_with_capacity::<u8>(usize::MAX, "x").is_err());
-        assert_eq!(try_zeroed_vec::<f32>(3, "x").unwrap(), vec![0.0; 3]);
     }
 }

@@ -1,8 +1,9 @@
 //! Average-tie ranks, as `scipy.stats.rankdata(method="average")` gives.
 //!
-//! Spearman correlation is Pearson correlation of ranks, so the correlation
-//! kernel ranks every row in place and then runs the Pearson path; the
-//! second-order comparison ranks upper triangles the same way. Ranking is a
+//! Spearman correlation is Pearson correlation of ranks, so the streaming
+//! accumulator ranks each row on its way into its store and then takes the
+//! Pearson products; the second-order comparison ranks upper triangles the
+//! same way. Ranking is a
 //! sort per row: each value becomes a 64-bit key (order-preserving bits of
 //! the `f32` in the high half, the column index in the low half) sorted by
 //! an LSD radix sort on the high half, three passes of 11 bits, with passes
@@ -82,6 +83,25 @@ pub fn rank_row_into(values: &[f32], out: &mut [f32]) -> Result<()> {
     sort_keys(&mut keys, &mut tmp);
     for_each_rank(&keys, |idx, twice| out[idx] = twice as f32 * 0.5);
     Ok(())
+}
+
+/// Scratch buffers of [`rank_into`], one set per thread.
+#[derive(Debug, Default)]
+pub(crate) struct RankScratch {
+    keys: Vec<u64>,
+    tmp: Vec<u64>,
+}
+
+/// Average-tie ranks of `values` into `out` (same length; the caller checks
+/// it and [`check_len`]), or the first non-finite value's index and value.
+pub(crate) fn rank_into(
+    values: &[f32],
+    out: &mut [f32],
+    scratch: &mut RankScratch,
+) -> std::result::Result<(), (usize, f32)> {
+    twice_ranks(values, &mut scratch.keys, &mut scratch.tmp, |idx, twice| {
+        out[idx] = twice as f32 * 0.5
+    })
 }
 
 /// Average-tie ranks (1-based) of `values`, in `f64`.

@@ -19,7 +19,7 @@ pub(crate) fn check_permutation(order: &[usize], n: usize) -> Result<()> {
             got: order.len(),
         });
     }
-    let mut seen: Vec<bool> = crate::memory::try_zeroed_vec(n, "row permutation check")?;
+    let mut seen: Vec<bool> = crate::alloc::try_zeroed_vec(n, "row permutation check")?;
     for &o in order {
         if o >= n || std::mem::replace(&mut seen[o], true) {
             return Err(KernelError::BadShape {
@@ -186,7 +186,7 @@ impl RowMatrix {
             return Ok(());
         }
         // Follow each cycle: position k receives old row order[k].
-        let mut done: Vec<bool> = crate::memory::try_zeroed_vec(n, "row permutation")?;
+        let mut done: Vec<bool> = crate::alloc::try_zeroed_vec(n, "row permutation")?;
         let mut tmp = vec![0f32; d];
         for start in 0..n {
             if done[start] || order[start] == start {

@@ -1,15 +1,16 @@
-//! Where the Gram kernel reads its rows from.
+//! Where the Gram kernels read their rows from.
 //!
-//! The kernel walks the columns in chunks and copies each row's chunk into
-//! one buffer before the matrix product, so it never needs the rows as one
-//! contiguous matrix: it only needs "columns `c0..c0 + w` of row `i`". That
-//! is [`RowSource`]. A [`RowMatrix`] in memory is one source (and tells the
-//! kernel it is contiguous, so the copy and the shift are fused into one
-//! pass); a [`crate::spill::SpillRows`] file is another, which is what lets
-//! an aggregate keep gigabytes of activations out of its own memory.
+//! The kernels walk the columns in chunks and copy each row's chunk into
+//! one buffer before the matrix product, so they never need the rows as one
+//! contiguous matrix: only "columns `c0..c0 + w` of row `i`". That is
+//! [`RowSource`]. A [`RowMatrix`] in memory is one source (and says it is
+//! contiguous, so the copy and the shift are fused into one pass); a spill
+//! file of [`crate::store`] is another, which is what lets an aggregate
+//! keep gigabytes of activations out of its own memory.
 
 use crate::error::{KernelError, Result};
-use crate::rows::{check_permutation, RowMatrix};
+use crate::numeric::first_non_finite;
+use crate::rows::RowMatrix;
 
 /// `n` rows of `d` values that can be read a piece at a time, from any
 /// thread.
@@ -147,40 +148,11 @@ impl RowSource for RowRange<'_> {
     }
 }
 
-/// The rows of `inner` in the order `order` (row `i` is `inner`'s row
-/// `order[i]`): sorting keys without moving gigabytes of rows.
-pub struct Permuted<'a> {
-    inner: &'a dyn RowSource,
-    order: &'a [usize],
-}
-
-impl<'a> Permuted<'a> {
-    /// Errors if `order` is not a permutation of `0..inner.n()`.
-    pub fn new(inner: &'a dyn RowSource, order: &'a [usize]) -> Result<Self> {
-        check_permutation(order, inner.n())?;
-        Ok(Permuted { inner, order })
-    }
-}
-
-impl RowSource for Permuted<'_> {
-    fn n(&self) -> usize {
-        self.order.len()
-    }
-
-    fn d(&self) -> usize {
-        self.inner.d()
-    }
-
-    fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
-        self.inner.read(self.order[row], c0, dst)
-    }
-}
-
 /// The first NaN or infinity of a source in row-major order, as an error
 /// (the slow path taken only once a chunk's sums showed there is one).
 pub(crate) fn first_non_finite_in(rows: &dyn RowSource) -> Result<Option<KernelError>> {
     if let Some(data) = rows.contiguous() {
-        return Ok(crate::gram::first_non_finite(data, rows.d()));
+        return Ok(first_non_finite(data, rows.d()));
     }
     let mut buf = vec![0f32; rows.d()];
     for row in 0..rows.n() {
@@ -201,18 +173,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn permuted_reads_rows_in_the_given_order() {
-        let m = RowMatrix::from_vec((0..12).map(|x| x as f32).collect(), 3, 4).unwrap();
-        let order = [2, 0, 1];
-        let p = Permuted::new(&m, &order).unwrap();
-        let mut dst = [0f32; 2];
-        p.read(0, 1, &mut dst).unwrap();
-        assert_eq!(dst, [9.0, 10.0]);
-        p.read(2, 2, &mut dst).unwrap();
-        assert_eq!(dst, [6.0, 7.0]);
-    }
-
-    #[test]
     fn row_range_reads_its_rows_in_place_and_by_reads() {
         let m = RowMatrix::from_vec((0..12).map(|x| x as f32).collect(), 4, 3).unwrap();
         let r = RowRange::new(&m, 1, 2).unwrap();
@@ -225,22 +185,27 @@ mod tests {
     }
 
     #[test]
-    fn permuted_rejects_non_permutations() {
-        let m = RowMatrix::from_vec(vec![0.0; 6], 3, 2).unwrap();
-        assert!(Permuted::new(&m, &[0, 0, 1]).is_err());
-        assert!(Permuted::new(&m, &[0, 1]).is_err());
-        assert!(Permuted::new(&m, &[0, 1, 3]).is_err());
-    }
-
-    #[test]
     fn finds_the_first_non_finite_value_through_reads() {
         let mut v = vec![1f32; 12];
         v[7] = f32::NAN;
         v[10] = f32::INFINITY;
         let m = RowMatrix::from_vec(v, 3, 4).unwrap();
-        let order = [0, 1, 2];
-        let p = Permuted::new(&m, &order).unwrap();
-        match first_non_finite_in(&p).unwrap() {
+        let r = RowRange::new(&m, 0, 3).unwrap();
+        assert!(first_non_finite_in(&r).unwrap().is_some());
+        // Through reads, not in place.
+        struct ByReads<'a>(&'a RowMatrix);
+        impl RowSource for ByReads<'_> {
+            fn n(&self) -> usize {
+                self.0.n()
+            }
+            fn d(&self) -> usize {
+                self.0.d()
+            }
+            fn read(&self, row: usize, c0: usize, dst: &mut [f32]) -> Result<()> {
+                RowSource::read(self.0, row, c0, dst)
+            }
+        }
+        match first_non_finite_in(&ByReads(&m)).unwrap() {
             Some(KernelError::NonFinite { row: 1, col: 3, .. }) => {}
             other => panic!("unexpected {other:?}"),
         }
