@@ -323,7 +323,7 @@ impl Aggregate for LayerCorr {
         }
         let matrix = acc.finish(&order).map_err(|e| kernel_error(e, &keys))?;
         let sorted: Vec<String> = order.iter().map(|i| keys[*i].clone()).collect();
-        write_keyed_matrix(output, row, &sorted, matrix.as_slice())?;
+        write_keyed_matrix(output, row, &sorted, matrix.as_slice(), method)?;
         Ok(())
     }
 }
