@@ -34,30 +34,40 @@ ADDRESS = f"127.0.0.1:{PORT}"
 LAYERS = ["stem", "head"]
 
 
-def test_two_node_cluster(ext_path, model_path, photos):
+def run_in_namespace(test_file: str, timeout: float = 300) -> str:
+    """Runs `python test_file body WORK` in new network + PID namespaces; returns its stdout.
+
+    Fails the calling test (with both streams) unless the body exits 0 and
+    prints CLUSTER-OK. Shared with tests/test_cluster_faults.py.
+    """
     if os.geteuid() != 0:
-        pytest.fail("test_cluster needs root: it creates a network namespace with `unshare -n`",
+        pytest.fail("the cluster tests need root: they create a network namespace with `unshare -n`",
                     pytrace=False)
     for tool in ("unshare", "ip"):
         if shutil.which(tool) is None:
-            pytest.fail(f"test_cluster needs `{tool}` on PATH", pytrace=False)
+            pytest.fail(f"the cluster tests need `{tool}` on PATH", pytrace=False)
     work = tempfile.mkdtemp(prefix="lcray")  # short: Ray's socket paths must stay < 108 bytes
     try:
-        body = f"{sys.executable} {Path(__file__).resolve()} body {work}"
+        body = f"{sys.executable} {Path(test_file).resolve()} body {work}"
         env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
         t0 = time.perf_counter()
         p = subprocess.run(
             ["unshare", "-n", "-p", "-f", "--mount-proc", "bash", "-c",
              f"ip link set lo up && exec {body}"],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout)
         took = time.perf_counter() - t0
         if p.returncode != 0:
             pytest.fail(f"cluster body failed (exit {p.returncode}, {took:.0f} s)\n"
                         f"--- stdout\n{p.stdout[-6000:]}\n--- stderr\n{p.stderr[-6000:]}",
                         pytrace=False)
         assert "CLUSTER-OK" in p.stdout, p.stdout[-3000:]
+        return p.stdout
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def test_two_node_cluster(ext_path, model_path, photos):
+    run_in_namespace(__file__)
 
 
 # --------------------------------------------------------------------------- the body
@@ -93,6 +103,34 @@ def layercorr_model() -> str:
     return str(REPO / "data" / "models" / "efficientnet_lite0.onnx")
 
 
+def start_two_nodes(temp: str, num_cpus: int = 1, nodes: int = 2) -> set[str]:
+    """`ray start` a head on ADDRESS and nodes-1 more nodes joining it (num_cpus each, small
+    object stores), ray.init the driver; returns the node ids once all are alive."""
+    common = [f"--num-cpus={num_cpus}", "--object-store-memory=100000000", "--disable-usage-stats"]
+    _ray("start", "--head", f"--port={PORT}", "--include-dashboard=false",
+         "--node-ip-address=127.0.0.1", f"--temp-dir={temp}", *common)
+    for _ in range(nodes - 1):
+        _ray("start", f"--address={ADDRESS}", "--node-ip-address=127.0.0.1", *common)
+    import ray
+
+    ray.init(address=ADDRESS, log_to_driver=False, logging_level="warning")
+    deadline = time.time() + 60
+    while len([n for n in ray.nodes() if n["Alive"]]) < nodes:
+        if time.time() > deadline:
+            raise RuntimeError(f"only {len(ray.nodes())} of {nodes} nodes joined: {ray.nodes()}")
+        time.sleep(0.5)
+    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+
+
+def stop_cluster() -> None:
+    try:
+        import ray
+
+        ray.shutdown()
+    finally:
+        _ray("stop", "--force", check=False)
+
+
 def body(work: str) -> None:
     import layercorr
     from layercorr import cluster
@@ -105,20 +143,8 @@ def body(work: str) -> None:
         for i, p in enumerate(photos):
             f.write(f"{p},{'even' if i % 2 == 0 else 'odd'}\n")
     acts, mats_dir = os.path.join(work, "acts"), os.path.join(work, "mats")
-    common = ["--num-cpus=1", "--object-store-memory=100000000", "--disable-usage-stats"]
     try:
-        _ray("start", "--head", f"--port={PORT}", "--include-dashboard=false",
-             "--node-ip-address=127.0.0.1", f"--temp-dir={temp}", *common)
-        _ray("start", f"--address={ADDRESS}", "--node-ip-address=127.0.0.1", *common)
-        import ray
-
-        ray.init(address=ADDRESS, log_to_driver=False, logging_level="warning")
-        deadline = time.time() + 60
-        while len([n for n in ray.nodes() if n["Alive"]]) < 2:
-            if time.time() > deadline:
-                raise RuntimeError(f"second node never joined: {ray.nodes()}")
-            time.sleep(0.5)
-        nodes = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+        nodes = start_two_nodes(temp)
 
         t = time.perf_counter()
         ex = cluster.extract(layercorr_model(), manifest, LAYERS, acts, address=ADDRESS,
@@ -164,12 +190,7 @@ def body(work: str) -> None:
         print(json.dumps({"nodes": sorted(nodes), "similarity": sim.tolist()}), flush=True)
         print("CLUSTER-OK", flush=True)
     finally:
-        try:
-            import ray
-
-            ray.shutdown()
-        finally:
-            _ray("stop", "--force", check=False)
+        stop_cluster()
 
 
 if __name__ == "__main__" and len(sys.argv) == 3 and sys.argv[1] == "body":

@@ -43,12 +43,42 @@ def _abs(p: str) -> str:
     return p if _is_url(p) else os.path.abspath(p)
 
 
-def _atomic_copy(con, query: str, dest: str, params=None) -> None:
-    """COPY (query) to a temporary file next to dest, then os.replace it into place."""
+TMP_PREFIX = ".tmp-"
+
+
+def _crash_once(marker) -> None:
+    """Fault injection, FOR TESTS ONLY: the first task to get here kills its own worker.
+
+    `marker` is a file path (the private `_crash_marker=` argument of extract
+    and matrices) or None (always, outside the fault tests). The first task
+    that creates the marker (O_EXCL, so exactly one wins across processes and
+    nodes sharing the folder) ends its worker process with os._exit(1), as a
+    crash or an OOM kill would, after writing its temporary file and before
+    renaming it into place. Ray sees the worker die and retries the task
+    (max_retries); the retry finds the marker and runs normally.
+    """
+    if not marker:
+        return
+    try:
+        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, f"{os.getpid()}\n".encode())
+    os.close(fd)
+    os._exit(1)
+
+
+def _atomic_copy(con, query: str, dest: str, params=None, crash_marker=None) -> None:
+    """COPY (query) to a temporary file next to dest, then os.replace it into place.
+
+    The temporary name starts with a dot and does not match shard-*/layer-*,
+    so a file left by a killed worker is never read as a finished one.
+    """
     folder = os.path.dirname(dest)
-    tmp = os.path.join(folder, f".tmp-{uuid.uuid4().hex}-{os.path.basename(dest)}")
+    tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(dest)}")
     try:
         con.execute(f"COPY ({query}) TO {_q(tmp)} (FORMAT parquet)", params)
+        _crash_once(crash_marker)
         os.replace(tmp, dest)
     finally:
         if os.path.exists(tmp):
@@ -159,7 +189,8 @@ def _read_manifest(con, images) -> tuple[list[str], bool]:
     return absolute, carried
 
 
-def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, shard):
+def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, shard,
+                   crash_marker=None):
     con = layercorr.connect(extension=ext, threads=_task_threads())
     con.execute("SET VARIABLE paths = ?::VARCHAR[]", [paths])
     acts = (f"FROM nn_activations({_q(model)}, getvariable('paths'), layers := ?::VARCHAR[], "
@@ -169,17 +200,18 @@ def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, sh
                  f"LEFT JOIN read_parquet({_q(manifest)}) m ON a.path = m.path")
     else:
         query = f"SELECT path, layer, activation {acts}"
-    _atomic_copy(con, query, dest, [layers])
+    _atomic_copy(con, query, dest, [layers], crash_marker)
     rows, bad = con.execute(
         "SELECT count(*), count(DISTINCT path) FILTER (WHERE activation IS NULL) "
         f"FROM read_parquet({_q(dest)})").fetchone()
     con.close()
     return {"shard": shard, "file": dest, "images": len(paths), "rows": rows, "bad": bad,
-            "node": _node_id(), "label": os.path.basename(dest)}
+            "node": _node_id(), "pid": os.getpid(), "label": os.path.basename(dest)}
 
 
 def extract(model, images, layers, out, *, pool="none", address=None,
-            shard_size=DEFAULT_SHARD_SIZE, skip_bad_images=False, progress=None):
+            shard_size=DEFAULT_SHARD_SIZE, skip_bad_images=False, progress=None,
+            _crash_marker=None):
     """Activations of `layers` for every image, one Parquet file per shard under `out`.
 
     images: a Parquet or CSV file with a `path` column (other columns are
@@ -187,7 +219,10 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     made absolute. Writes out/shard-00000.parquet ... with columns
     `path, layer, activation` plus the carried ones; a shard whose file
     already exists is skipped (resume: re-run with the same arguments).
-    `progress(message)` is called after every finished task.
+    `progress(message)` is called after every finished task. Temporary
+    files (.tmp-*) left in `out` by a killed run are removed first: one
+    driver per output folder. `_crash_marker` is fault injection for the
+    tests only (see _crash_once).
     Returns {shards, shards_run, shards_skipped, images, rows, bad_images,
     seconds, nodes, tasks}.
     """
@@ -201,6 +236,8 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     ext = layercorr.extension_path()
     os.makedirs(out, exist_ok=True)
     out = os.path.abspath(out)
+    for stale in _glob.glob(os.path.join(out, TMP_PREFIX + "*")):
+        os.remove(stale)  # half-written by a killed worker or driver: never complete
 
     con = layercorr.connect(extension=ext)
     # model and layers checked on the driver: the extension's own named errors
@@ -222,7 +259,8 @@ def extract(model, images, layers, out, *, pool="none", address=None,
         if os.path.exists(dest):
             existing.append(dest)
             continue
-        refs.append(task.remote(ext, model, sp, layers, pool, skip_bad_images, manifest, dest, i))
+        refs.append(task.remote(ext, model, sp, layers, pool, skip_bad_images, manifest, dest, i,
+                                _crash_marker))
     results = _wait_all(ray, refs, progress, "extract")
     rows = sum(r["rows"] for r in results)
     bad = sum(r["bad"] for r in results)
@@ -248,27 +286,31 @@ def _layer_file(layer: str) -> str:
     return "layer-" + re.sub(r"[^A-Za-z0-9._-]", "_", layer) + ".parquet"
 
 
-def _layer_matrix(ext, files, layer, method, dest):
+def _layer_matrix(ext, files, layer, method, dest, crash_marker=None):
     con = layercorr.connect(extension=ext, threads=_task_threads())
     con.execute("SET VARIABLE files = ?::VARCHAR[]", [files])
     query = ("SELECT layer, m.keys AS keys, m.matrix AS matrix FROM ("
              "SELECT layer, layer_corr(path, activation, ?) AS m "
              "FROM read_parquet(getvariable('files'), union_by_name := true) "
              "WHERE layer = ? GROUP BY layer)")
-    _atomic_copy(con, query, dest, [method, layer])
+    _atomic_copy(con, query, dest, [method, layer], crash_marker)
     n = con.execute(f"SELECT len(keys) FROM read_parquet({_q(dest)})").fetchone()
     con.close()
     if n is None:
         raise ValueError(f"layer {layer} has no activations")
-    return {"layer": layer, "file": dest, "n": n[0], "node": _node_id(), "label": layer}
+    return {"layer": layer, "file": dest, "n": n[0], "node": _node_id(), "pid": os.getpid(),
+            "label": layer}
 
 
-def matrices(activations, out, *, method="pearson", layers=None, address=None, progress=None):
+def matrices(activations, out, *, method="pearson", layers=None, address=None, progress=None,
+             _crash_marker=None):
     """Per-layer N x N matrices (layer_corr) of an extract() dataset: one Ray task per layer.
 
     activations: extract()'s folder (its shard-*.parquet files), a glob or a
     file. Writes out/layer-<name>.parquet with columns `layer, keys, matrix`
-    (keys sorted), as layer_corr's result. Returns {layers, seconds, nodes, tasks}.
+    (keys sorted), as layer_corr's result. Every layer is recomputed (no
+    resume); `_crash_marker` is fault injection for the tests only.
+    Returns {layers, seconds, nodes, tasks}.
     """
     t0 = time.perf_counter()
     files = _dataset_files(str(activations), "shard")
@@ -298,7 +340,8 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, p
 
     ray = _init(address)
     task = ray.remote(max_retries=3, scheduling_strategy="SPREAD")(_layer_matrix)
-    refs = [task.remote(ext, files, x, method, os.path.join(out, _layer_file(x))) for x in layers]
+    refs = [task.remote(ext, files, x, method, os.path.join(out, _layer_file(x)), _crash_marker)
+            for x in layers]
     results = _wait_all(ray, refs, progress, "matrices")
     return {"layers": list(layers), "seconds": time.perf_counter() - t0,
             "nodes": sorted({r["node"] for r in results}),
