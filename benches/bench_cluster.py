@@ -1,0 +1,162 @@
+"""layercorr.cluster: 1 worker vs 2 workers, beside the single-process SQL doing the same work.
+
+    .venv/bin/python benches/bench_cluster.py [--images 64] [--shard-size 8]
+
+Needs root (like tests/test_cluster.py): it re-runs itself inside new network
+and PID namespaces (`unshare -n -p -f --mount-proc`, loopback up) and there
+starts Ray clusters of one-CPU nodes on 127.0.0.1 with the helpers of
+tests/test_cluster.py: first one node, then two. Each does
+
+- extract: `cluster.extract` of N demo photos, 4 unpooled layers (blocks.0,
+  blocks.0.project, blocks.1, blocks.2: 200704 + 200704 + 75264 + 75264
+  floats per image), shards of --shard-size images;
+- matrices: `cluster.matrices` (Pearson), one task per layer;
+
+after a warm-up task per node (worker processes started, model in the page
+cache). The same work is timed in one process without Ray, the SQL a user
+would run: `COPY (FROM nn_activations(...)) TO parquet` and `layer_corr`
+per layer, with DuckDB threads = 1 and = 2. Prints images/s and ratios;
+JSON in out/bench/cluster.json. Not part of `make test`.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "benches"))
+sys.path.insert(0, str(REPO / "tests"))
+
+LAYERS = ["blocks.0", "blocks.0.project", "blocks.1", "blocks.2"]
+MODEL = str(REPO / "data" / "models" / "efficientnet_lite0.onnx")
+
+
+def photos(n: int) -> list[str]:
+    d = REPO / "data" / "photos" / "classification"
+    ps = sorted(d.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else 1 << 30)
+    if len(ps) < n:
+        raise SystemExit(f"need {n} photos in {d}, found {len(ps)}; run `make assets`")
+    return [str(p) for p in ps[:n]]
+
+
+def sql_run(paths, work, threads):
+    """The single-process SQL: extraction to Parquet, then layer_corr per layer."""
+    import layercorr
+
+    con = layercorr.connect(threads=threads)
+    acts = os.path.join(work, f"sql{threads}.parquet")
+    con.execute("SET VARIABLE paths = ?::VARCHAR[]", [paths])
+    t = time.perf_counter()
+    con.execute(f"COPY (SELECT path, layer, activation FROM nn_activations('{MODEL}', "
+                "getvariable('paths'), layers := ?::VARCHAR[])) TO '" + acts + "' (FORMAT parquet)",
+                [LAYERS])
+    t_ex = time.perf_counter() - t
+    t = time.perf_counter()
+    for i, layer in enumerate(LAYERS):
+        con.execute(f"COPY (SELECT layer, m.keys AS keys, m.matrix AS matrix FROM (SELECT layer, "
+                    f"layer_corr(path, activation) AS m FROM read_parquet('{acts}') WHERE layer = ? "
+                    f"GROUP BY layer)) TO '{work}/sqlm{threads}-{i}.parquet' (FORMAT parquet)",
+                    [layer])
+    t_mx = time.perf_counter() - t
+    con.close()
+    os.remove(acts)
+    return t_ex, t_mx
+
+
+def cluster_run(paths, work, nodes, shard_size):
+    from layercorr import cluster
+    from test_cluster import ADDRESS, start_two_nodes, stop_cluster
+
+    tag = f"k{nodes}"
+    try:
+        start_two_nodes(os.path.join(work, f"r{nodes}"), num_cpus=1, nodes=nodes)
+        # warm-up: one tiny shard per node (worker processes, model and extension opened once)
+        cluster.extract(MODEL, paths[:nodes], LAYERS[:1], os.path.join(work, f"w{tag}"),
+                        address=ADDRESS, shard_size=1)
+        acts, mats = os.path.join(work, f"a{tag}"), os.path.join(work, f"m{tag}")
+        t = time.perf_counter()
+        ex = cluster.extract(MODEL, paths, LAYERS, acts, address=ADDRESS, shard_size=shard_size)
+        t_ex = time.perf_counter() - t
+        t = time.perf_counter()
+        mx = cluster.matrices(acts, mats, address=ADDRESS)
+        t_mx = time.perf_counter() - t
+        assert ex["shards_run"] == ex["shards"] and len(mx["layers"]) == len(LAYERS)
+        return t_ex, t_mx, len(ex["nodes"]), len(mx["nodes"])
+    finally:
+        stop_cluster()
+        shutil.rmtree(os.path.join(work, f"a{tag}"), ignore_errors=True)
+
+
+def body(work: str, n: int, shard_size: int) -> None:
+    import benchlib as B
+
+    info = B.machine_header(f"layercorr.cluster: {n} photos, {len(LAYERS)} layers, "
+                            f"shards of {shard_size}")
+    paths = photos(n)
+    res = {}
+    for th in (1, 2):
+        res[f"sql{th}"] = sql_run(paths, work, th)
+        print(f"single-process SQL, {th} thread(s): extract {res[f'sql{th}'][0]:.2f} s, "
+              f"matrices {res[f'sql{th}'][1]:.2f} s", flush=True)
+    for k in (1, 2):
+        t_ex, t_mx, ne, nm = cluster_run(paths, work, k, shard_size)
+        res[f"ray{k}"] = (t_ex, t_mx)
+        print(f"Ray, {k} one-CPU node(s): extract {t_ex:.2f} s on {ne} node(s), "
+              f"matrices {t_mx:.2f} s on {nm} node(s)", flush=True)
+
+    rows = []
+    for key, label in (("sql1", "single-process SQL, 1 thread"),
+                       ("sql2", "single-process SQL, 2 threads"),
+                       ("ray1", "Ray, 1 worker (1 one-CPU node)"),
+                       ("ray2", "Ray, 2 workers (2 one-CPU nodes)")):
+        t_ex, t_mx = res[key]
+        rows.append([label, f"{n / t_ex:.2f}", f"{t_ex:.2f}", f"{n / t_mx:.1f}", f"{t_mx:.2f}"])
+    print()
+    B.print_table(["", "extract images/s", "extract s", "matrices images/s", "matrices s"], rows)
+    r = {
+        "extract 2 workers / 1 worker": res["ray1"][0] / res["ray2"][0],
+        "matrices 2 workers / 1 worker": res["ray1"][1] / res["ray2"][1],
+        "extract 2 workers / SQL 2 threads": res["sql2"][0] / res["ray2"][0],
+        "matrices 2 workers / SQL 2 threads": res["sql2"][1] / res["ray2"][1],
+        "extract 1 worker / SQL 1 thread": res["sql1"][0] / res["ray1"][0],
+        "matrices 1 worker / SQL 1 thread": res["sql1"][1] / res["ray1"][1],
+    }
+    print()
+    for k, v in r.items():
+        print(f"{k}: {v:.2f}x (throughput ratio)")
+    B.write_json("cluster.json", {"machine": info, "images": n, "layers": LAYERS,
+                             "shard_size": shard_size, "seconds": res, "ratios": r})
+    print("BENCH-OK", flush=True)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--images", type=int, default=64)
+    p.add_argument("--shard-size", type=int, default=8)
+    p.add_argument("--body", help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.body:
+        body(a.body, a.images, a.shard_size)
+        return 0
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        raise SystemExit("bench_cluster needs root and `unshare` (network namespace, as the tests)")
+    work = tempfile.mkdtemp(prefix="lcbench")
+    try:
+        cmd = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
+               f"--images {a.images} --shard-size {a.shard_size} --body {work}")
+        env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
+        return subprocess.run(["unshare", "-n", "-p", "-f", "--mount-proc", "bash", "-c", cmd],
+                              env=env, cwd=REPO).returncode
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
