@@ -13,7 +13,7 @@ EXT := build/release/layercorr.duckdb_extension
 CARGO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 DEMO_STAMP := data/.demo-assets
 
-.PHONY: all build venv demo test test-rust test-python bench lint fmt clean assets
+.PHONY: all build venv demo test test-rust test-python bench bench-cluster lint fmt clean assets
 
 all: build
 
@@ -59,6 +59,10 @@ test-python: build assets
 bench: build assets $(VENV)/.bench-installed
 	$(PY) benches/bench_inference.py
 	$(PY) benches/bench_corr.py
+
+# Ray: 1 vs 2 workers beside single-process SQL (needs root for its network namespace).
+bench-cluster: build assets
+	$(PY) benches/bench_cluster.py
 
 lint:
 	cargo fmt --all -- --check
