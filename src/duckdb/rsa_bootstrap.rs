@@ -20,14 +20,11 @@ use ::duckdb::ffi;
 use layercorr_kernels::resample::bootstrap;
 use layercorr_kernels::CompareMethod;
 
-use super::corr_struct::{
-    check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method,
-};
 use super::ffi::{chunk_len, column, column_count, set_null, set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
 use super::method_arg::{method_at, resample_options};
 use super::register::{CallContext, ScalarFunction};
-use super::rsa::pair_names;
+use super::rsa::{pair_names, pair_signatures, read_pair, MatrixPair};
 
 /// The `rsa_bootstrap` scalar function.
 pub struct RsaBootstrap;
@@ -47,19 +44,15 @@ impl ScalarFunction for RsaBootstrap {
     const NAME: &'static str = "rsa_bootstrap";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let tail = [
-            LogicalType::varchar,
-            LogicalType::bigint,
-            LogicalType::bigint,
-            LogicalType::double,
-        ];
-        (0..=tail.len())
-            .map(|k| {
-                let mut params = vec![corr_matrix_type(), corr_matrix_type()];
-                params.extend(tail[..k].iter().map(|t| t()));
-                (params, result_type())
-            })
-            .collect()
+        pair_signatures(
+            &[
+                LogicalType::varchar,
+                LogicalType::bigint,
+                LogicalType::bigint,
+                LogicalType::double,
+            ],
+            result_type,
+        )
     }
 
     unsafe fn invoke(
@@ -74,17 +67,10 @@ impl ScalarFunction for RsaBootstrap {
         for row in 0..rows {
             let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
             let opts = resample_options(input, 3, row, "rsa_bootstrap", "resamples")?;
-            let a = read_keyed_matrix(a_vec, rows, row, "matrix_a")?;
-            let b = read_keyed_matrix(b_vec, rows, row, "matrix_b")?;
-            let (Some(a), Some(b)) = (a, b) else {
+            let Some(MatrixPair { a, b, kinds }) = read_pair(a_vec, b_vec, rows, row)? else {
                 set_null(output, row);
                 continue;
             };
-            check_same_keys(&a.keys, "matrix_a", &b.keys, "matrix_b")?;
-            let kinds = [
-                read_matrix_method(a_vec, row, "matrix_a")?,
-                read_matrix_method(b_vec, row, "matrix_b")?,
-            ];
             let r = bootstrap(&[&a.values, &b.values], &kinds, a.n(), method, opts)
                 .map_err(|e| name_matrix(e, &pair_names()))?;
             let values = [
