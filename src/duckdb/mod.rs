@@ -21,6 +21,7 @@ mod method_arg;
 mod nn_activations;
 mod nn_activations_table;
 mod nn_layers;
+mod nn_model;
 mod nn_weights;
 mod picture;
 mod rsa;
@@ -38,6 +39,7 @@ pub fn register_all(con: duckdb_connection) -> Result<(), String> {
     settings::register_options(con)?;
     register_table::<layercorr_settings::LayercorrSettings>(con)?;
     register_table::<nn_layers::NnLayers>(con)?;
+    register_table::<nn_model::NnModel>(con)?;
     register_table::<nn_weights::NnWeights>(con)?;
     register_scalar::<nn_activations::NnActivations>(con)?;
     register_table::<nn_activations_table::NnActivationsTable>(con)?;

@@ -7,13 +7,16 @@
 //! graph, positions from its topological order. `input` is a pseudo-layer:
 //! the preprocessed pixels fed to the network.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
 
 use tract_onnx::model::ParseResult;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::metadata::{preprocessing_from_props, DeclaredInput};
+use super::metadata::{preprocessing_from_props, preprocessing_report, DeclaredInput};
 use super::ModelError;
 use crate::image::Preprocessing;
 
@@ -35,6 +38,34 @@ pub struct LayerInfo {
     pub position: i32,
 }
 
+/// Facts about the ONNX file itself, as `nn_model` reports them.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ModelInfo {
+    /// SHA-256 of the file's bytes, lower-case hex.
+    pub sha256: String,
+    /// The ONNX IR version.
+    pub ir_version: i64,
+    /// The version of the default (`ai.onnx`) operator set.
+    pub opset: i64,
+    /// `producer_name` and `producer_version` as the exporter wrote them.
+    pub producer_name: String,
+    pub producer_version: String,
+    /// The graph's image input: name, element type, declared shape
+    /// (`?` for a symbolic dimension).
+    pub input_name: String,
+    pub input_type: String,
+    pub input_shape: String,
+}
+
+/// One preprocessing value in force and where it came from: `metadata`
+/// (a `layercorr.*` key), `declared shape`, `declared type` or `default`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessingSource {
+    pub key: String,
+    pub value: String,
+    pub source: String,
+}
+
 /// A parsed model with its preprocessing and layer list, shared by every
 /// query and thread that uses the same file.
 #[derive(Debug)]
@@ -52,6 +83,13 @@ pub struct LoadedModel {
     /// Names of the graph's outputs (what `nn_activations` without a layer
     /// list returns).
     pub outputs: Vec<String>,
+    /// Facts about the file (hash, opset, producer, input).
+    pub info: ModelInfo,
+    /// Every preprocessing value in force with its origin.
+    pub preprocessing_sources: Vec<PreprocessingSource>,
+    /// ONNX operator type (`Conv`, `Relu`...) of the node producing each
+    /// tensor, by output name.
+    onnx_ops: HashMap<String, String>,
     pub(crate) inference: InferenceModel,
 }
 
@@ -113,6 +151,27 @@ impl LoadedModel {
         } = onnx
             .parse(&proto, folder)
             .map_err(|e| not_onnx(format!("{e:#}")))?;
+        let onnx_ops: HashMap<String, String> = proto
+            .graph
+            .iter()
+            .flat_map(|g| g.node.iter())
+            .flat_map(|n| n.output.iter().map(|o| (o.clone(), n.op_type.clone())))
+            .collect();
+        let mut info = ModelInfo {
+            sha256: Sha256::digest(bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+            ir_version: proto.ir_version,
+            opset: proto
+                .opset_import
+                .iter()
+                .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+                .map_or(0, |o| o.version),
+            producer_name: proto.producer_name.clone(),
+            producer_version: proto.producer_version.clone(),
+            ..ModelInfo::default()
+        };
         drop(proto);
         if !unresolved_inputs.is_empty() {
             return Err(not_onnx(format!(
@@ -138,6 +197,21 @@ impl LoadedModel {
             .map(declared_input)
             .unwrap_or_default();
         let preprocessing = preprocessing_from_props(path, &inference.properties, &declared)?;
+        let preprocessing_sources =
+            preprocessing_report(&preprocessing, &inference.properties, &declared);
+        info.input_name = inference
+            .outlet_label(inputs[0])
+            .map(str::to_string)
+            .unwrap_or_else(|| inference.nodes()[inputs[0].node].name.clone());
+        info.input_type = match declared.datum_type {
+            None => "?".to_string(),
+            Some(DatumType::F32) => "float".to_string(),
+            Some(DatumType::F16) => "float16".to_string(),
+            Some(DatumType::F64) => "double".to_string(),
+            Some(DatumType::U8) => "uint8".to_string(),
+            Some(other) => format!("{other:?}"),
+        };
+        info.input_shape = declared.shape_text();
         let input_type = declared.datum_type.unwrap_or(DatumType::F32);
         let outputs = inference
             .output_outlets()
@@ -156,6 +230,9 @@ impl LoadedModel {
             input_type,
             layers: Vec::new(),
             outputs,
+            info,
+            preprocessing_sources,
+            onnx_ops,
             inference,
         };
         model.layers = model.list_layers()?;
@@ -253,9 +330,16 @@ impl LoadedModel {
                     continue;
                 };
                 let shape: Vec<i64> = dims.iter().skip(1).map(|d| *d as i64).collect();
+                // The ONNX operator type from the file; tract's own name only
+                // for nodes tract made up.
+                let op = self
+                    .onnx_ops
+                    .get(&name)
+                    .cloned()
+                    .unwrap_or_else(|| op.trim_end_matches("Hir").to_string());
                 layers.push(LayerInfo {
                     name,
-                    op: op.trim_end_matches("Hir").to_string(),
+                    op,
                     size: shape.iter().product(),
                     shape,
                     position: layers.len() as i32,

@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::{DatumType, Tensor};
 
+use super::loaded::PreprocessingSource;
 use super::ModelError;
 use crate::image::{InputValues, Layout, Preprocessing, ResizeMode, MAX_INPUT_SIDE};
 
@@ -44,7 +45,7 @@ pub struct DeclaredInput {
 
 impl DeclaredInput {
     /// The declared shape as text, `?` for an unknown dimension.
-    fn shape_text(&self) -> String {
+    pub(crate) fn shape_text(&self) -> String {
         match &self.dims {
             None => "[?]".to_string(),
             Some(dims) => {
@@ -268,6 +269,118 @@ pub fn preprocessing_from_props(
     Ok(pre)
 }
 
+/// Every preprocessing value in force in `pre` (built by
+/// [`preprocessing_from_props`] from the same `props` and `declared`), with
+/// where it came from: `metadata` (a `layercorr.*` key), `declared shape`,
+/// `declared type` or `default`.
+pub fn preprocessing_report(
+    pre: &Preprocessing,
+    props: &HashMap<String, Arc<Tensor>>,
+    declared: &DeclaredInput,
+) -> Vec<PreprocessingSource> {
+    let dims = declared.dims.as_deref().filter(|d| d.len() == 4);
+    let declared_size = dims.is_some_and(|d| {
+        let (h, w) = match pre.layout {
+            Layout::Nchw => (d[2], d[3]),
+            Layout::Nhwc => (d[1], d[2]),
+        };
+        matches!((h, w), (Some(h), Some(w)) if h > 0 && w > 0)
+    });
+    let declared_channels = dims.is_some_and(|d| {
+        let c = match pre.layout {
+            Layout::Nchw => d[1],
+            Layout::Nhwc => d[3],
+        };
+        c.is_some()
+    });
+    let from = |key: &str, declared_here: bool| {
+        if prop(props, key).is_some() {
+            "metadata"
+        } else if declared_here {
+            "declared shape"
+        } else {
+            "default"
+        }
+    };
+    let triple_text = |v: [f32; 3]| {
+        if v[0] == v[1] && v[1] == v[2] {
+            format!("{}", v[0])
+        } else {
+            format!("{},{},{}", v[0], v[1], v[2])
+        }
+    };
+    let size = if pre.height == pre.width {
+        pre.height.to_string()
+    } else {
+        format!("{}x{}", pre.height, pre.width)
+    };
+    let raw = pre.values == InputValues::Raw;
+    let normalisation = |key: &str, v: [f32; 3]| {
+        if raw {
+            ("not applied (uint8 input)".to_string(), "declared type")
+        } else {
+            (triple_text(v), from(key, false))
+        }
+    };
+    let (mean, mean_source) = normalisation("mean", pre.mean);
+    let (std, std_source) = normalisation("std", pre.std);
+    let rows = [
+        ("input_size", size, from("input_size", declared_size)),
+        (
+            "channels",
+            match pre.channels {
+                1 => "1 (grey)".to_string(),
+                c => format!("{c} (RGB)"),
+            },
+            if declared_channels {
+                "declared shape"
+            } else {
+                "default"
+            },
+        ),
+        (
+            "layout",
+            match pre.layout {
+                Layout::Nchw => "NCHW",
+                Layout::Nhwc => "NHWC",
+            }
+            .to_string(),
+            from("layout", dims.and_then(declared_layout).is_some()),
+        ),
+        ("mean", mean, mean_source),
+        ("std", std, std_source),
+        (
+            "resize",
+            match pre.resize {
+                ResizeMode::ShorterSideCenterCrop => "shorter_side_then_center_crop",
+                ResizeMode::Stretch => "stretch",
+            }
+            .to_string(),
+            from("resize", false),
+        ),
+        (
+            "values",
+            match pre.values {
+                InputValues::Normalised => "normalised",
+                InputValues::Raw => "raw 0-255",
+            }
+            .to_string(),
+            if declared.datum_type.is_some() {
+                "declared type"
+            } else {
+                "default"
+            },
+        ),
+    ];
+    rows.into_iter()
+        .map(|(key, value, source)| PreprocessingSource {
+            key: key.to_string(),
+            value,
+            source: source.to_string(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +557,23 @@ mod tests {
             e.contains("layercorr.layout = 'NHWC'") && e.contains("has 224 entries"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn report_names_where_each_value_came_from() {
+        let input = declared(&[None, Some(3), Some(160), Some(128)], Some(DatumType::F32));
+        let p = props(&[("mean", "1,2,3")]);
+        let pre = preprocessing_from_props(Path::new("m.onnx"), &p, &input).unwrap();
+        let report = preprocessing_report(&pre, &p, &input);
+        let get = |k: &str| {
+            let r = report.iter().find(|r| r.key == k).unwrap();
+            (r.value.as_str(), r.source.as_str())
+        };
+        assert_eq!(get("input_size"), ("160x128", "declared shape"));
+        assert_eq!(get("mean"), ("1,2,3", "metadata"));
+        assert_eq!(get("std"), ("128", "default"));
+        assert_eq!(get("layout"), ("NCHW", "declared shape"));
+        assert_eq!(get("resize"), ("shorter_side_then_center_crop", "default"));
+        assert_eq!(get("values"), ("normalised", "declared type"));
     }
 }

@@ -19,7 +19,7 @@ mod weights;
 
 pub use cache::{cached_model, cached_plan, own_depthwise, set_own_depthwise, ModelKey};
 pub use error::ModelError;
-pub use loaded::{LayerInfo, LoadedModel, INPUT_LAYER};
+pub use loaded::{LayerInfo, LoadedModel, ModelInfo, PreprocessingSource, INPUT_LAYER};
 pub use plan::{ImageActivations, Plan};
 pub use selection::select_layers;
 pub use weights::{WeightInfo, NEAR_ZERO};
