@@ -2,13 +2,22 @@
 """Stamp an ONNX model with the preprocessing layercorr should use.
 
 layercorr reads `layercorr.*` keys from the model's `metadata_props`:
-input size, per-channel mean and std on the 0-255 pixel scale, how the
-image is fitted (shorter side then centre crop, or stretch) and the tensor
-layout. Run this once on your own model file; the weights are untouched.
+input size, the shorter side before the centre crop, per-channel mean and
+std on the 0-255 pixel scale (in the tensor's channel order), how the image
+is fitted (shorter side then centre crop, or stretch), the resampling
+filter, RGB or BGR, the tensor layout, EXIF rotation and transparency. Run
+this once on your own model file; the weights are untouched.
 
-Example (torchvision ImageNet normalisation):
-    python scripts/set_preprocessing.py model.onnx --size 224 \
+Examples:
+    # torchvision: Resize(256), CenterCrop(224), ImageNet normalisation
+    python scripts/set_preprocessing.py model.onnx --size 224 --resize-size 256 \
         --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375
+    # timm (e.g. resnet50.a1_in1k): bicubic, crop_pct 0.95
+    python scripts/set_preprocessing.py model.onnx --size 224 --resize-size 235 \
+        --interpolation bicubic --mean 123.675,116.28,103.53 --std 58.395,57.12,57.375
+    # Keras / Caffe-style ResNet50: BGR, mean subtraction only, NHWC
+    python scripts/set_preprocessing.py model.onnx --size 224 --resize-size 256 \
+        --channel-order BGR --mean 103.939,116.779,123.68 --std 1 --layout NHWC
 """
 
 import argparse
@@ -26,7 +35,16 @@ def main() -> int:
     parser.add_argument("--std", help="r,g,b standard deviation on the 0-255 scale")
     parser.add_argument("--resize", choices=["shorter_side_then_center_crop", "stretch"])
     parser.add_argument("--layout", choices=["NCHW", "NHWC"])
+    parser.add_argument("--resize-size", help="shorter side before the centre crop (torchvision Resize(N))")
+    parser.add_argument("--channel-order", choices=["RGB", "BGR"])
+    parser.add_argument("--interpolation", choices=["bilinear", "bicubic", "lanczos", "nearest", "area"])
+    parser.add_argument("--exif", choices=["apply", "ignore"], help="rotate by the EXIF orientation (default apply)")
+    parser.add_argument("--alpha", choices=["drop", "composite"], help="transparency: drop it or blend onto --background")
+    parser.add_argument("--background", help="colour for --alpha composite: white, black or r,g,b (0-255)")
     args = parser.parse_args()
+    if args.resize_size is not None and not args.resize_size.strip().isdigit():
+        print(f"set_preprocessing: --resize-size must be a number of pixels, got {args.resize_size!r}", file=sys.stderr)
+        return 2
 
     values = {
         "layercorr.input_size": args.size,
@@ -34,6 +52,12 @@ def main() -> int:
         "layercorr.std": args.std,
         "layercorr.resize": args.resize,
         "layercorr.layout": args.layout,
+        "layercorr.resize_size": args.resize_size,
+        "layercorr.channel_order": args.channel_order,
+        "layercorr.interpolation": args.interpolation,
+        "layercorr.exif": args.exif,
+        "layercorr.alpha": args.alpha,
+        "layercorr.background": args.background,
     }
     for key in ("layercorr.mean", "layercorr.std"):
         if values[key] is not None:

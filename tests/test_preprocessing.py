@@ -114,3 +114,113 @@ def test_nn_model_bad_file_is_a_named_error(con, tmp_path):
     with pytest.raises(duckdb.Error, match="nope.onnx"):
         con.execute(f"FROM nn_model({lit(bad)})").fetchall()
 
+
+# --- preprocessing keys against Pillow doing the same steps --------------------
+
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+
+PIL_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC, "lanczos": Image.LANCZOS,
+               "nearest": Image.NEAREST, "area": Image.BOX}
+
+
+def pillow_input(path, size=224, resize_size=None, interpolation="bilinear", bgr=False):
+    """[3, S, S] pixels 0..255: shorter side to resize_size (else S), centre crop S."""
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        w, h = im.size
+        side = max(resize_size or size, size)
+        scale = side / min(w, h)
+        nw, nh = max(round(w * scale), size), max(round(h * scale), size)
+        im = im.resize((nw, nh), PIL_FILTERS[interpolation])
+        left, top = (nw - size) // 2, (nh - size) // 2
+        x = np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float64)
+    if bgr:
+        x = x[..., ::-1]
+    return x.transpose(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def shaped_photos(photos, tmp_path_factory):
+    """Lossless photos: square, wide, tall and an extreme strip."""
+    d = tmp_path_factory.mktemp("shaped")
+    out = []
+    for i, box in [(0, (0, 0, 512, 512)), (1, (0, 60, 512, 360)), (2, (100, 0, 400, 512)),
+                   (3, (0, 200, 512, 260))]:
+        with Image.open(photos[i]) as im:
+            p = d / f"shaped_{i}.png"
+            im.convert("RGB").crop(box).save(p)
+            out.append(p)
+    return out
+
+
+def _input_of(con, model, path):
+    vec = con.execute(f"SELECT nn_activations({lit(model)}, {lit(path)}, ['input'])[1].activation").fetchone()[0]
+    return np.asarray(vec, dtype=np.float64).reshape(3, 224, 224)
+
+
+CASES = [
+    ({}, {}),
+    ({"resize_size": 256}, {"resize_size": 256}),
+    ({"resize_size": 256, "channel_order": "BGR"}, {"resize_size": 256, "bgr": True}),
+    ({"interpolation": "bicubic"}, {"interpolation": "bicubic"}),
+    ({"interpolation": "lanczos", "resize_size": 232}, {"interpolation": "lanczos", "resize_size": 232}),
+    ({"interpolation": "nearest"}, {"interpolation": "nearest"}),
+    ({"interpolation": "area", "resize_size": 300}, {"interpolation": "area", "resize_size": 300}),
+]
+
+
+@pytest.mark.parametrize("keys,ref", CASES, ids=[str(k) for k, _ in CASES])
+def test_input_matches_pillow(con, model_path, shaped_photos, tmp_path, keys, ref):
+    model = H.stamp_model(model_path, tmp_path / "stamped.onnx", mean="0", std="1", **keys)
+    for p in shaped_photos:
+        got = _input_of(con, model, p)
+        want = pillow_input(p, **ref)
+        diff = np.abs(got - want)
+        assert diff.mean() <= 1.0, f"{keys} on {p.name}: mean |diff| {diff.mean():.3f}, max {diff.max()}"
+        if ref.get("interpolation") != "nearest":
+            assert diff.max() <= 8, f"{keys} on {p.name}: max |diff| {diff.max()}"
+
+
+@pytest.mark.parametrize("key,value,valid", [
+    ("interpolation", "cubic", "bilinear, bicubic, lanczos, nearest, area"),
+    ("channel_order", "GBR", "RGB, BGR"),
+    ("exif", "maybe", "apply, ignore"),
+    ("alpha", "keep", "drop, composite"),
+])
+def test_unknown_values_are_named_errors(con, model_path, tmp_path, key, value, valid):
+    import duckdb
+    model = H.stamp_model(model_path, tmp_path / "bad.onnx", **{key: value})
+    with pytest.raises(duckdb.Error) as e:
+        con.execute(f"FROM nn_layers({lit(model)})").fetchall()
+    msg = str(e.value)
+    assert f"layercorr.{key} = '{value}'" in msg and valid in msg, msg
+
+
+def test_nn_model_reports_stamped_keys(con, model_path, tmp_path):
+    model = H.stamp_model(model_path, tmp_path / "keys.onnx", resize_size=256, channel_order="BGR",
+                          interpolation="bicubic")
+    pre = {p["key"]: (p["value"], p["source"]) for p in _facts(con, model)["preprocessing"]}
+    assert pre["resize_size"] == ("256", "metadata")
+    assert pre["channel_order"] == ("BGR", "metadata")
+    assert pre["interpolation"] == ("bicubic", "metadata")
+    assert pre["exif"] == ("apply", "default")
+    assert pre["alpha"] == ("drop", "default")
+
+
+def test_set_preprocessing_stamps_every_key(model_path, tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "stamped_by_script.onnx"
+    r = subprocess.run([sys.executable, str(H.REPO / "scripts" / "set_preprocessing.py"), str(model_path),
+                        "--output", str(out), "--resize-size", "256", "--channel-order", "BGR",
+                        "--interpolation", "lanczos", "--exif", "ignore", "--alpha", "composite",
+                        "--background", "0,0,0"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert {k: props[k] for k in props if k in (
+        "layercorr.resize_size", "layercorr.channel_order", "layercorr.interpolation",
+        "layercorr.exif", "layercorr.alpha", "layercorr.background")} == {
+        "layercorr.resize_size": "256", "layercorr.channel_order": "BGR",
+        "layercorr.interpolation": "lanczos", "layercorr.exif": "ignore",
+        "layercorr.alpha": "composite", "layercorr.background": "0,0,0"}

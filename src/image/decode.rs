@@ -10,10 +10,10 @@ use std::fs::File;
 use std::io::{Cursor, Read};
 use std::path::Path;
 
-use ::image::{ImageReader, RgbImage};
+use ::image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
 
 use super::jpeg::{decode_jpeg, JpegOutcome};
-use super::ImageError;
+use super::{Alpha, ImageError, Preprocessing};
 
 /// Images above this many pixels are refused (64 MP: a 8000 x 8000 photo).
 pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
@@ -109,6 +109,83 @@ pub fn decode_rgb(bytes: &[u8], path: &Path, max_pixels: u64) -> Result<RgbImage
     reader.limits(limits);
     let decoded = reader.decode().map_err(|e| decode_error(e.to_string()))?;
     Ok(decoded.into_rgb8())
+}
+
+/// Decodes `bytes` as [`decode_rgb`] does, then as `pre` asks: rotates
+/// the image by its EXIF orientation (`pre.exif`, as Pillow's
+/// `ImageOps.exif_transpose`) and blends a transparent image over
+/// `Alpha::Composite`'s background (as Pillow's `alpha_composite` onto an
+/// opaque background, then `convert("RGB")`).
+pub fn decode_for(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+    pre: &Preprocessing,
+) -> Result<RgbImage, ImageError> {
+    let rgb = match pre.alpha {
+        Alpha::Composite(background) => match decode_rgba(bytes, path, max_pixels)? {
+            Some(rgba) => composite(&rgba, background),
+            None => decode_rgb(bytes, path, max_pixels)?,
+        },
+        Alpha::Drop => decode_rgb(bytes, path, max_pixels)?,
+    };
+    if !pre.exif {
+        return Ok(rgb);
+    }
+    let orientation = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .and_then(|r| r.into_decoder().ok())
+        .and_then(|mut d| d.orientation().ok())
+        .unwrap_or(::image::metadata::Orientation::NoTransforms);
+    if orientation == ::image::metadata::Orientation::NoTransforms {
+        return Ok(rgb);
+    }
+    let mut image = DynamicImage::ImageRgb8(rgb);
+    image.apply_orientation(orientation);
+    Ok(image.into_rgb8())
+}
+
+/// The image as 8-bit RGBA when it has an alpha channel (never a JPEG),
+/// else `None`.
+fn decode_rgba(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<Option<::image::RgbaImage>, ImageError> {
+    let decode_error = |reason: String| ImageError::Decode {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let Ok(reader) = ImageReader::new(Cursor::new(bytes)).with_guessed_format() else {
+        return Ok(None);
+    };
+    if reader.format() == Some(::image::ImageFormat::Jpeg) {
+        return Ok(None);
+    }
+    // The size checks and errors of `decode_rgb` come first.
+    decode_rgb(bytes, path, max_pixels)?;
+    let mut reader = reader;
+    let mut limits = ::image::Limits::default();
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(64 << 20));
+    reader.limits(limits);
+    let decoded = reader.decode().map_err(|e| decode_error(e.to_string()))?;
+    if !decoded.color().has_alpha() {
+        return Ok(None);
+    }
+    Ok(Some(decoded.into_rgba8()))
+}
+
+/// `rgba` over an opaque `background`, rounded to the nearest level.
+fn composite(rgba: &::image::RgbaImage, background: [u8; 3]) -> RgbImage {
+    RgbImage::from_fn(rgba.width(), rgba.height(), |x, y| {
+        let p = rgba.get_pixel(x, y).0;
+        let a = u32::from(p[3]);
+        let mix = |c: usize| {
+            ((u32::from(p[c]) * a + u32::from(background[c]) * (255 - a) + 127) / 255) as u8
+        };
+        ::image::Rgb([mix(0), mix(1), mix(2)])
+    })
 }
 
 #[cfg(test)]
@@ -258,5 +335,27 @@ mod tests {
             let t = preprocess(&rgb, &Preprocessing::default(), path).unwrap();
             assert_eq!(t.len(), 3 * 224 * 224, "{format:?} {w} x {h}");
         }
+    }
+
+    #[test]
+    fn composite_blends_over_the_background() {
+        let path = tmp("half.png");
+        ImageBuffer::from_fn(2, 2, |x, _| {
+            Rgba([0u8, 100, 200, if x == 0 { 0 } else { 128 }])
+        })
+        .save(&path)
+        .unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let pre = Preprocessing {
+            alpha: Alpha::Composite([255, 255, 255]),
+            ..Preprocessing::default()
+        };
+        let rgb = decode_for(&bytes, &path, DEFAULT_MAX_PIXELS, &pre).unwrap();
+        assert_eq!(rgb.get_pixel(0, 0).0, [255, 255, 255]);
+        // 0*128/255 + 255*127/255 = 127; 100*128/255 + 127 = 177.2; 200*128/255 + 127 = 227.4
+        assert_eq!(rgb.get_pixel(1, 0).0, [127, 177, 227]);
+        let dropped =
+            decode_for(&bytes, &path, DEFAULT_MAX_PIXELS, &Preprocessing::default()).unwrap();
+        assert_eq!(dropped.get_pixel(0, 0).0, [0, 100, 200]);
     }
 }

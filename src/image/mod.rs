@@ -10,6 +10,9 @@ mod error;
 mod jpeg;
 mod preprocess;
 
-pub use decode::{decode_rgb, load_rgb, max_file_bytes, DEFAULT_MAX_PIXELS};
+pub use decode::{decode_for, decode_rgb, load_rgb, max_file_bytes, DEFAULT_MAX_PIXELS};
 pub use error::ImageError;
-pub use preprocess::{preprocess, InputValues, Layout, Preprocessing, ResizeMode, MAX_INPUT_SIDE};
+pub use preprocess::{
+    preprocess, Alpha, ChannelOrder, InputValues, Interpolation, Layout, Preprocessing, ResizeMode,
+    MAX_INPUT_SIDE,
+};

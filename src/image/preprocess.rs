@@ -45,6 +45,88 @@ pub enum ResizeMode {
     Stretch,
 }
 
+/// The resampling filter of the resize, each as Pillow's filter of the
+/// same name (antialiased when shrinking).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interpolation {
+    /// Triangle filter, Pillow's `BILINEAR`.
+    Bilinear,
+    /// Cubic convolution with a = -0.5 (Catmull-Rom), Pillow's `BICUBIC`.
+    Bicubic,
+    /// Lanczos with 3 lobes, Pillow's `LANCZOS`.
+    Lanczos,
+    /// Nearest neighbour, Pillow's `NEAREST`.
+    Nearest,
+    /// Box filter (area average), Pillow's `BOX`.
+    Area,
+}
+
+impl Interpolation {
+    /// The valid names, as errors list them.
+    pub const NAMES: &'static str = "bilinear, bicubic, lanczos, nearest, area";
+
+    /// Parses a name (case-insensitive).
+    pub fn parse(text: &str) -> Option<Interpolation> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "bilinear" => Interpolation::Bilinear,
+            "bicubic" => Interpolation::Bicubic,
+            "lanczos" => Interpolation::Lanczos,
+            "nearest" => Interpolation::Nearest,
+            "area" => Interpolation::Area,
+            _ => return None,
+        })
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Lanczos => "lanczos",
+            Interpolation::Nearest => "nearest",
+            Interpolation::Area => "area",
+        }
+    }
+
+    fn algorithm(self) -> ResizeAlg {
+        match self {
+            Interpolation::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+            Interpolation::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
+            Interpolation::Lanczos => ResizeAlg::Convolution(FilterType::Lanczos3),
+            Interpolation::Nearest => ResizeAlg::Nearest,
+            Interpolation::Area => ResizeAlg::Convolution(FilterType::Box),
+        }
+    }
+
+    /// The filter's support in source pixels at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Interpolation::Bilinear => 1.0,
+            Interpolation::Bicubic => 2.0,
+            Interpolation::Lanczos => 3.0,
+            Interpolation::Nearest | Interpolation::Area => 0.5,
+        }
+    }
+}
+
+/// The order of the colour channels in the tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelOrder {
+    /// Red, green, blue (PyTorch, TensorFlow).
+    Rgb,
+    /// Blue, green, red (Caffe, OpenCV).
+    Bgr,
+}
+
+/// What happens to the transparency of an image that has some.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alpha {
+    /// Ignore it (Pillow's `convert("RGB")`).
+    Drop,
+    /// Blend the image over a background of this colour.
+    Composite([u8; 3]),
+}
+
 /// Memory order of the input tensor (without the batch axis).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Layout {
@@ -84,6 +166,18 @@ pub struct Preprocessing {
     pub layout: Layout,
     /// Normalised values or raw pixels.
     pub values: InputValues,
+    /// The shorter side before the centre crop (torchvision's
+    /// `Resize(256)` then `CenterCrop(224)`); `None`: just cover the input.
+    pub resize_size: Option<u32>,
+    /// The resampling filter.
+    pub interpolation: Interpolation,
+    /// Colour channel order of the tensor; `mean` and `std` are given in
+    /// this order.
+    pub channel_order: ChannelOrder,
+    /// Whether decoding rotates the image by its EXIF orientation.
+    pub exif: bool,
+    /// What decoding does with transparency.
+    pub alpha: Alpha,
 }
 
 impl Default for Preprocessing {
@@ -99,6 +193,11 @@ impl Default for Preprocessing {
             resize: ResizeMode::ShorterSideCenterCrop,
             layout: Layout::Nchw,
             values: InputValues::Normalised,
+            resize_size: None,
+            interpolation: Interpolation::Bilinear,
+            channel_order: ChannelOrder::Rgb,
+            exif: true,
+            alpha: Alpha::Drop,
         }
     }
 }
@@ -126,9 +225,15 @@ impl Preprocessing {
 /// The intermediate size before the centre crop: the smallest size with the
 /// image's aspect ratio that covers `target`, rounded like Pillow users do
 /// (`round(w * scale)`). Only used to place the crop; never allocated.
-fn cover_size(src: (u32, u32), target: (u32, u32)) -> (u64, u64) {
+fn cover_size(src: (u32, u32), target: (u32, u32), shorter: Option<u32>) -> (u64, u64) {
     let (w, h) = (f64::from(src.0), f64::from(src.1));
-    let scale = (f64::from(target.0) / w).max(f64::from(target.1) / h);
+    let scale = match shorter {
+        // The shorter side becomes `shorter` (never less than covering).
+        Some(s) => (f64::from(s) / w.min(h))
+            .max(f64::from(target.0) / w)
+            .max(f64::from(target.1) / h),
+        None => (f64::from(target.0) / w).max(f64::from(target.1) / h),
+    };
     let rw = ((w * scale).round() as u64).max(u64::from(target.0));
     let rh = ((h * scale).round() as u64).max(u64::from(target.1));
     (rw, rh)
@@ -136,8 +241,8 @@ fn cover_size(src: (u32, u32), target: (u32, u32)) -> (u64, u64) {
 
 /// The source window `(left, top, width, height)`, in source pixels, that
 /// becomes the `target` centre crop of the image resized to `cover_size`.
-fn crop_window(src: (u32, u32), target: (u32, u32)) -> (f64, f64, f64, f64) {
-    let (rw, rh) = cover_size(src, target);
+fn crop_window(src: (u32, u32), target: (u32, u32), shorter: Option<u32>) -> (f64, f64, f64, f64) {
+    let (rw, rh) = cover_size(src, target, shorter);
     let axis = |src: u32, resized: u64, target: u32| {
         let src = f64::from(src);
         // Source pixels per resized pixel, as a whole-image resize uses.
@@ -167,8 +272,8 @@ fn luma(img: &RgbImage) -> Vec<u8> {
 /// Source pixels on either side of a sample that the bilinear filter
 /// reads when `src_len` source pixels become `dst_len` (the filter widens
 /// when shrinking), plus one for rounding.
-fn filter_reach(src_len: f64, dst_len: u32) -> f64 {
-    (src_len / f64::from(dst_len)).max(1.0) + 1.0
+fn filter_reach(src_len: f64, dst_len: u32, support: f64) -> f64 {
+    (src_len / f64::from(dst_len)).max(1.0) * support.max(1.0) + 1.0
 }
 
 /// Resizes (and for `ShorterSideCenterCrop` crops) `img` to the input size;
@@ -201,20 +306,21 @@ fn resize(img: &RgbImage, pre: &Preprocessing, path: &Path) -> Result<Vec<u8>, I
     let src = ImageRef::new(sw, sh, bytes, pixel_type).map_err(|e| resize_error(e.to_string()))?;
     let (tw, th) = (pre.width, pre.height);
     let (left, top, width, height) = match pre.resize {
-        ResizeMode::ShorterSideCenterCrop => crop_window((sw, sh), (tw, th)),
+        ResizeMode::ShorterSideCenterCrop => crop_window((sw, sh), (tw, th), pre.resize_size),
         ResizeMode::Stretch => (0.0, 0.0, f64::from(sw), f64::from(sh)),
     };
-    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let options = ResizeOptions::new().resize_alg(pre.interpolation.algorithm());
+    let support = pre.interpolation.support();
     let mut resizer = Resizer::new();
     let mut dst = Image::new(tw, th, pixel_type);
 
     // Source rows the vertical pass reads, and the sizes of both orders'
     // intermediates.
-    let reach = filter_reach(height, th);
+    let reach = filter_reach(height, th, support);
     let first_row = (top - reach).floor().max(0.0);
     let end_row = (top + height + reach).ceil().min(f64::from(sh));
     let rows = end_row - first_row;
-    let cols = (width + 2.0 * filter_reach(width, tw)).min(f64::from(sw));
+    let cols = (width + 2.0 * filter_reach(width, tw, support)).min(f64::from(sw));
     let vertical_first = cols * f64::from(th);
     let horizontal_first = f64::from(tw) * rows;
 
@@ -274,8 +380,13 @@ pub fn preprocess(
             pre.channels
         )));
     }
-    let pixels = resize(img, pre, path)?;
+    let mut pixels = resize(img, pre, path)?;
     let channels = pre.channels as usize;
+    if channels == 3 && pre.channel_order == ChannelOrder::Bgr {
+        for px in pixels.chunks_exact_mut(3) {
+            px.swap(0, 2);
+        }
+    }
     let (w, h) = (w as usize, h as usize);
     let (scale, offset): ([f32; 3], [f32; 3]) = match pre.values {
         InputValues::Normalised => (pre.std.map(|s| 1.0 / s), pre.mean),
@@ -303,13 +414,20 @@ pub fn preprocess(
 mod tests {
     use super::*;
 
+    fn cover_size_default(src: (u32, u32), target: (u32, u32)) -> (u64, u64) {
+        cover_size(src, target, None)
+    }
+
     #[test]
     fn cover_size_keeps_aspect_ratio() {
-        assert_eq!(cover_size((512, 512), (224, 224)), (224, 224));
-        assert_eq!(cover_size((640, 480), (224, 224)), (299, 224));
-        assert_eq!(cover_size((480, 640), (224, 224)), (224, 299));
-        assert_eq!(cover_size((100, 50), (224, 224)), (448, 224));
-        assert_eq!(cover_size((1, 2_000_000), (224, 224)), (224, 448_000_000));
+        assert_eq!(cover_size_default((512, 512), (224, 224)), (224, 224));
+        assert_eq!(cover_size_default((640, 480), (224, 224)), (299, 224));
+        assert_eq!(cover_size_default((480, 640), (224, 224)), (224, 299));
+        assert_eq!(cover_size_default((100, 50), (224, 224)), (448, 224));
+        assert_eq!(
+            cover_size_default((1, 2_000_000), (224, 224)),
+            (224, 448_000_000)
+        );
     }
 
     /// A deterministic image with detail at every scale (a smooth
@@ -333,7 +451,7 @@ mod tests {
     /// the centre (what `torchvision.transforms.Resize` + `CenterCrop`
     /// do).
     fn resize_then_crop(img: &RgbImage, target: (u32, u32)) -> Vec<u8> {
-        let (rw, rh) = cover_size(img.dimensions(), target);
+        let (rw, rh) = cover_size(img.dimensions(), target, None);
         let (rw, rh) = (rw as u32, rh as u32);
         let src = ImageRef::new(img.width(), img.height(), img.as_raw(), PixelType::U8x3).unwrap();
         let mut resized = Image::new(rw, rh, PixelType::U8x3);
@@ -552,5 +670,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("2 input channels"), "{err}");
+    }
+
+    #[test]
+    fn resize_size_then_crop_and_bgr() {
+        assert_eq!(cover_size((512, 384), (224, 224), Some(256)), (341, 256));
+        assert_eq!(cover_size((100, 100), (224, 224), Some(200)), (224, 224));
+        let img = RgbImage::from_pixel(300, 200, ::image::Rgb([200, 100, 50]));
+        let pre = Preprocessing {
+            resize_size: Some(256),
+            channel_order: ChannelOrder::Bgr,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            ..Preprocessing::default()
+        };
+        let t = preprocess(&img, &pre, Path::new("x.png")).unwrap();
+        let plane = 224 * 224;
+        assert_eq!((t[0], t[plane], t[2 * plane]), (50.0, 100.0, 200.0));
+        for name in ["bilinear", "bicubic", "lanczos", "nearest", "area"] {
+            let interpolation = Interpolation::parse(name).unwrap();
+            assert_eq!(interpolation.name(), name);
+            let pre = Preprocessing {
+                interpolation,
+                ..pre.clone()
+            };
+            let t = preprocess(&img, &pre, Path::new("x.png")).unwrap();
+            assert!(t[..plane].iter().all(|v| *v == 50.0), "{name}");
+        }
+        assert_eq!(Interpolation::parse("cubic"), None);
     }
 }

@@ -4,7 +4,11 @@
 //! A model states how its input is made with keys prefixed `layercorr.`:
 //! `input_size` ("224" or "240x320" as HxW), `mean` and `std` ("r,g,b" on
 //! the 0–255 scale), `resize` (`shorter_side_then_center_crop` or
-//! `stretch`), `layout` (`NCHW` or `NHWC`). Our converter writes them;
+//! `stretch`), `layout` (`NCHW` or `NHWC`), `resize_size` (the shorter
+//! side before the centre crop), `channel_order` (`RGB` or `BGR`),
+//! `interpolation` (`bilinear`, `bicubic`, `lanczos`, `nearest`, `area`),
+//! `exif` (`apply` or `ignore`), `alpha` (`drop` or `composite`) and
+//! `background` (`white`, `black` or `r,g,b`). Our converter writes them;
 //! `scripts/set_preprocessing.py` stamps them on any ONNX file. Missing keys
 //! fall back to the declared input shape, then to the demo model's values.
 //!
@@ -24,7 +28,10 @@ use tract_onnx::prelude::{DatumType, Tensor};
 
 use super::loaded::PreprocessingSource;
 use super::ModelError;
-use crate::image::{InputValues, Layout, Preprocessing, ResizeMode, MAX_INPUT_SIDE};
+use crate::image::{
+    Alpha, ChannelOrder, InputValues, Interpolation, Layout, Preprocessing, ResizeMode,
+    MAX_INPUT_SIDE,
+};
 
 const PREFIX: &str = "onnx.metadata_props.layercorr.";
 
@@ -266,6 +273,92 @@ pub fn preprocessing_from_props(
             }
         };
     }
+    if let Some(text) = prop(props, "resize_size") {
+        let side = text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=MAX_INPUT_SIDE).contains(v));
+        pre.resize_size = Some(side.ok_or_else(|| {
+            metadata_error(
+                path,
+                "resize_size",
+                &text,
+                format!("not a number of pixels from 1 to {MAX_INPUT_SIDE}"),
+            )
+        })?);
+    }
+    if let Some(text) = prop(props, "channel_order") {
+        pre.channel_order = match text.trim().to_ascii_uppercase().as_str() {
+            "RGB" => ChannelOrder::Rgb,
+            "BGR" => ChannelOrder::Bgr,
+            _ => {
+                return Err(metadata_error(
+                    path,
+                    "channel_order",
+                    &text,
+                    "valid: RGB, BGR",
+                ))
+            }
+        };
+    }
+    if let Some(text) = prop(props, "interpolation") {
+        pre.interpolation = Interpolation::parse(&text).ok_or_else(|| {
+            metadata_error(
+                path,
+                "interpolation",
+                &text,
+                format!("valid: {}", Interpolation::NAMES),
+            )
+        })?;
+    }
+    if let Some(text) = prop(props, "exif") {
+        pre.exif = match text.trim().to_ascii_lowercase().as_str() {
+            "apply" => true,
+            "ignore" => false,
+            _ => return Err(metadata_error(path, "exif", &text, "valid: apply, ignore")),
+        };
+    }
+    let background = match prop(props, "background") {
+        Some(text) => {
+            let bad = || {
+                metadata_error(
+                    path,
+                    "background",
+                    &text,
+                    "not a colour: white, black, or r,g,b (or one value) from 0 to 255",
+                )
+            };
+            match text.trim().to_ascii_lowercase().as_str() {
+                "white" => [255; 3],
+                "black" => [0; 3],
+                _ => {
+                    let v = triple(path, "background", &text).map_err(|_| bad())?;
+                    if v.iter()
+                        .any(|c| !(0.0..=255.0).contains(c) || c.fract() != 0.0)
+                    {
+                        return Err(bad());
+                    }
+                    v.map(|c| c as u8)
+                }
+            }
+        }
+        None => [255; 3],
+    };
+    if let Some(text) = prop(props, "alpha") {
+        pre.alpha = match text.trim().to_ascii_lowercase().as_str() {
+            "drop" => Alpha::Drop,
+            "composite" => Alpha::Composite(background),
+            _ => {
+                return Err(metadata_error(
+                    path,
+                    "alpha",
+                    &text,
+                    "valid: drop, composite",
+                ))
+            }
+        };
+    }
     Ok(pre)
 }
 
@@ -372,7 +465,43 @@ pub fn preprocessing_report(
             },
         ),
     ];
+    let extra = [
+        (
+            "resize_size",
+            pre.resize_size
+                .map_or("= input size".to_string(), |s| s.to_string()),
+            from("resize_size", false),
+        ),
+        (
+            "interpolation",
+            pre.interpolation.name().to_string(),
+            from("interpolation", false),
+        ),
+        (
+            "channel_order",
+            match pre.channel_order {
+                ChannelOrder::Rgb => "RGB",
+                ChannelOrder::Bgr => "BGR",
+            }
+            .to_string(),
+            from("channel_order", false),
+        ),
+        (
+            "exif",
+            if pre.exif { "apply" } else { "ignore" }.to_string(),
+            from("exif", false),
+        ),
+        (
+            "alpha",
+            match pre.alpha {
+                Alpha::Drop => "drop".to_string(),
+                Alpha::Composite(c) => format!("composite onto {},{},{}", c[0], c[1], c[2]),
+            },
+            from("alpha", false),
+        ),
+    ];
     rows.into_iter()
+        .chain(extra)
         .map(|(key, value, source)| PreprocessingSource {
             key: key.to_string(),
             value,
@@ -575,5 +704,40 @@ mod tests {
         assert_eq!(get("layout"), ("NCHW", "declared shape"));
         assert_eq!(get("resize"), ("shorter_side_then_center_crop", "default"));
         assert_eq!(get("values"), ("normalised", "declared type"));
+    }
+
+    #[test]
+    fn new_keys_parse_and_bad_values_list_the_valid_ones() {
+        let pre = build(
+            &[
+                ("resize_size", "256"),
+                ("channel_order", "bgr"),
+                ("interpolation", "Bicubic"),
+                ("exif", "ignore"),
+                ("alpha", "composite"),
+                ("background", "0,128,255"),
+            ],
+            &DeclaredInput::default(),
+        )
+        .unwrap();
+        assert_eq!(pre.resize_size, Some(256));
+        assert_eq!(pre.channel_order, ChannelOrder::Bgr);
+        assert_eq!(pre.interpolation, Interpolation::Bicubic);
+        assert!(!pre.exif);
+        assert_eq!(pre.alpha, Alpha::Composite([0, 128, 255]));
+        let pre = build(&[("alpha", "composite")], &DeclaredInput::default()).unwrap();
+        assert_eq!(pre.alpha, Alpha::Composite([255; 3]));
+
+        let e = err(&[("interpolation", "cubic")]);
+        assert_eq!(
+            e,
+            "model 'm.onnx' has invalid metadata layercorr.interpolation = 'cubic': \
+             valid: bilinear, bicubic, lanczos, nearest, area"
+        );
+        assert!(err(&[("channel_order", "GBR")]).contains("valid: RGB, BGR"));
+        assert!(err(&[("exif", "yes")]).contains("valid: apply, ignore"));
+        assert!(err(&[("alpha", "keep")]).contains("valid: drop, composite"));
+        assert!(err(&[("resize_size", "0")]).contains("layercorr.resize_size = '0'"));
+        assert!(err(&[("background", "300")]).contains("not a colour"));
     }
 }
