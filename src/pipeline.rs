@@ -16,7 +16,7 @@ use std::sync::{mpsc, Arc};
 use rayon::prelude::*;
 
 use crate::files::{FileError, FileSource, MAX_IMAGE_BYTES};
-use crate::image::{decode_rgb, preprocess, ImageError, DEFAULT_MAX_PIXELS};
+use crate::image::{decode_for, preprocess, ImageError, DEFAULT_MAX_PIXELS};
 use crate::model::{
     cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError, ModelKey,
 };
@@ -131,7 +131,8 @@ fn load_tensor(prepared: &Prepared, path: &str, bytes: ImageBytes) -> Result<Vec
         path: path.to_path_buf(),
         source: std::io::Error::other(e.0),
     })?;
-    let rgb = decode_rgb(&bytes, path, DEFAULT_MAX_PIXELS)?;
+    // Decoded as the model's preprocessing asks (EXIF rotation, alpha).
+    let rgb = decode_for(&bytes, path, DEFAULT_MAX_PIXELS, &prepared.model.preprocessing)?;
     drop(bytes);
     preprocess(&rgb, &prepared.model.preprocessing, path)
 }

@@ -234,13 +234,37 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
+def _tree_peak_mb(pid: int) -> float:
+    """Sum of VmHWM (each process's own peak RSS since its exec) over the
+    process tree of `pid`. Unlike wait4's ru_maxrss, which Linux carries
+    over from the parent's memory at fork (a large pytest process would
+    make every child look large), this is the child's own peak."""
+    import psutil
+    try:
+        p = psutil.Process(pid)
+        procs = [p] + p.children(recursive=True)
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for q in procs:
+        try:
+            with open(f"/proc/{q.pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmHWM:"):
+                        total += int(line.split()[1]) * 1024
+                        break
+        except (OSError, ValueError):
+            pass
+    return total / 2**20
+
+
 def run_measured(cmd: list, stdin_text: str = "", timeout: float = 120,
                  merge_stderr: bool = False, env: dict | None = None,
                  rss_cap_mb: float = RSS_CAP_MB) -> MeasuredRun:
     """Run cmd to completion (or kill its process group after `timeout` s, or
     when its process tree's RSS passes rss_cap_mb) and return its output,
-    return code and peak RSS in MB (ru_maxrss of wait4, which covers the
-    child and the descendants it waited for)."""
+    return code and peak RSS in MB: the largest sum of the tree's VmHWM seen
+    while polling every 20 ms (see _tree_peak_mb)."""
     import os
     import signal
     import tempfile
@@ -257,7 +281,9 @@ def run_measured(cmd: list, stdin_text: str = "", timeout: float = 120,
         timed_out = False
         capped = 0.0
         polls = 0
+        peak = 0.0
         while True:
+            peak = max(peak, _tree_peak_mb(p.pid))
             pid, status, ru = os.wait4(p.pid, os.WNOHANG)
             if pid == p.pid:
                 break
@@ -289,7 +315,7 @@ def run_measured(cmd: list, stdin_text: str = "", timeout: float = 120,
         if capped:
             err += (f"\n[test harness] killed the child: its RSS reached {capped:.0f} MB "
                     f"(cap {rss_cap_mb:.0f} MB)\n")
-        return MeasuredRun(fout.read(), err, p.returncode, max(ru.ru_maxrss / 1024.0, capped),
+        return MeasuredRun(fout.read(), err, p.returncode, max(peak, capped),
                            elapsed, timed_out)
 
 

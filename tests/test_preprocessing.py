@@ -224,3 +224,51 @@ def test_set_preprocessing_stamps_every_key(model_path, tmp_path):
         "layercorr.resize_size": "256", "layercorr.channel_order": "BGR",
         "layercorr.interpolation": "lanczos", "layercorr.exif": "ignore",
         "layercorr.alpha": "composite", "layercorr.background": "0,0,0"}
+
+
+# --------------------------------------------------------------------------
+# EXIF orientation and transparency, against Pillow doing the same steps
+
+
+def _pillow_tensor(im, size=224):
+    w, h = im.size
+    scale = size / min(w, h)
+    nw, nh = max(round(w * scale), size), max(round(h * scale), size)
+    im = im.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return np.asarray(im.crop((left, top, left + size, top + size)), dtype=np.float64).transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("exif", ["apply", "ignore"])
+def test_exif_orientation_matches_pillow(con, model_path, photos, tmp_path, exif):
+    """A JPEG whose EXIF says 'rotate 90 CW' (orientation 6), cropped to a
+    wide strip so that a missed rotation cannot pass."""
+    from PIL import ImageOps
+    with Image.open(photos[5]) as im:
+        strip = im.convert("RGB").crop((0, 100, 512, 356))
+    exif_data = Image.Exif()
+    exif_data[274] = 6
+    path = tmp_path / f"rotated_{exif}.jpg"
+    strip.save(path, quality=95, exif=exif_data.tobytes())
+    model = H.stamp_model(model_path, tmp_path / f"exif_{exif}.onnx", mean="0", std="1", exif=exif)
+    got = _input_of(con, model, path)
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im) if exif == "apply" else im
+        want = _pillow_tensor(im.convert("RGB"))
+    assert np.abs(got - want).mean() <= 1.0, f"exif={exif}: mean |diff| {np.abs(got - want).mean():.2f}"
+
+
+def test_alpha_composite_matches_pillow(con, model_path, photos, tmp_path):
+    with Image.open(photos[6]) as im:
+        rgba = im.convert("RGBA")
+    alpha = Image.linear_gradient("L").resize(rgba.size)
+    rgba.putalpha(alpha)
+    path = tmp_path / "transparent.png"
+    rgba.save(path)
+    model = H.stamp_model(model_path, tmp_path / "alpha.onnx", mean="0", std="1", alpha="composite")
+    got = _input_of(con, model, path)
+    white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    want = _pillow_tensor(Image.alpha_composite(white, rgba).convert("RGB"))
+    assert np.abs(got - want).mean() <= 1.0, f"mean |diff| {np.abs(got - want).mean():.2f}"
+    dropped = _input_of(con, H.stamp_model(model_path, tmp_path / "drop.onnx", mean="0", std="1"), path)
+    assert np.abs(dropped - want).mean() > 5, "alpha=drop gave the composited pixels"
