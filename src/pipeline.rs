@@ -132,7 +132,12 @@ fn load_tensor(prepared: &Prepared, path: &str, bytes: ImageBytes) -> Result<Vec
         source: std::io::Error::other(e.0),
     })?;
     // Decoded as the model's preprocessing asks (EXIF rotation, alpha).
-    let rgb = decode_for(&bytes, path, DEFAULT_MAX_PIXELS, &prepared.model.preprocessing)?;
+    let rgb = decode_for(
+        &bytes,
+        path,
+        DEFAULT_MAX_PIXELS,
+        &prepared.model.preprocessing,
+    )?;
     drop(bytes);
     preprocess(&rgb, &prepared.model.preprocessing, path)
 }
