@@ -218,7 +218,8 @@ class MeasuredRun:
 RSS_CAP_MB = 4096  # a child past this is killed: a runaway must not take the machine down
 
 
-def _tree_rss_mb(pid: int) -> float:
+def _tree_sum_mb(pid: int, measure) -> float:
+    """Sum of `measure(process)` in bytes over the process tree of `pid`."""
     import psutil
     try:
         p = psutil.Process(pid)
@@ -228,34 +229,34 @@ def _tree_rss_mb(pid: int) -> float:
     total = 0
     for q in procs:
         try:
-            total += q.memory_info().rss
-        except psutil.Error:
+            total += measure(q)
+        except (psutil.Error, OSError, ValueError):
             pass
     return total / 2**20
+
+
+def _rss(process) -> int:
+    return process.memory_info().rss
+
+
+def _peak_rss(process) -> int:
+    """VmHWM: the process's own peak RSS since its exec. Unlike wait4's
+    ru_maxrss, which Linux carries over from the parent's memory at fork (a
+    large pytest process would make every child look large), this is the
+    child's own peak."""
+    with open(f"/proc/{process.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _tree_rss_mb(pid: int) -> float:
+    return _tree_sum_mb(pid, _rss)
 
 
 def _tree_peak_mb(pid: int) -> float:
-    """Sum of VmHWM (each process's own peak RSS since its exec) over the
-    process tree of `pid`. Unlike wait4's ru_maxrss, which Linux carries
-    over from the parent's memory at fork (a large pytest process would
-    make every child look large), this is the child's own peak."""
-    import psutil
-    try:
-        p = psutil.Process(pid)
-        procs = [p] + p.children(recursive=True)
-    except psutil.Error:
-        return 0.0
-    total = 0
-    for q in procs:
-        try:
-            with open(f"/proc/{q.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        total += int(line.split()[1]) * 1024
-                        break
-        except (OSError, ValueError):
-            pass
-    return total / 2**20
+    return _tree_sum_mb(pid, _peak_rss)
 
 
 def run_measured(cmd: list, stdin_text: str = "", timeout: float = 120,
