@@ -11,7 +11,9 @@
 //! second matrix (rows and columns together, Mantel's test). No resampled
 //! matrix is ever built: each resample reads the input in place, one
 //! resample per worker at a time, so memory stays at the input plus one
-//! resample's working set per thread plus one number per resample and pair.
+//! resample's working set per thread plus one number per resample and pair
+//! (plus, for `cka_rbf` and `mutual_knn`, one precomputed `n x n` array
+//! per matrix: the kernel, the neighbour order).
 //!
 //! Determinism: resample `r` draws from its own random stream, seeded from
 //! `(seed, r)` (SplitMix64), and each resample is computed on one thread;
@@ -30,7 +32,7 @@ use rayon::prelude::*;
 use crate::compare::{Input, View, Weights};
 use crate::error::{KernelError, Result};
 use crate::method::{CompareMethod, CorrMethod};
-use crate::SquareMatrix;
+use crate::{try_zeroed, SquareMatrix};
 
 /// Most resamples or permutations one call may ask for.
 pub const MAX_RESAMPLES: usize = 100_000;
@@ -178,12 +180,99 @@ fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
 }
 
+/// The value of every strict-lower pair `(i, j)` (`i > j`, in the order
+/// `(1,0), (2,0), (2,1), ...`) of the similarity on each of
+/// `opts.resamples` bootstrap draws, row-major `resamples x pairs`; NaN
+/// where a draw leaves a matrix without structure. `input` is prepared for
+/// resampling first.
+fn resampled_pairs(input: &mut Input, opts: BootstrapOptions) -> Result<Vec<f64>> {
+    input.precompute()?;
+    let (n, l) = (input.n, input.mats.len());
+    let pairs = l * (l - 1) / 2;
+    let mut rows: Vec<f64> = try_zeroed(
+        opts.resamples.saturating_mul(pairs.max(1)),
+        "bootstrap values",
+    )?;
+    let input = &*input;
+    rows.par_chunks_mut(pairs.max(1))
+        .enumerate()
+        .try_for_each(|(r, row)| {
+            let (ids, w) = draw(n, opts.seed, r);
+            let view = View {
+                maps: vec![&ids[..]; l],
+                weights: Weights::Counts(w),
+            };
+            match input.similarity(&view, false) {
+                Ok(s) => {
+                    let mut p = 0;
+                    for i in 0..l {
+                        for j in 0..i {
+                            row[p] = s.get(i, j);
+                            p += 1;
+                        }
+                    }
+                    Ok(())
+                }
+                Err(KernelError::ConstantMatrix { .. }) => {
+                    row.fill(f64::NAN);
+                    Ok(())
+                }
+                Err(e) => Err(e),
+            }
+        })?;
+    Ok(rows)
+}
+
+/// Percentile interval and standard deviation of the defined values.
+fn summarise(
+    values: &mut Vec<f64>,
+    level: f64,
+    tried: usize,
+    what: &'static str,
+) -> Result<(f64, f64, f64)> {
+    values.retain(|v| !v.is_nan());
+    if values.is_empty() {
+        return Err(KernelError::NoValidResample { what, tried });
+    }
+    values.sort_by(f64::total_cmp);
+    let alpha = (1.0 - level) / 2.0;
+    let (lo, hi) = (quantile(values, alpha), quantile(values, 1.0 - alpha));
+    let k = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / k;
+    let sd = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (k - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    Ok((lo, hi, sd))
+}
+
+/// The value on all images through the identity view.
+fn plain(input: &Input) -> Result<SquareMatrix<f64>> {
+    let identity: Vec<u32> = (0..input.n as u32).collect();
+    input.similarity(
+        &View {
+            maps: vec![&identity[..]; input.mats.len()],
+            weights: Weights::Ones,
+        },
+        true,
+    )
+}
+
 /// Bootstrap over images of the `L x L` comparison of `mats` (all
 /// `n x n`, same keys) by `method`.
 ///
+/// Resamples run in parallel, one per worker; each resample's own
+/// arithmetic stays on its thread. For `cka_rbf` and `mutual_knn` one more
+/// `n x n` array per matrix is computed first (the kernel, the neighbour
+/// order), so resamples cost `O(m²)` reads (`O(m k)` for `mutual_knn`)
+/// per matrix for `m` distinct images drawn; `procrustes` costs an
+/// eigendecomposition per matrix and resample.
+///
 /// Errors: those of [`crate::compare::similarity_matrix_of`]; resamples or
 /// level out of range ([`KernelError::BadArgument`]); no resample with a
-/// defined value ([`KernelError::NoValidResample`]).
+/// defined value ([`KernelError::NoValidResample`]); the values of all
+/// resamples would not fit in memory ([`KernelError::TooLarge`]).
 pub fn bootstrap(
     mats: &[&[f32]],
     kinds: &[Option<CorrMethod>],
@@ -194,60 +283,27 @@ pub fn bootstrap(
     let what = "bootstrap";
     check_count(what, "resamples", opts.resamples as i64)?;
     check_level(what, opts.level)?;
-    let input = Input::new(mats, kinds, n, method)?;
+    let mut input = Input::new(mats, kinds, n, method)?;
     let l = mats.len();
-    let identity: Vec<u32> = (0..n as u32).collect();
-    let estimate = input.similarity(
-        &View {
-            maps: vec![&identity[..]; l],
-            weights: Weights::Ones,
-        },
-        true,
-    )?;
-    let pairs: Vec<(usize, usize)> = (0..l).flat_map(|i| (0..i).map(move |j| (i, j))).collect();
-    // One row of pair values per resample (NaN: undefined on this draw).
-    let rows: Vec<Vec<f64>> = (0..opts.resamples)
-        .into_par_iter()
-        .map(|r| {
-            let (ids, w) = draw(n, opts.seed, r);
-            let view = View {
-                maps: vec![&ids[..]; l],
-                weights: Weights::Counts(w),
-            };
-            match input.similarity(&view, false) {
-                Ok(s) => Ok(pairs.iter().map(|&(i, j)| s.get(i, j)).collect()),
-                Err(KernelError::ConstantMatrix { .. }) => Ok(vec![f64::NAN; pairs.len()]),
-                Err(e) => Err(e),
-            }
-        })
-        .collect::<Result<_>>()?;
-    let alpha = (1.0 - opts.level) / 2.0;
+    let estimate = plain(&input)?;
+    let pairs = l * (l - 1) / 2;
+    let rows = resampled_pairs(&mut input, opts)?;
     let mut low = vec![1f64; l * l];
     let mut high = vec![1f64; l * l];
     let mut se = vec![0f64; l * l];
-    let mut values = Vec::with_capacity(rows.len());
-    for (p, &(i, j)) in pairs.iter().enumerate() {
-        values.clear();
-        values.extend(rows.iter().map(|r| r[p]).filter(|v| !v.is_nan()));
-        if values.is_empty() {
-            return Err(KernelError::NoValidResample {
-                what,
-                tried: opts.resamples,
-            });
-        }
-        values.sort_by(f64::total_cmp);
-        let (lo, hi) = (quantile(&values, alpha), quantile(&values, 1.0 - alpha));
-        let k = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / k;
-        let sd = if values.len() > 1 {
-            (values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / (k - 1.0)).sqrt()
-        } else {
-            0.0
-        };
-        for (a, b) in [(i, j), (j, i)] {
-            low[a * l + b] = lo;
-            high[a * l + b] = hi;
-            se[a * l + b] = sd;
+    let mut values = Vec::with_capacity(opts.resamples);
+    let mut p = 0;
+    for i in 0..l {
+        for j in 0..i {
+            values.clear();
+            values.extend(rows.chunks_exact(pairs).map(|r| r[p]));
+            let (lo, hi, sd) = summarise(&mut values, opts.level, opts.resamples, what)?;
+            for (a, b) in [(i, j), (j, i)] {
+                low[a * l + b] = lo;
+                high[a * l + b] = hi;
+                se[a * l + b] = sd;
+            }
+            p += 1;
         }
     }
     Ok(Bootstrap {
@@ -255,6 +311,53 @@ pub fn bootstrap(
         ci_low: SquareMatrix::from_vec(l, low)?,
         ci_high: SquareMatrix::from_vec(l, high)?,
         se: SquareMatrix::from_vec(l, se)?,
+    })
+}
+
+/// A paired bootstrap of a difference: its value on all images, the
+/// percentile interval and the standard deviation over resamples.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Difference {
+    /// `s(reference, a) − s(reference, b)` on all images.
+    pub estimate: f64,
+    /// Lower percentile bound.
+    pub ci_low: f64,
+    /// Upper percentile bound.
+    pub ci_high: f64,
+    /// Standard deviation of the resampled differences.
+    pub se: f64,
+}
+
+/// Paired bootstrap of `s(reference, a) − s(reference, b)` for `mats =
+/// [reference, a, b]` (all `n x n`, same keys): every resample draws one
+/// set of images for all three matrices, so what the two similarities
+/// share (the images, the reference) cancels in the difference. An interval
+/// that excludes 0 says `a` and `b` differ in their similarity to the
+/// reference beyond the variation over images.
+///
+/// Errors: those of [`bootstrap`].
+pub fn bootstrap_difference(
+    mats: [&[f32]; 3],
+    kinds: [Option<CorrMethod>; 3],
+    n: usize,
+    method: CompareMethod,
+    opts: BootstrapOptions,
+) -> Result<Difference> {
+    let what = "bootstrap";
+    check_count(what, "resamples", opts.resamples as i64)?;
+    check_level(what, opts.level)?;
+    let mut input = Input::new(&mats, &kinds, n, method)?;
+    let s = plain(&input)?;
+    let estimate = s.get(1, 0) - s.get(2, 0);
+    let rows = resampled_pairs(&mut input, opts)?;
+    // Pairs in order (1,0), (2,0), (2,1).
+    let mut values: Vec<f64> = rows.chunks_exact(3).map(|r| r[0] - r[1]).collect();
+    let (ci_low, ci_high, se) = summarise(&mut values, opts.level, opts.resamples, what)?;
+    Ok(Difference {
+        estimate,
+        ci_low,
+        ci_high,
+        se,
     })
 }
 
@@ -274,17 +377,18 @@ pub fn permutation_test(
 ) -> Result<Permutation> {
     check_count("permutation", "permutations", permutations as i64)?;
     let mats = [a, b];
-    let input = Input::new(&mats, &kinds, n, method)?;
+    let mut input = Input::new(&mats, &kinds, n, method)?;
+    let estimate = plain(&input)?.get(0, 1);
+    input.precompute()?;
+    // Compared against the observed value computed the way the permuted
+    // ones are (cka_rbf: from the same stored kernel).
+    let observed = if method == CompareMethod::CkaRbf {
+        plain(&input)?.get(0, 1)
+    } else {
+        estimate
+    };
     let identity: Vec<u32> = (0..n as u32).collect();
-    let observed = input
-        .similarity(
-            &View {
-                maps: vec![&identity[..], &identity[..]],
-                weights: Weights::Ones,
-            },
-            true,
-        )?
-        .get(0, 1);
+    let input = &input;
     let at_least = (0..permutations)
         .into_par_iter()
         .map(|r| {
@@ -302,7 +406,7 @@ pub fn permutation_test(
         })
         .try_reduce(|| 0, |x, y| Ok(x + y))?;
     Ok(Permutation {
-        estimate: observed,
+        estimate,
         p_value: (1 + at_least) as f64 / (1 + permutations) as f64,
     })
 }

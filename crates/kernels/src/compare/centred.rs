@@ -31,7 +31,7 @@ use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use super::{symmetric, Input, View, Weights, RBF_SIGMA_FRAC};
+use super::{symmetric, Input, View, RBF_SIGMA_FRAC};
 use crate::error::{KernelError, Result};
 use crate::method::CompareMethod;
 use crate::rank::{check_len, twice_ranks};
@@ -58,6 +58,10 @@ pub(crate) struct Base {
     class_twice: Vec<u32>,
     /// cka_rbf: `1 / (2 σ²)`.
     rbf_scale: f64,
+    /// cka_rbf when resampling: the kernel `exp(−d² / (2 σ²))` computed
+    /// once (as `f32`), so that resamples read it instead of taking an
+    /// exponential per entry.
+    kernel: Option<Vec<f32>>,
 }
 
 impl Base {
@@ -66,6 +70,7 @@ impl Base {
             class: Vec::new(),
             class_twice: Vec::new(),
             rbf_scale: 0.0,
+            kernel: None,
         };
         match method {
             CompareMethod::Spearman => {
@@ -112,6 +117,29 @@ impl Base {
     }
 }
 
+impl Base {
+    /// Computes the cka_rbf kernel of `m` once, for resampling (no-op for
+    /// the other methods).
+    pub(crate) fn precompute(&mut self, m: &[f32], method: CompareMethod) -> Result<()> {
+        if method != CompareMethod::CkaRbf || self.kernel.is_some() {
+            return Ok(());
+        }
+        let mut k: Vec<f32> = try_zeroed(m.len(), "cka_rbf kernel")?;
+        let s = self.rbf_scale;
+        k.iter_mut().zip(m).for_each(|(k, &d)| {
+            let d = d as f64;
+            *k = (-d * d * s).exp() as f32;
+        });
+        self.kernel = Some(k);
+        Ok(())
+    }
+}
+
+/// Whether `map` is strictly increasing.
+fn is_ascending(map: &[u32]) -> bool {
+    map.windows(2).all(|p| p[0] < p[1])
+}
+
 /// numpy's median (mean of the two middle values for an even count).
 fn median(v: &mut [f64]) -> f64 {
     let len = v.len();
@@ -147,17 +175,30 @@ enum Prep {
 
 /// One matrix read through a view.
 struct Reader<'a> {
+    /// The matrix, or for cka_rbf its precomputed kernel.
     m: &'a [f32],
     n: usize,
     map: &'a [u32],
+    /// cka_rbf on distances: the kernel's `1 / (2 σ²)`, applied on reading.
     rbf: Option<f64>,
+    /// The map is strictly increasing (the plain view, bootstrap draws):
+    /// positions `a < b` are images `i < j`, so a row of the upper triangle
+    /// is a slice of the matrix.
+    ascending: bool,
 }
 
 impl Reader<'_> {
-    /// Entry at view positions `(a, b)`.
+    /// Row of the image at position `a` (all `n` columns).
     #[inline]
-    fn at(&self, a: usize, b: usize) -> f64 {
-        let x = self.m[self.map[a] as usize * self.n + self.map[b] as usize] as f64;
+    fn row(&self, a: usize) -> &[f32] {
+        let i = self.map[a] as usize;
+        &self.m[i * self.n..(i + 1) * self.n]
+    }
+
+    /// A stored value as the method reads it.
+    #[inline]
+    fn value(&self, x: f32) -> f64 {
+        let x = x as f64;
         match self.rbf {
             Some(s) => (-x * x * s).exp(),
             None => x,
@@ -173,22 +214,39 @@ impl Reader<'_> {
         let t = i * self.n - i * (i + 1) / 2 + (j - i - 1);
         (self.m[i * self.n + j] as f64, t)
     }
+
+    /// For an ascending map: the position in the row-major upper triangle
+    /// of `(i, i + 1)`, `i` the image at position `a`, so that `(i, j)` is
+    /// at `start + j - i - 1`.
+    #[inline]
+    fn upper_start(&self, a: usize) -> usize {
+        let i = self.map[a] as usize;
+        i * self.n - i * (i + 1) / 2
+    }
 }
 
-fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep {
+fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &[f64]) -> Prep {
     let m = r.map.len();
-    let total = w.total(m);
+    let total: f64 = w.iter().sum();
+    let map = r.map;
     match method {
         CompareMethod::Pearson => {
             let (mut sum, mut wsum) = (0f64, 0f64);
             for a in 0..m {
-                let wa = w.get(a);
+                let wa = w[a];
                 let mut row = 0f64;
                 let mut rw = 0f64;
-                for b in a + 1..m {
-                    let wb = w.get(b);
-                    row += wb * r.upper(a, b).0;
-                    rw += wb;
+                if r.ascending {
+                    let mrow = r.row(a);
+                    for (&wb, &j) in w[a + 1..].iter().zip(&map[a + 1..]) {
+                        row += wb * mrow[j as usize] as f64;
+                        rw += wb;
+                    }
+                } else {
+                    for (b, &wb) in w.iter().enumerate().skip(a + 1) {
+                        row += wb * r.upper(a, b).0;
+                        rw += wb;
+                    }
                 }
                 sum += wa * row;
                 wsum += wa * rw;
@@ -196,7 +254,7 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep 
             Prep::Mean(sum / wsum)
         }
         CompareMethod::Spearman => {
-            if w.is_ones() {
+            if w.iter().all(|&x| x == 1.0) && m == r.n {
                 let upper = m * (m - 1) / 2;
                 return Prep::Ranks {
                     remap: None,
@@ -206,10 +264,21 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep 
             let mut cnt = vec![0f64; base.class_twice.len()];
             let mut pairs = 0f64;
             for a in 0..m {
-                for b in a + 1..m {
-                    let c = w.get(a) * w.get(b);
-                    cnt[base.class[r.upper(a, b).1] as usize] += c;
-                    pairs += c;
+                let wa = w[a];
+                if r.ascending {
+                    let i = map[a] as usize;
+                    let cls = &base.class[r.upper_start(a)..];
+                    for (&wb, &j) in w[a + 1..].iter().zip(&map[a + 1..]) {
+                        let c = wa * wb;
+                        cnt[cls[j as usize - i - 1] as usize] += c;
+                        pairs += c;
+                    }
+                } else {
+                    for (b, &wb) in w.iter().enumerate().skip(a + 1) {
+                        let c = wa * wb;
+                        cnt[base.class[r.upper(a, b).1] as usize] += c;
+                        pairs += c;
+                    }
                 }
             }
             let mut less = 0f64;
@@ -228,12 +297,12 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep 
             let mut col = vec![0f64; m];
             let mut raw_sq = 0f64;
             for (a, ra) in row.iter_mut().enumerate() {
-                let wa = w.get(a);
+                let wa = w[a];
+                let mrow = r.row(a);
                 let mut rs = 0f64;
                 let mut sq = 0f64;
-                for (b, c) in col.iter_mut().enumerate() {
-                    let x = r.at(a, b);
-                    let wb = w.get(b);
+                for ((c, &wb), &j) in col.iter_mut().zip(w).zip(map) {
+                    let x = r.value(mrow[j as usize]);
                     rs += wb * x;
                     sq += wb * x * x;
                     *c += wa * x;
@@ -242,12 +311,7 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep 
                 raw_sq += wa * sq;
             }
             col.iter_mut().for_each(|c| *c /= total);
-            let grand = row
-                .iter()
-                .enumerate()
-                .map(|(a, v)| w.get(a) * v)
-                .sum::<f64>()
-                / total;
+            let grand = row.iter().zip(w).map(|(v, wa)| wa * v).sum::<f64>() / total;
             Prep::Centre {
                 row,
                 col,
@@ -259,18 +323,21 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &Weights) -> Prep 
             let mut mu = vec![0f64; m];
             let mut raw_sq = 0f64;
             for (a, s) in mu.iter_mut().enumerate() {
+                let mrow = r.row(a);
                 let mut rs = 0f64;
                 let mut sq = 0f64;
-                for b in (0..m).filter(|&b| b != a) {
-                    let x = r.at(a, b);
-                    let wb = w.get(b);
+                for (b, (&wb, &j)) in w.iter().zip(map).enumerate() {
+                    if b == a {
+                        continue;
+                    }
+                    let x = r.value(mrow[j as usize]);
                     rs += wb * x;
                     sq += wb * x * x;
                 }
                 *s = rs;
-                raw_sq += w.get(a) * sq;
+                raw_sq += w[a] * sq;
             }
-            let all: f64 = mu.iter().enumerate().map(|(a, s)| w.get(a) * s).sum();
+            let all: f64 = mu.iter().zip(w).map(|(s, wa)| wa * s).sum();
             let shift = all / (2.0 * (total - 1.0) * (total - 2.0));
             mu.iter_mut().for_each(|s| *s = *s / (total - 2.0) - shift);
             Prep::UCentre { mu, raw_sq }
@@ -304,30 +371,50 @@ pub(crate) fn locate_upper(t: usize, n: usize) -> (usize, usize) {
 }
 
 /// Writes centred elements `t0 .. t0 + out.len()` of one matrix into `out`.
+/// Each method has its own inner loop, reading a row slice where the map
+/// is ascending.
 fn fill(r: &Reader, base: &Base, p: &Prep, sw: &[f64], t0: usize, out: &mut [f64]) {
     let m = r.map.len();
+    let map = r.map;
     let mut o = 0;
     if p.is_upper() {
         let (mut a, mut b) = locate_upper(t0, m);
         while o < out.len() {
             let take = (m - b).min(out.len() - o);
             let sa = sw[a];
-            for (k, z) in out[o..o + take].iter_mut().enumerate() {
-                let bb = b + k;
-                let (x, t) = r.upper(a, bb);
-                let v = match p {
-                    Prep::Mean(mean) => x - mean,
-                    Prep::Ranks { remap, centre } => {
-                        let c = base.class[t] as usize;
-                        let twice = match remap {
-                            Some(rm) => rm[c],
-                            None => base.class_twice[c] as f64,
-                        };
-                        twice - centre
+            let dst = &mut out[o..o + take];
+            let (sws, js) = (&sw[b..b + take], &map[b..b + take]);
+            match p {
+                Prep::Mean(mean) if r.ascending => {
+                    let mrow = r.row(a);
+                    for ((z, &s), &j) in dst.iter_mut().zip(sws).zip(js) {
+                        *z = sa * s * (mrow[j as usize] as f64 - mean);
                     }
-                    _ => unreachable!(),
-                };
-                *z = sa * sw[bb] * v;
+                }
+                Prep::Mean(mean) => {
+                    for (k, (z, &s)) in dst.iter_mut().zip(sws).enumerate() {
+                        *z = sa * s * (r.upper(a, b + k).0 - mean);
+                    }
+                }
+                Prep::Ranks { remap, centre } => {
+                    let twice = |c: u32| match remap {
+                        Some(rm) => rm[c as usize],
+                        None => base.class_twice[c as usize] as f64,
+                    };
+                    if r.ascending {
+                        let i = map[a] as usize;
+                        let cls = &base.class[r.upper_start(a)..];
+                        for ((z, &s), &j) in dst.iter_mut().zip(sws).zip(js) {
+                            *z = sa * s * (twice(cls[j as usize - i - 1]) - centre);
+                        }
+                    } else {
+                        for (k, (z, &s)) in dst.iter_mut().zip(sws).enumerate() {
+                            let t = r.upper(a, b + k).1;
+                            *z = sa * s * (twice(base.class[t]) - centre);
+                        }
+                    }
+                }
+                _ => unreachable!(),
             }
             o += take;
             a += 1;
@@ -339,24 +426,28 @@ fn fill(r: &Reader, base: &Base, p: &Prep, sw: &[f64], t0: usize, out: &mut [f64
     while o < out.len() {
         let take = (m - b).min(out.len() - o);
         let sa = sw[a];
+        let mrow = r.row(a);
         let dst = &mut out[o..o + take];
+        let cols = b..b + take;
+        let (sws, js) = (&sw[cols.clone()], &map[cols.clone()]);
         match p {
             Prep::Centre {
                 row, col, grand, ..
             } => {
                 let ra = grand - row[a];
-                for (k, z) in dst.iter_mut().enumerate() {
-                    let bb = b + k;
-                    *z = sa * sw[bb] * (r.at(a, bb) - col[bb] + ra);
+                for (((z, &s), &j), &cb) in dst.iter_mut().zip(sws).zip(js).zip(&col[cols]) {
+                    *z = sa * s * (r.value(mrow[j as usize]) - cb + ra);
                 }
             }
             Prep::UCentre { mu, .. } => {
-                for (k, z) in dst.iter_mut().enumerate() {
-                    let bb = b + k;
-                    *z = if bb == a {
+                let ma = mu[a];
+                for (k, (((z, &s), &j), &mb)) in
+                    dst.iter_mut().zip(sws).zip(js).zip(&mu[cols]).enumerate()
+                {
+                    *z = if b + k == a {
                         0.0
                     } else {
-                        sa * sw[bb] * (r.at(a, bb) - mu[a] - mu[bb])
+                        sa * s * (r.value(mrow[j as usize]) - ma - mb)
                     };
                 }
             }
@@ -378,22 +469,32 @@ pub(crate) fn similarity(
     let method = input.method;
     let m = view.m();
     let l = input.mats.len();
-    let sw: Vec<f64> = (0..m).map(|a| view.weights.get(a).sqrt()).collect();
+    let w: Vec<f64> = (0..m).map(|a| view.weights.get(a)).collect();
+    let sw: Vec<f64> = w.iter().map(|x| x.sqrt()).collect();
     let readers: Vec<Reader> = input
         .mats
         .iter()
         .zip(&view.maps)
         .zip(bases)
-        .map(|((mat, map), base)| Reader {
-            m: mat,
-            n: input.n,
-            map,
-            rbf: (method == CompareMethod::CkaRbf).then_some(base.rbf_scale),
+        .map(|((mat, map), base)| match &base.kernel {
+            Some(kernel) => Reader {
+                m: kernel,
+                n: input.n,
+                map,
+                rbf: None,
+                ascending: is_ascending(map),
+            },
+            None => Reader {
+                m: mat,
+                n: input.n,
+                map,
+                rbf: (method == CompareMethod::CkaRbf).then_some(base.rbf_scale),
+                ascending: is_ascending(map),
+            },
         })
         .collect();
-    let preps: Vec<Prep> = super::map_indices(l, par, |k| {
-        Ok(prepare(&readers[k], &bases[k], method, &view.weights))
-    })?;
+    let preps: Vec<Prep> =
+        super::map_indices(l, par, |k| Ok(prepare(&readers[k], &bases[k], method, &w)))?;
     let total = match method {
         CompareMethod::Pearson | CompareMethod::Spearman => m * (m - 1) / 2,
         _ => m * m,

@@ -143,10 +143,6 @@ impl Weights {
             Weights::Counts(w) => w.iter().sum(),
         }
     }
-
-    pub(crate) fn is_ones(&self) -> bool {
-        matches!(self, Weights::Ones)
-    }
 }
 
 /// Which images each matrix is read at: position `a` of matrix `k` is
@@ -171,6 +167,9 @@ pub(crate) struct Input<'a> {
     base: Vec<centred::Base>,
     /// For mutual_knn: whether nearest means smallest (distances).
     smallest: Vec<bool>,
+    /// For mutual_knn when resampling: every image's other images, nearest
+    /// first (`n − 1` per image), see [`knn::orders`].
+    orders: Vec<Vec<u32>>,
 }
 
 impl<'a> Input<'a> {
@@ -249,7 +248,31 @@ impl<'a> Input<'a> {
             method,
             base,
             smallest,
+            orders: Vec::new(),
         })
+    }
+
+    /// Precomputes what many views of the same matrices share, at the
+    /// cost of one more `n x n` array per matrix: the kernel of `cka_rbf`
+    /// and the neighbour order of `mutual_knn` (other methods: nothing).
+    /// The numbers of [`Input::similarity`] stay the same, up to the
+    /// `f32` rounding of the stored kernel.
+    pub(crate) fn precompute(&mut self) -> Result<()> {
+        match self.method {
+            CompareMethod::CkaRbf => {
+                let mats = self.mats;
+                let method = self.method;
+                self.base
+                    .par_iter_mut()
+                    .zip(mats.par_iter())
+                    .try_for_each(|(b, m)| b.precompute(m, method))
+            }
+            CompareMethod::MutualKnn => {
+                self.orders = knn::orders(self)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The `L x L` matrix on one view. `par`: use the rayon pool inside
@@ -263,7 +286,9 @@ impl<'a> Input<'a> {
             | CompareMethod::CkaDebiased
             | CompareMethod::CkaRbf => centred::similarity(self, &self.base, view, par),
             CompareMethod::Procrustes => procrustes::similarity(self, view, par),
-            CompareMethod::MutualKnn => knn::similarity(self, &self.smallest, view, par),
+            CompareMethod::MutualKnn => {
+                knn::similarity(self, &self.smallest, &self.orders, view, par)
+            }
         }
     }
 }

@@ -539,3 +539,41 @@ fn locate_upper_walks_the_triangle() {
         }
     }
 }
+
+#[test]
+fn precomputed_resampling_paths_match_direct_ones() {
+    // mutual_knn's walk over the stored neighbour order and cka_rbf's stored
+    // kernel against the direct computation on the same weighted views.
+    let (n, d) = (40, 6);
+    let x = features(n, d, 1, 9, 0.5);
+    let y = features(n, d, 2, 9, 0.5);
+    let (dx, dy) = (dist_of(&x, n, d), dist_of(&y, n, d));
+    let mut r = rand::rngs::StdRng::seed_from_u64(4);
+    for method in [CompareMethod::MutualKnn, CompareMethod::CkaRbf] {
+        let kinds = [Some(CorrMethod::Euclidean); 2];
+        let mats = [&dx[..], &dy[..]];
+        let direct = Input::new(&mats, &kinds, n, method).unwrap();
+        let mut stored = Input::new(&mats, &kinds, n, method).unwrap();
+        stored.precompute().unwrap();
+        for _ in 0..20 {
+            let mut counts = vec![0f64; n];
+            (0..n).for_each(|_| counts[r.gen_range(0..n)] += 1.0);
+            let ids: Vec<u32> = (0..n as u32)
+                .filter(|&i| counts[i as usize] > 0.0)
+                .collect();
+            let w: Vec<f64> = ids.iter().map(|&i| counts[i as usize]).collect();
+            let view = View {
+                maps: vec![&ids[..], &ids[..]],
+                weights: Weights::Counts(w),
+            };
+            let a = direct.similarity(&view, false).unwrap().get(0, 1);
+            let b = stored.similarity(&view, false).unwrap().get(0, 1);
+            let tol = if method == CompareMethod::MutualKnn {
+                0.0
+            } else {
+                1e-6
+            };
+            assert!((a - b).abs() <= tol, "{method}: {a} vs {b}");
+        }
+    }
+}
