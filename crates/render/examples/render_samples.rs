@@ -268,10 +268,26 @@ fn main() -> Result<(), Box<dyn Error>> {
     let to_output: Vec<f64> = (0..k)
         .map(|i| 1.0 / (1.0 + (-(i as f64 - 11.0) / 1.8).exp()) * 0.97 + 0.02)
         .collect();
+    // A 95% interval around each curve, missing at one layer of the first.
+    let interval = |v: &[f64], gap: Option<usize>| -> (Vec<f64>, Vec<f64>) {
+        let half = |i: usize| {
+            if Some(i) == gap {
+                f64::NAN
+            } else {
+                0.04 + 0.01 * (i % 4) as f64
+            }
+        };
+        (
+            v.iter().enumerate().map(|(i, y)| y - half(i)).collect(),
+            v.iter().enumerate().map(|(i, y)| y + half(i)).collect(),
+        )
+    };
+    let (in_low, in_high) = interval(&to_input, Some(9));
+    let (out_low, out_high) = interval(&to_output, None);
     let png = line_plot(
         &[
-            Series::new("RSA with input", to_input),
-            Series::new("RSA with logits", to_output),
+            Series::new("RSA with input", to_input).with_band(in_low, in_high),
+            Series::new("RSA with logits", to_output).with_band(out_low, out_high),
         ],
         &LinePlotOptions {
             title: "Where the input's structure is lost".into(),

@@ -1,11 +1,11 @@
 //! An RGB pixel buffer with the few drawing primitives the figures need.
 //!
 //! Figures here are rectangles (matrix cells, colour bars, frames), text
-//! (see [`crate::font`]) and, for line plots, anti-aliased lines and markers.
-//! A general 2-D graphics library would bring fonts, paths and a large
-//! dependency tree; this module is a couple of hundred lines and is exact
-//! where it matters: a matrix cell is a solid block of the colormap's colour,
-//! so tests can read values back from pixels.
+//! (see [`crate::font`]) and, for line plots, anti-aliased lines, markers
+//! and translucent bands. It stays hand-written because it is small and
+//! exact where it matters: a matrix cell is a solid block of the colormap's
+//! colour (tests read values back from pixels), which a plotting library's
+//! layout and antialiasing of rectangles would not promise.
 //!
 //! All drawing clips silently to the canvas, so layout code may pass
 //! coordinates that fall partly outside it. Coordinates are `i64` pixels
@@ -210,34 +210,40 @@ impl Canvas {
         }
     }
 
-    /// An anti-aliased filled polygon (any simple polygon, given by its
-    /// vertices in order), by 4 x 4 supersampling of each pixel.
-    pub fn fill_polygon(&mut self, points: &[(f64, f64)], color: Rgb) {
+    /// An anti-aliased filled polygon (vertices in order, non-zero
+    /// winding) blended in with `opacity` in `[0, 1]`: exact area coverage
+    /// from `ab_glyph`'s rasteriser. Rows outside the canvas are clipped;
+    /// vertices' x are clamped to one pixel beyond the canvas sides (the
+    /// figures' polygons lie inside it horizontally).
+    pub fn fill_polygon(&mut self, points: &[(f64, f64)], color: Rgb, opacity: f64) {
         if points.len() < 3 || points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
             return;
         }
-        let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
-            points.iter().map(pick).fold(init, f)
-        };
-        let x0 = fold(f64::min, f64::INFINITY, |p| p.0).floor() as i64;
-        let x1 = fold(f64::max, f64::NEG_INFINITY, |p| p.0).ceil() as i64;
-        let y0 = fold(f64::min, f64::INFINITY, |p| p.1).floor() as i64;
-        let y1 = fold(f64::max, f64::NEG_INFINITY, |p| p.1).ceil() as i64;
-        for py in y0..=y1 {
-            for px in x0..=x1 {
-                let mut inside = 0u32;
-                for sy in 0..4 {
-                    for sx in 0..4 {
-                        let x = px as f64 + (f64::from(sx) + 0.5) / 4.0;
-                        let y = py as f64 + (f64::from(sy) + 0.5) / 4.0;
-                        if point_in_polygon(points, x, y) {
-                            inside += 1;
-                        }
-                    }
-                }
-                self.blend(px, py, color, f64::from(inside) / 16.0);
-            }
+        let max_x = f64::from(self.width) + 1.0;
+        let clamp_x = |x: f64| x.clamp(-1.0, max_x);
+        let x0 = points
+            .iter()
+            .map(|p| clamp_x(p.0))
+            .fold(max_x, f64::min)
+            .floor();
+        let x1 = points
+            .iter()
+            .map(|p| clamp_x(p.0))
+            .fold(-1.0, f64::max)
+            .ceil();
+        let (w, h) = ((x1 - x0) as usize + 2, self.height as usize);
+        let mut raster = ab_glyph_rasterizer::Rasterizer::new(w, h);
+        let at =
+            |p: &(f64, f64)| ab_glyph_rasterizer::point((clamp_x(p.0) - x0) as f32, p.1 as f32);
+        for (k, p) in points.iter().enumerate() {
+            raster.draw_line(at(p), at(&points[(k + 1) % points.len()]));
         }
+        raster.for_each_pixel_2d(|px, py, c| {
+            if c > 0.0 {
+                let a = f64::from(c.min(1.0)) * opacity;
+                self.blend(x0 as i64 + i64::from(px), i64::from(py), color, a);
+            }
+        });
     }
 
     /// Copies all of `other` onto this canvas with its top-left corner at
@@ -271,21 +277,6 @@ impl Canvas {
     }
 }
 
-/// Even-odd rule point-in-polygon test.
-fn point_in_polygon(points: &[(f64, f64)], x: f64, y: f64) -> bool {
-    let mut inside = false;
-    let mut j = points.len() - 1;
-    for i in 0..points.len() {
-        let (xi, yi) = points[i];
-        let (xj, yj) = points[j];
-        if (yi > y) != (yj > y) && x < (xj - xi) * (y - yi) / (yj - yi) + xi {
-            inside = !inside;
-        }
-        j = i;
-    }
-    inside
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,7 +299,7 @@ mod tests {
         c.frame(8, 8, 10, 10, 2, INK);
         c.line(-50.0, -50.0, 60.0, 60.0, 3.0, INK);
         c.fill_circle(0.0, 0.0, 40.0, INK);
-        c.fill_polygon(&[(-10.0, 0.0), (30.0, 5.0), (0.0, 30.0)], INK);
+        c.fill_polygon(&[(-10.0, 0.0), (30.0, 5.0), (0.0, 30.0)], INK, 1.0);
         c.put(-1, 3, INK);
         assert_eq!(c.get(0, 0), Some(INK));
         assert_eq!(c.get(10, 0), None);

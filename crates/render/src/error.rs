@@ -29,6 +29,8 @@ pub enum ErrorKind {
     LabelCountMismatch,
     /// An invalid option: reversed or non-finite value range, zero sizes.
     InvalidOption,
+    /// A line plot's band whose lower end is above its upper end.
+    InvalidBand,
     /// The requested figure would exceed the maximum canvas size.
     TooLarge,
     /// The PNG encoder failed.

@@ -1,37 +1,35 @@
-//! Text from the public-domain 8x8 bitmap font of the `font8x8` crate.
+//! Text in DejaVu Sans, embedded in the binary and drawn with antialiasing
+//! by `ab_glyph`.
 //!
 //! The extension runs inside whatever process loaded DuckDB, on machines
-//! with no guaranteed system fonts, so text cannot come from the OS. The
-//! 8x8 glyphs are embedded in the binary and scaled up by an integer factor
-//! with nearest-neighbour sampling, which keeps their strokes crisp: scale 1
-//! gives 8-pixel text (dense tick labels), scale 2 the usual 16-pixel labels
-//! and scale 3 titles.
+//! with no guaranteed system fonts, so the font is compiled in
+//! (`fonts/DejaVuSans.ttf`, Bitstream Vera licence beside it). DejaVu covers
+//! Latin, Greek and the typographic marks the figures use (`ρ`, `é`, `×`,
+//! `−`, `…`); a character it lacks is drawn as `?`.
 //!
-//! Glyphs are set *proportionally*: each glyph's empty columns are trimmed
-//! and one font pixel of spacing is added, which reads much better than the
-//! font's fixed 8-pixel cell. Basic Latin, Latin-1 and Greek are covered
-//! (so `ρ`, `é`, `×` work); `…`, `—` and `−` are mapped to built-in shapes and any
-//! other character is drawn as `?`.
+//! Sizes are three classes shared by every figure: 1 for dense tick labels,
+//! 2 for ordinary labels and 3 for titles (see [`px_size`]). A line of text
+//! occupies a box [`text_height`] tall whose baseline lies [`ascent`] below
+//! its top. Glyphs are placed at fractional positions with the font's
+//! kerning and blended into the canvas by their coverage.
 //!
 //! Vertical text is rotated 90° counter-clockwise and reads bottom to top,
 //! like matplotlib's `rotation=90` x tick labels.
 
-use crate::canvas::{Canvas, Rgb};
-use font8x8::legacy::{BASIC_LEGACY, LATIN_LEGACY};
-use font8x8::{UnicodeFonts, GREEK_FONTS};
+use std::sync::OnceLock;
 
-/// Height of one line of text at scale 1, in pixels (the glyph cell).
-pub const GLYPH_HEIGHT: u32 = 8;
-/// Height of capital letters and digits at scale 1 (row 7 is for descenders).
-pub const CAP_HEIGHT: u32 = 7;
-/// Advance of a space at scale 1.
-const SPACE_ADVANCE: u32 = 4;
-/// Gap between glyphs at scale 1.
-const GAP: u32 = 1;
-/// The ellipsis `…`: three dots on the baseline row.
-const ELLIPSIS: [u8; 8] = [0, 0, 0, 0, 0, 0, 0b0100_1001, 0];
-/// The em dash `—`: a full-width bar at the height of `-`.
-const EM_DASH: [u8; 8] = [0, 0, 0, 0xFF, 0, 0, 0, 0];
+use ab_glyph::{Font, FontRef, GlyphId, PxScale, ScaleFont};
+
+use crate::canvas::{Canvas, Rgb};
+
+/// DejaVu Sans 2.37, as shipped by the `fonts-dejavu-core` package.
+static FONT_BYTES: &[u8] = include_bytes!("../fonts/DejaVuSans.ttf");
+
+fn font() -> &'static FontRef<'static> {
+    static FONT: OnceLock<FontRef<'static>> = OnceLock::new();
+    // The bytes are a constant of this crate; the unit tests parse them.
+    FONT.get_or_init(|| FontRef::try_from_slice(FONT_BYTES).expect("embedded font parses"))
+}
 
 /// Horizontal placement of text relative to an anchor x.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,11 +45,11 @@ pub enum HAlign {
 /// Vertical placement of text relative to an anchor y.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VAlign {
-    /// The glyph cell's top is at the anchor.
+    /// The text box's top is at the anchor.
     Top,
     /// Capital letters and digits are centred on the anchor.
     Middle,
-    /// The glyph cell's bottom is at the anchor.
+    /// The text box's bottom is at the anchor.
     Bottom,
 }
 
@@ -65,89 +63,96 @@ pub enum Ellipsis {
     Middle,
 }
 
-/// The 8x8 bitmap of `c` (row-major, bit 0 of each row is the leftmost pixel).
-fn glyph(c: char) -> [u8; 8] {
-    let code = c as u32;
-    match c {
-        '\u{2026}' => ELLIPSIS,
-        '\u{2014}' => EM_DASH,
-        '\u{2212}' | '\u{2010}' | '\u{2011}' | '\u{2013}' => BASIC_LEGACY[usize::from(b'-')],
-        ' '..='~' => BASIC_LEGACY[code as usize],
-        '\u{a0}'..='\u{ff}' => LATIN_LEGACY[(code - 0xa0) as usize],
-        _ => GREEK_FONTS
-            .get(c)
-            .unwrap_or(BASIC_LEGACY[usize::from(b'?')]),
+/// Font size in pixels (ascender to descender) of a size class: 1 dense
+/// tick labels, 2 labels, 3 titles; larger classes grow by 7 px a step.
+pub fn px_size(scale: u32) -> f32 {
+    match scale {
+        0 | 1 => 14.0,
+        2 => 18.0,
+        s => 25.0 + 7.0 * (s - 3) as f32,
     }
 }
 
-/// First and last non-empty column of a glyph, or `None` for a blank one.
-fn columns(g: &[u8; 8]) -> Option<(u32, u32)> {
-    let bits = g.iter().fold(0u8, |acc, row| acc | row);
-    if bits == 0 {
-        None
-    } else {
-        Some((bits.trailing_zeros(), 7 - bits.leading_zeros()))
-    }
+fn scaled(scale: u32) -> ab_glyph::PxScaleFont<&'static FontRef<'static>> {
+    font().as_scaled(PxScale::from(px_size(scale)))
 }
 
-/// Advance width of one character at scale 1, without the trailing gap.
-fn char_width(c: char) -> u32 {
-    match columns(&glyph(c)) {
-        Some((first, last)) => last - first + 1,
-        None => SPACE_ADVANCE,
-    }
-}
-
-/// Width of `text` in pixels at `scale`.
-pub fn text_width(text: &str, scale: u32) -> u32 {
-    let mut w = 0;
-    for (i, c) in text.chars().enumerate() {
-        if i > 0 {
-            w += GAP;
-        }
-        w += char_width(c);
-    }
-    w * scale
-}
-
-/// Height of a line of text in pixels at `scale` (the full glyph cell).
+/// Height of a line of text in pixels: ascender plus descender.
 pub fn text_height(scale: u32) -> u32 {
-    GLYPH_HEIGHT * scale
+    let s = scaled(scale);
+    (s.ascent() - s.descent()).ceil() as u32
 }
 
-/// Calls `f(x, y)` for each set font pixel of `text` laid out horizontally
-/// from the origin, in font pixels (multiply by the scale for screen pixels).
-fn for_each_pixel(text: &str, mut f: impl FnMut(u32, u32)) {
-    let mut pen = 0u32;
+/// Distance from the top of a text box to its baseline.
+pub fn ascent(scale: u32) -> f32 {
+    scaled(scale).ascent()
+}
+
+/// Height of capital letters and digits (the height of `H`).
+pub fn cap_height(scale: u32) -> f32 {
+    let s = scaled(scale);
+    let id = s.glyph_id('H');
+    s.outline_glyph(id.with_scale(s.scale()))
+        .map_or(s.ascent() * 0.75, |g| g.px_bounds().height())
+}
+
+/// Offset from a text box's top (or a vertical label's left edge) to the
+/// middle of its capitals: the line on which labels are centred.
+pub fn cap_centre(scale: u32) -> f32 {
+    ascent(scale) - cap_height(scale) / 2.0
+}
+
+/// The glyph of `c`, or of `?` when the font lacks it.
+fn glyph_id(c: char) -> GlyphId {
+    let f = font();
+    match f.glyph_id(c) {
+        GlyphId(0) => f.glyph_id('?'),
+        id => id,
+    }
+}
+
+/// Pen positions of each glyph of `text` and the total advance.
+fn layout(text: &str, scale: u32) -> (Vec<(GlyphId, f32)>, f32) {
+    let s = scaled(scale);
+    let mut pen = 0.0f32;
+    let mut prev: Option<GlyphId> = None;
+    let mut out = Vec::with_capacity(text.len());
     for c in text.chars() {
-        let g = glyph(c);
-        match columns(&g) {
-            Some((first, last)) => {
-                for (row, bits) in g.iter().enumerate() {
-                    for col in first..=last {
-                        if bits & (1 << col) != 0 {
-                            f(pen + col - first, row as u32);
-                        }
-                    }
-                }
-                pen += last - first + 1 + GAP;
-            }
-            None => pen += SPACE_ADVANCE + GAP,
+        let id = glyph_id(c);
+        if let Some(p) = prev {
+            pen += s.kern(p, id);
+        }
+        out.push((id, pen));
+        pen += s.h_advance(id);
+        prev = Some(id);
+    }
+    (out, pen)
+}
+
+/// Width of `text` in pixels at size class `scale`.
+pub fn text_width(text: &str, scale: u32) -> u32 {
+    layout(text, scale).1.ceil() as u32
+}
+
+/// Calls `f(x, y, coverage)` for each inked pixel of `text` laid out with
+/// its box's top-left corner at the origin.
+fn for_each_pixel(text: &str, scale: u32, mut f: impl FnMut(i64, i64, f32)) {
+    let s = scaled(scale);
+    let baseline = s.ascent();
+    for (id, pen) in layout(text, scale).0 {
+        let g = id.with_scale_and_position(s.scale(), ab_glyph::point(pen, baseline));
+        if let Some(outlined) = font().outline_glyph(g) {
+            let b = outlined.px_bounds();
+            let (bx, by) = (b.min.x as i64, b.min.y as i64);
+            outlined.draw(|x, y, c| f(bx + i64::from(x), by + i64::from(y), c));
         }
     }
 }
 
-/// Draws `text` with its glyph cell's top-left corner at `(x, y)`.
+/// Draws `text` with its box's top-left corner at `(x, y)`.
 pub fn draw_text(canvas: &mut Canvas, x: i64, y: i64, text: &str, scale: u32, color: Rgb) {
-    let s = i64::from(scale);
-    for_each_pixel(text, |px, py| {
-        canvas.fill_rect(
-            x + i64::from(px) * s,
-            y + i64::from(py) * s,
-            scale,
-            scale,
-            color,
-        );
+    for_each_pixel(text, scale, |px, py, c| {
+        canvas.blend(x + px, y + py, color, f64::from(c));
     });
 }
 
@@ -171,7 +176,7 @@ pub fn draw_text_aligned(
     };
     let top = match v {
         VAlign::Top => y,
-        VAlign::Middle => y - i64::from(CAP_HEIGHT * scale) / 2,
+        VAlign::Middle => y - cap_centre(scale).round() as i64,
         VAlign::Bottom => y - i64::from(text_height(scale)),
     };
     draw_text(canvas, left, top, text, scale, color);
@@ -180,16 +185,13 @@ pub fn draw_text_aligned(
 /// Draws `text` rotated 90° counter-clockwise (reading bottom to top).
 ///
 /// `(x, y)` is the top-left corner of the rotated box, which is
-/// [`text_height`] wide and [`text_width`] tall; the *last* character is
-/// at the top. Placing the box's top at an axis therefore right-aligns
-/// x tick labels against the axis.
+/// [`text_height`] wide and [`text_width`] tall; the tops of the letters
+/// face left and the *last* character is at the top. Placing the box's top
+/// at an axis therefore right-aligns x tick labels against the axis.
 pub fn draw_text_vertical(canvas: &mut Canvas, x: i64, y: i64, text: &str, scale: u32, color: Rgb) {
-    let s = i64::from(scale);
     let w = i64::from(text_width(text, scale));
-    for_each_pixel(text, |px, py| {
-        let sx = x + i64::from(py) * s;
-        let sy = y + w - (i64::from(px) + 1) * s;
-        canvas.fill_rect(sx, sy, scale, scale, color);
+    for_each_pixel(text, scale, |px, py, c| {
+        canvas.blend(x + py, y + w - 1 - px, color, f64::from(c));
     });
 }
 
@@ -246,7 +248,7 @@ mod tests {
     use super::*;
     use crate::canvas::{INK, WHITE};
 
-    fn dark_bbox(c: &Canvas) -> Option<(i64, i64, i64, i64)> {
+    fn ink_bbox(c: &Canvas) -> Option<(i64, i64, i64, i64)> {
         let mut bb: Option<(i64, i64, i64, i64)> = None;
         for y in 0..i64::from(c.height()) {
             for x in 0..i64::from(c.width()) {
@@ -262,18 +264,23 @@ mod tests {
     }
 
     #[test]
-    fn text_puts_dark_pixels_inside_its_box() {
+    fn text_is_antialiased_inside_its_box() {
         let mut c = Canvas::new(200, 60, WHITE).unwrap();
         let (x, y, s) = (10, 20, 2);
         draw_text(&mut c, x, y, "Layer 3g", s, INK);
         let w = i64::from(text_width("Layer 3g", s));
         let h = i64::from(text_height(s));
-        let (x0, y0, x1, y1) = dark_bbox(&c).expect("text drew nothing");
-        assert!(x0 >= x && y0 >= y && x1 < x + w && y1 < y + h);
-        // The box is tight horizontally: first and last columns are inked.
-        assert_eq!((x0, x1), (x, x + w - 1));
-        let dark = c.pixels().chunks(3).filter(|p| p == &INK).count();
-        assert!(dark > 100, "only {dark} dark pixels");
+        let (x0, y0, x1, y1) = ink_bbox(&c).expect("text drew nothing");
+        assert!(
+            x0 >= x && y0 >= y && x1 <= x + w && y1 < y + h,
+            "{x0},{y0},{x1},{y1}"
+        );
+        let greys: std::collections::BTreeSet<u8> = c.pixels().iter().copied().collect();
+        assert!(greys.len() > 10, "only {} grey levels", greys.len());
+        assert!(
+            c.pixels().chunks(3).any(|p| p == INK),
+            "no fully inked pixel"
+        );
     }
 
     #[test]
@@ -281,20 +288,22 @@ mod tests {
         let mut c = Canvas::new(60, 200, WHITE).unwrap();
         draw_text_vertical(&mut c, 5, 10, "conv1", 2, INK);
         let w = i64::from(text_width("conv1", 2));
-        let (x0, y0, x1, y1) = dark_bbox(&c).expect("text drew nothing");
-        assert!(x0 >= 5 && x1 < 5 + 16);
-        assert_eq!((y0, y1), (10, 10 + w - 1));
-        // First character ('c', no ascender) is at the bottom, last ('1') at
-        // the top: the topmost row belongs to the '1'.
-        assert!(y1 - y0 > 40);
+        let (x0, y0, x1, y1) = ink_bbox(&c).expect("text drew nothing");
+        assert!(x0 >= 5 && x1 < 5 + i64::from(text_height(2)));
+        assert!(
+            y0 >= 10 && y1 < 10 + w && y1 - y0 > w - 6,
+            "{y0}..{y1} of {w}"
+        );
     }
 
     #[test]
-    fn widths_are_proportional() {
+    fn sizes_grow_and_widths_are_proportional() {
         assert!(text_width("i", 1) < text_width("m", 1));
         assert_eq!(text_width("", 3), 0);
-        assert_eq!(text_width("ab", 2), 2 * text_width("ab", 1));
-        assert_eq!(text_height(2), 16);
+        assert!(text_width("layer", 2) > text_width("layer", 1));
+        assert!(text_height(1) < text_height(2) && text_height(2) < text_height(3));
+        let cap = cap_height(2);
+        assert!(cap > 0.5 * px_size(2) && cap < ascent(2), "{cap}");
     }
 
     #[test]
@@ -305,11 +314,11 @@ mod tests {
             assert!(text_width(&t, 1) <= 80, "{t}");
             assert!(t.contains('\u{2026}'));
         }
-        let mid = truncate(long, 120, 1, Ellipsis::Middle);
+        let mid = truncate(long, 150, 1, Ellipsis::Middle);
         assert!(mid.starts_with("feat") && mid.ends_with("output"), "{mid}");
-        let end = truncate(long, 120, 1, Ellipsis::End);
+        let end = truncate(long, 150, 1, Ellipsis::End);
         assert!(
-            end.starts_with("features.12") && end.ends_with('\u{2026}'),
+            end.starts_with("features.1") && end.ends_with('\u{2026}'),
             "{end}"
         );
         assert_eq!(truncate("short", 500, 2, Ellipsis::End), "short");
@@ -318,10 +327,10 @@ mod tests {
     }
 
     #[test]
-    fn unknown_characters_and_greek_draw_something() {
-        assert!(columns(&glyph('ρ')).is_some());
-        assert!(columns(&glyph('é')).is_some());
-        assert_eq!(glyph('\u{4e2d}'), glyph('?'));
-        assert_eq!(glyph('\u{2212}'), glyph('-'));
+    fn unknown_characters_fall_back_and_greek_is_covered() {
+        for c in ['ρ', 'é', '×', '−', '…'] {
+            assert_ne!(font().glyph_id(c), GlyphId(0), "{c} missing");
+        }
+        assert_eq!(glyph_id('\u{4e2d}'), glyph_id('?'));
     }
 }

@@ -148,7 +148,8 @@ mod tests {
             "{}",
             img.width()
         );
-        assert_eq!(img.height(), 800 + 2 * crate::parts::PAD + 8);
+        let below = crate::parts::colorbar_extra_below(false);
+        assert_eq!(img.height(), 800 + 2 * crate::parts::PAD + below);
         // With one pixel per cell the matrix is exactly n pixels.
         let opts = HeatmapOptions {
             cell_px: Some(1),
@@ -172,7 +173,8 @@ mod tests {
             .collect();
         let img = decode(&matrix_heatmap(&v, n, &HeatmapOptions::default()).unwrap());
         let pad = crate::parts::PAD;
-        assert_eq!(img.height(), TARGET_MATRIX_PX + 2 * pad + 8);
+        let below = crate::parts::colorbar_extra_below(false);
+        assert_eq!(img.height(), TARGET_MATRIX_PX + 2 * pad + below);
         let scale = ColorScale::new((-1.0, 1.0), None).unwrap();
         assert_eq!(img.get_pixel(pad + 100, pad + 100).0, scale.color(1.0));
         assert_eq!(img.get_pixel(pad + 700, pad + 100).0, scale.color(-1.0));

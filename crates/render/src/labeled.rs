@@ -76,17 +76,17 @@ pub fn labeled_matrix(
     check_labels(F, Some(labels), n)?;
     let scale = ColorScale::checked(F, opts.value_range, opts.colormap)?;
     let annotate = (opts.show_values && n <= MAX_ANNOTATED_N).then_some(opts.decimals.min(6));
-    // Cells must hold a label per row (10 px) and, when annotating, the
-    // widest value: at scale 2 when that keeps the matrix within about
-    // 1000 px (up to ~12 layers), else at scale 1.
+    // Cells must hold a label per row and, when annotating, the widest
+    // value: in size class 2 when that keeps the matrix within about
+    // 1000 px (up to ~15 layers), else in class 1.
     let min_cell = match annotate {
         Some(d) => {
-            let widest = crate::font::text_width(&format!("-0.{}", "0".repeat(d)), 1);
-            let big = 2 * widest + crate::parts::VALUE_PAD_2;
+            let widest = format!("-0.{}", "0".repeat(d));
+            let big = crate::font::text_width(&widest, 2) + crate::parts::VALUE_PAD_2;
             if n as u64 * u64::from(big) <= 1000 {
                 big
             } else {
-                10u32.max(widest + 6)
+                crate::font::text_height(1).max(crate::font::text_width(&widest, 1) + 6)
             }
         }
         None if n <= 100 => 10,
@@ -139,15 +139,19 @@ mod tests {
             .map(|(x, y, _)| (x, y))
             .expect("diagonal drawn");
         let cell = TARGET_MATRIX_PX / n as u32;
+        // Every pixel of the cell is the cell colour, white, or an
+        // antialiased blend of the two.
+        let between = |p: [u8; 3]| {
+            p.iter()
+                .zip(dark_red.iter().zip(WHITE))
+                .all(|(&v, (&a, b))| v >= a.min(b) && v <= a.max(b))
+        };
         let mut white = 0;
         for y in y0..y0 + cell {
             for x in x0..x0 + cell {
                 let p = img.get_pixel(x, y).0;
-                assert!(
-                    p == dark_red || p == WHITE,
-                    "cell (0,0) has {p:?} at {x},{y}"
-                );
-                white += usize::from(p == WHITE);
+                assert!(between(p), "cell (0,0) has {p:?} at {x},{y}");
+                white += usize::from(p.iter().all(|&c| c > 180));
             }
         }
         assert!(white > 50, "value text drawn in white: {white}");

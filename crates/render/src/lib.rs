@@ -8,15 +8,17 @@
 //! that are never clipped, because margins are computed from the text.
 //!
 //! It depends on nothing of DuckDB or of the model code, and on no system
-//! fonts (text comes from an embedded bitmap font, see [`font`]), so it
-//! renders the same inside a DuckDB process on a bare server as in a test.
+//! fonts (DejaVu Sans is embedded and drawn antialiased, see [`font`]), so
+//! it renders the same inside a DuckDB process on a bare server as in a
+//! test.
 //!
 //! The figure functions:
 //! - [`heatmap::matrix_heatmap`] — one N x N matrix (N up to thousands);
 //! - [`grid::heatmap_grid`] — several N x N matrices with a shared colour bar;
 //! - [`labeled::labeled_matrix`] — the L x L layer-similarity matrix with
 //!   layer names and values in the cells;
-//! - [`lineplot::line_plot`] — values against depth for named series.
+//! - [`lineplot::line_plot`] — values against depth for named series,
+//!   optionally with a band (an interval) around each.
 //!
 //! Each takes an options struct whose `Default` is the usual figure, and
 //! returns `Result<Vec<u8>, RenderError>`; invalid input is an error, never

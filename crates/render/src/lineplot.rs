@@ -9,6 +9,11 @@
 //! colour from matplotlib's `tab10` cycle and its own marker shape, so the
 //! figure survives greyscale printing; the legend sits outside the plot
 //! area so it never hides data. Non-finite points leave a gap in the line.
+//!
+//! A series may carry a band (e.g. a 95% interval): the area between its
+//! low and high values, filled in the series' colour at [`BAND_OPACITY`]
+//! under the line. Points whose low or high is not finite have no band; a
+//! run of one such point becomes a short vertical bar.
 
 use crate::canvas::{Canvas, Rgb, GRID, INK, WHITE};
 use crate::colormap::format_fixed;
@@ -37,6 +42,8 @@ pub const PALETTE: [Rgb; 10] = [
 const ZERO_LINE: Rgb = [170, 170, 170];
 /// Width of series lines in pixels.
 const LINE_WIDTH: f64 = 2.5;
+/// Opacity of a band over the white plot area.
+pub const BAND_OPACITY: f64 = 0.22;
 
 /// One named curve.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +54,9 @@ pub struct Series {
     pub x: Option<Vec<f64>>,
     /// y coordinates; NaN or infinite values break the line.
     pub y: Vec<f64>,
+    /// Lower and upper ends of a band, one pair per point; a point whose
+    /// low or high is not finite has no band.
+    pub band: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl Series {
@@ -56,7 +66,28 @@ impl Series {
             name: name.into(),
             x: None,
             y,
+            band: None,
         }
+    }
+
+    /// The same series with a band from `low` to `high` at each point.
+    pub fn with_band(mut self, low: Vec<f64>, high: Vec<f64>) -> Series {
+        self.band = Some((low, high));
+        self
+    }
+
+    /// x and the band's ends of the points that have one.
+    fn band_points(&self) -> impl Iterator<Item = (usize, f64, f64, f64)> + '_ {
+        self.band.iter().flat_map(move |(low, high)| {
+            low.iter()
+                .zip(high)
+                .enumerate()
+                .filter(|(_, (l, h))| l.is_finite() && h.is_finite())
+                .map(move |(i, (&l, &h))| {
+                    let x = self.x.as_ref().map_or(i as f64, |xs| xs[i]);
+                    (i, x, l, h)
+                })
+        })
     }
 
     /// The same series at explicit x positions.
@@ -144,6 +175,7 @@ fn draw_marker(canvas: &mut Canvas, m: Marker, x: f64, y: f64, r: f64, color: Rg
                     (x - h, y + h),
                 ],
                 color,
+                1.0,
             )
         }
         Marker::TriangleUp => {
@@ -151,6 +183,7 @@ fn draw_marker(canvas: &mut Canvas, m: Marker, x: f64, y: f64, r: f64, color: Rg
             canvas.fill_polygon(
                 &[(x, y - s), (x + s, y + s * 0.8), (x - s, y + s * 0.8)],
                 color,
+                1.0,
             )
         }
         Marker::TriangleDown => {
@@ -158,11 +191,16 @@ fn draw_marker(canvas: &mut Canvas, m: Marker, x: f64, y: f64, r: f64, color: Rg
             canvas.fill_polygon(
                 &[(x, y + s), (x - s, y - s * 0.8), (x + s, y - s * 0.8)],
                 color,
+                1.0,
             )
         }
         Marker::Diamond => {
             let s = r * 1.25;
-            canvas.fill_polygon(&[(x, y - s), (x + s, y), (x, y + s), (x - s, y)], color)
+            canvas.fill_polygon(
+                &[(x, y - s), (x + s, y), (x, y + s), (x - s, y)],
+                color,
+                1.0,
+            )
         }
     }
 }
@@ -195,6 +233,51 @@ fn ticks_in(lo: f64, hi: f64, step: f64) -> Vec<(f64, String)> {
             (v, format_fixed(v, decimals))
         })
         .collect()
+}
+
+/// Checks a series' band: one low and one high per point, low <= high
+/// wherever both are finite.
+fn check_band(function: &str, s: &Series) -> RenderResult<()> {
+    let Some((low, high)) = &s.band else {
+        return Ok(());
+    };
+    if low.len() != s.y.len() || high.len() != s.y.len() {
+        return Err(RenderError::new(
+            ErrorKind::SizeMismatch,
+            format!(
+                "{function}: series '{}' has {} y values but {} low and {} high values",
+                s.name,
+                s.y.len(),
+                low.len(),
+                high.len()
+            ),
+        ));
+    }
+    match s.band_points().find(|(_, _, l, h)| l > h) {
+        Some((i, _, l, h)) => Err(RenderError::new(
+            ErrorKind::InvalidBand,
+            format!(
+                "{function}: series '{}' at point {i}: low {l} is above high {h}",
+                s.name
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// Runs of consecutive points that have a band and a finite x, as
+/// `(x, low, high)`.
+fn band_runs(s: &Series) -> Vec<Vec<(f64, f64, f64)>> {
+    let mut runs: Vec<Vec<(f64, f64, f64)>> = Vec::new();
+    let mut last: Option<usize> = None;
+    for (i, x, l, h) in s.band_points().filter(|p| p.1.is_finite()) {
+        match runs.last_mut() {
+            Some(run) if last == Some(i.wrapping_sub(1)) => run.push((x, l, h)),
+            _ => runs.push(vec![(x, l, h)]),
+        }
+        last = Some(i);
+    }
+    runs
 }
 
 /// The data range padded by `margin` of its span on both sides; a single
@@ -251,6 +334,9 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
             }
         }
     }
+    for s in series {
+        check_band(F, s)?;
+    }
     let longest = series.iter().map(|s| s.y.len()).max().unwrap_or(0);
     if let Some(labels) = &opts.x_tick_labels {
         if labels.len() != longest {
@@ -290,10 +376,13 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
         fold(f64::min, f64::INFINITY, |p| p.0),
         fold(f64::max, f64::NEG_INFINITY, |p| p.0),
     );
-    let (y_min, y_max) = (
+    let (mut y_min, mut y_max) = (
         fold(f64::min, f64::INFINITY, |p| p.1),
         fold(f64::max, f64::NEG_INFINITY, |p| p.1),
     );
+    for (_, _, l, h) in series.iter().flat_map(Series::band_points) {
+        (y_min, y_max) = (y_min.min(l), y_max.max(h));
+    }
 
     let (y_lo, y_hi) = match opts.y_range {
         Some((lo, hi)) if lo.is_finite() && hi.is_finite() && lo < hi => (lo, hi),
@@ -391,6 +480,20 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
         let color = if *v == 0.0 { ZERO_LINE } else { GRID };
         plot.hline(0, py.min(i64::from(ph) - 1), pw, color);
     }
+    for (i, s) in series.iter().enumerate() {
+        let color = PALETTE[i % PALETTE.len()];
+        let bar = (pitch * 0.3).clamp(3.0, 8.0);
+        for run in band_runs(s) {
+            let mut outline: Vec<(f64, f64)> =
+                run.iter().map(|p| (to_px(p.0), to_py(p.2))).collect();
+            outline.extend(run.iter().rev().map(|p| (to_px(p.0), to_py(p.1))));
+            if run.len() == 1 {
+                let (x, lo, hi) = (outline[0].0, outline[1].1, outline[0].1);
+                outline = vec![(x - bar, hi), (x + bar, hi), (x + bar, lo), (x - bar, lo)];
+            }
+            plot.fill_polygon(&outline, color, BAND_OPACITY);
+        }
+    }
     let marker_r = (pitch * 0.3).clamp(2.5, 4.5);
     let draw_markers = opts.markers && pitch >= 5.0;
     for (i, s) in series.iter().enumerate() {
@@ -442,9 +545,9 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
             for (i, name) in names.iter().enumerate().step_by(stride) {
                 let px = ox + (to_px(i as f64).round() as i64).min(i64::from(pw) - 1);
                 canvas.vline(px, axis_y + 1, TICK_LEN, INK);
-                let h = i64::from(font::CAP_HEIGHT * lscale);
                 let top = axis_y + 1 + i64::from(TICK_LEN + TICK_GAP);
-                font::draw_text_vertical(&mut canvas, px - h / 2, top, name, lscale, INK);
+                let left = px - font::cap_centre(lscale).round() as i64;
+                font::draw_text_vertical(&mut canvas, left, top, name, lscale, INK);
             }
         }
         None => {
@@ -498,6 +601,11 @@ pub fn line_plot(series: &[Series], opts: &LinePlotOptions) -> RenderResult<Vec<
         let color = PALETTE[i % PALETTE.len()];
         let cy = oy + 10 + row as i64 * 26;
         let (x0, x1) = (lx as f64, (lx + i64::from(SWATCH)) as f64);
+        if series[*i].band_points().next().is_some() {
+            let (top, bottom) = (cy as f64 - 7.0, cy as f64 + 8.0);
+            let swatch = [(x0, top), (x1, top), (x1, bottom), (x0, bottom)];
+            canvas.fill_polygon(&swatch, color, BAND_OPACITY);
+        }
         canvas.line(x0, cy as f64 + 0.5, x1, cy as f64 + 0.5, LINE_WIDTH, color);
         if opts.markers {
             let m = MARKERS[i % MARKERS.len()];
@@ -600,6 +708,46 @@ mod tests {
         assert_eq!(padded(2.0, 2.0, 0.05), (1.5, 2.5));
         assert_eq!(x_range(Some(17), 0.0, 16.0), (-0.5, 16.5));
         assert_eq!(x_range(None, 0.0, 100.0), (-3.0, 103.0));
+    }
+
+    #[test]
+    fn band_is_drawn_translucent_and_checked() {
+        let nan = f64::NAN;
+        let s = Series::new("to input", vec![0.9, 0.6, 0.5, 0.3])
+            .with_band(vec![0.8, 0.4, nan, 0.2], vec![1.0, 0.7, nan, 0.5]);
+        let img =
+            decode(&line_plot(std::slice::from_ref(&s), &LinePlotOptions::default()).unwrap());
+        let c = PALETTE[0];
+        let band = c.map(|v| (255.0 + (f64::from(v) - 255.0) * BAND_OPACITY).round() as u8);
+        let near = |p: [u8; 3]| p.iter().zip(band).all(|(a, b)| a.abs_diff(b) <= 2);
+        let count = img.pixels().filter(|p| near(p.0)).count();
+        assert!(count > 2000, "{count} band pixels");
+
+        let bad = s
+            .clone()
+            .with_band(vec![0.8, 0.9, 0.1, 0.1], vec![1.0, 0.7, 0.2, 0.2]);
+        let e = line_plot(&[bad], &LinePlotOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidBand);
+        assert!(
+            e.to_string().contains("point 1: low 0.9 is above high 0.7"),
+            "{e}"
+        );
+        let short = s.with_band(vec![0.1], vec![0.2]);
+        let e = line_plot(&[short], &LinePlotOptions::default()).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::SizeMismatch);
+    }
+
+    #[test]
+    fn band_runs_split_at_missing_points() {
+        let nan = f64::NAN;
+        let s = Series::new("", vec![0.0; 5]).with_band(
+            vec![0.0, 0.0, nan, 0.0, 0.0],
+            vec![1.0, 1.0, 1.0, 1.0, f64::INFINITY],
+        );
+        let runs = band_runs(&s);
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].len(), runs[1].len()), (2, 1));
+        assert_eq!(runs[1][0].0, 3.0);
     }
 
     #[test]

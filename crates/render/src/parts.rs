@@ -223,11 +223,10 @@ pub(crate) fn draw_column_labels(
     for (j, label) in labels.iter().enumerate().step_by(stride.max(1)) {
         let cx = x + geo.centre(j);
         canvas.vline(cx, y + 1, TICK_LEN, INK);
-        let h = i64::from(font::CAP_HEIGHT * scale);
         let top = y + 1 + i64::from(TICK_LEN + TICK_GAP);
-        // The rotated glyph cell's cap height is its right part (rows 0..7
-        // of the glyph become columns); centre that part on the column.
-        font::draw_text_vertical(canvas, cx - h / 2, top, label, scale, INK);
+        // The letters' tops face left: centre their capitals on the column.
+        let left = cx - font::cap_centre(scale).round() as i64;
+        font::draw_text_vertical(canvas, left, top, label, scale, INK);
     }
 }
 
@@ -363,7 +362,7 @@ pub(crate) fn contrast_text(background: Rgb) -> Rgb {
     }
 }
 
-/// Room around a cell value written at scale 2, so that neighbouring
+/// Room around a cell value written in size class 2, so that neighbouring
 /// values never run into each other.
 pub(crate) const VALUE_PAD_2: u32 = 14;
 
@@ -498,8 +497,8 @@ impl<T: Copy + Into<f64>> MatrixFigure<'_, T> {
         canvas.encode_png()
     }
 
-    /// Writes each value inside its cell, as large as fits (scale 2 or 1),
-    /// skipped when even scale 1 does not fit.
+    /// Writes each value inside its cell, as large as fits (size class 2 or
+    /// 1), skipped when even class 1 does not fit.
     fn annotate_cells(&self, canvas: &mut Canvas, x: i64, y: i64, cell: u32, decimals: usize) {
         let texts: Vec<String> = self
             .values
@@ -513,10 +512,9 @@ impl<T: Copy + Into<f64>> MatrixFigure<'_, T> {
                 }
             })
             .collect();
-        let widest = max_width(&texts, 1);
-        let scale = if widest * 2 + VALUE_PAD_2 <= cell {
+        let scale = if max_width(&texts, 2) + VALUE_PAD_2 <= cell {
             2
-        } else if widest + 4 <= cell && 8 + 4 <= cell {
+        } else if max_width(&texts, 1) + 4 <= cell && font::text_height(1) <= cell {
             1
         } else {
             return;
