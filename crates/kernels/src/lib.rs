@@ -14,6 +14,8 @@
 //! | `layer_similarity`  | [`compare::similarity_matrix`]                       |
 //! | `rsa`               | [`compare::compare_pair`]                            |
 //! | `corr_order`        | [`cluster::leaf_order`]                              |
+//! | `layer_corr_block`  | [`block::block_matrix`]                              |
+//! | `layer_cross`       | [`cross::CrossSums`]                                 |
 //!
 //! [`corr::correlation_matrix`] is the same accumulator with every row
 //! pushed at once, for callers that hold the rows (benches, tests).
@@ -40,10 +42,12 @@
 #![deny(missing_docs)]
 
 pub mod alloc;
+pub mod block;
 mod chunk;
 pub mod cluster;
 pub mod compare;
 pub mod corr;
+pub mod cross;
 pub mod error;
 mod gram;
 pub mod memory;

@@ -1,0 +1,75 @@
+//! Working memory counted against `memory_limit` by the cluster
+//! aggregates (`layer_corr_block`, `layer_cross`): every live group holds a
+//! [`Reservation`] in one process-wide counter per function, and a group
+//! that would take all of them past the limit is refused before it
+//! allocates.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::host::Settings;
+
+/// Bytes one group has counted in its function's counter.
+#[derive(Default)]
+pub struct Reservation {
+    bytes: u64,
+    counter: Option<&'static AtomicU64>,
+}
+
+impl Reservation {
+    /// Raises this group's count to `need` bytes, or refuses with a message
+    /// that starts with `what` when all groups together would pass
+    /// `memory_limit`.
+    pub fn reserve(
+        &mut self,
+        counter: &'static AtomicU64,
+        need: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<(), String> {
+        self.counter = Some(counter);
+        if need <= self.bytes {
+            return Ok(());
+        }
+        let limit = Settings::latest().memory_limit;
+        let others = counter.load(Ordering::Relaxed).saturating_sub(self.bytes);
+        if need.saturating_add(others) > limit {
+            let with_others = if others > 0 {
+                format!(" (other groups in progress hold {others} bytes)")
+            } else {
+                String::new()
+            };
+            return Err(format!(
+                "{} needs {need} bytes of working memory{with_others}, above memory_limit ({limit} bytes); raise memory_limit or make the group smaller",
+                what()
+            ));
+        }
+        counter.fetch_add(need - self.bytes, Ordering::Relaxed);
+        self.bytes = need;
+        Ok(())
+    }
+
+    /// Moves `other`'s count into this one (a combine).
+    pub fn absorb(&mut self, other: &mut Reservation) {
+        if self.counter.is_none() {
+            self.counter = other.counter;
+        }
+        match (self.counter, other.counter) {
+            (Some(a), Some(b)) if std::ptr::eq(a, b) => {
+                self.bytes += std::mem::take(&mut other.bytes);
+            }
+            _ => other.release(),
+        }
+    }
+
+    /// Gives the count back.
+    pub fn release(&mut self) {
+        if let Some(c) = self.counter {
+            c.fetch_sub(std::mem::take(&mut self.bytes), Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.release();
+    }
+}

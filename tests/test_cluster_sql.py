@@ -1,0 +1,154 @@
+"""The SQL functions under layercorr.cluster, in one DuckDB process:
+layer_corr_block (one block of a layer's matrix), activation_sum (the
+column-mean pass of gram) and layer_cross (sums for feature-space CKA).
+
+References: layer_corr on the whole layer (the function the blocks must
+reproduce) and numpy/scipy from the definitions.
+"""
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pytest
+from scipy.stats import rankdata
+
+import layercorr
+
+METHODS = ["pearson", "spearman", "cosine", "euclidean", "gram"]
+
+
+@pytest.fixture()
+def con(ext_path):
+    c = layercorr.connect(extension=str(ext_path))
+    rng = np.random.default_rng(7)
+    n, d = 11, 37
+    x = rng.normal(size=(n, d)).astype(np.float32)
+    x[x < -0.5] = 0  # ties for spearman
+    keys = [f"img{i:02d}" for i in range(n)][::-1]  # arrival order not sorted
+    c.execute("CREATE TABLE acts AS SELECT unnest(?::VARCHAR[]) AS path, "
+              "unnest(?::FLOAT[][]) AS activation", [keys, x.tolist()])
+    yield c, {k: x[i].astype(np.float64) for i, k in enumerate(keys)}
+    c.close()
+
+
+def _block(con, method, rows, cols, center=None):
+    both = sorted(set(rows) & set(cols))
+    side = ("CASE WHEN list_contains($b, path) THEN 'both' WHEN list_contains($r, path) "
+            "THEN 'row' ELSE 'col' END")
+    extra = ", $c::DOUBLE[]" if center is not None else ""
+    params = {"b": both, "r": rows, "all": sorted(set(rows) | set(cols)), "m": method}
+    if center is not None:
+        params["c"] = list(center)
+    return con.execute(
+        f"SELECT layer_corr_block(path, activation, {side}, $m{extra}) FROM acts "
+        "WHERE list_contains($all, path)", params).fetchone()[0]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_blocks_equal_layer_corr(con, method):
+    con, xs = con
+    whole = con.execute("SELECT layer_corr(path, activation, ?) FROM acts", [method]).fetchone()[0]
+    keys = list(whole["keys"])
+    full = np.array(whole["matrix"], dtype=np.float64)
+    center = None
+    if method == "gram":
+        s = con.execute("SELECT activation_sum(activation) FROM acts").fetchone()[0]
+        assert s["n"] == len(keys)
+        center = np.array(s["sum"]) / s["n"]
+        np.testing.assert_allclose(center, np.mean([xs[k] for k in keys], axis=0), atol=1e-12)
+    scale = np.abs(full).max() if method in ("euclidean", "gram") else 1.0
+    for rows, cols in ((keys[:4], keys[6:]), (keys[2:7], keys[4:9]), (keys, keys)):
+        b = _block(con, method, rows, cols, center)
+        assert list(b["row_keys"]) == sorted(rows) and list(b["col_keys"]) == sorted(cols)
+        assert b["method"] == method
+        got = np.array(b["matrix"], dtype=np.float64)
+        want = full[np.ix_([keys.index(k) for k in sorted(rows)],
+                           [keys.index(k) for k in sorted(cols)])]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-6 * scale, err_msg=method)
+
+
+def test_blocks_against_numpy_definitions(con):
+    con, xs = con
+    rows, cols = ["img00", "img03", "img05"], ["img01", "img05", "img09"]
+    X = np.stack([xs[k] for k in rows])
+    Y = np.stack([xs[k] for k in cols])
+    ref = {
+        "pearson": np.corrcoef(X, Y)[:3, 3:],
+        "spearman": np.corrcoef(rankdata(X, axis=1), rankdata(Y, axis=1))[:3, 3:],
+        "cosine": (X / np.linalg.norm(X, axis=1, keepdims=True))
+        @ (Y / np.linalg.norm(Y, axis=1, keepdims=True)).T,
+        "euclidean": np.linalg.norm(X[:, None, :] - Y[None, :, :], axis=2),
+    }
+    for method, want in ref.items():
+        got = np.array(_block(con, method, rows, cols)["matrix"], dtype=np.float64)
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6, err_msg=method)
+    mu = np.mean(list(xs.values()), axis=0)
+    got = np.array(_block(con, "gram", rows, cols, mu)["matrix"], dtype=np.float64)
+    np.testing.assert_allclose(got, (X - mu) @ (Y - mu).T, rtol=1e-6, atol=1e-5)
+
+
+def test_cross_sums_and_feature_cka(con):
+    con, _ = con
+    rng = np.random.default_rng(3)
+    n = 40
+    a = rng.normal(size=(n, 6)).astype(np.float32)
+    b = (a[:, :4] @ rng.normal(size=(4, 9)) + rng.normal(size=(n, 9))).astype(np.float32)
+    con.execute("CREATE TABLE two AS SELECT unnest(?::FLOAT[][]) AS a, unnest(?::FLOAT[][]) AS b",
+                [a.tolist(), b.tolist()])
+    s = con.execute("SELECT layer_cross(a, b) FROM two").fetchone()[0]
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    assert s["n"] == n
+    np.testing.assert_allclose(s["sum_a"], a64.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(s["sum_b"], b64.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(np.array(s["cross"]), a64.T @ b64, rtol=1e-12, atol=1e-12)
+    # sums of two halves add up to the whole
+    con.execute("ALTER TABLE two ADD COLUMN half INTEGER DEFAULT 0")
+    con.execute("UPDATE two SET half = (rowid % 2)")
+    parts = con.execute("SELECT layer_cross(a, b) FROM two GROUP BY half").fetchall()
+    total = sum(np.array(p[0]["cross"]) for p in parts)
+    np.testing.assert_allclose(total, a64.T @ b64, rtol=1e-12, atol=1e-12)
+    # NULL pairs are skipped, a half-NULL pair is an error
+    con.execute("INSERT INTO two VALUES (NULL, NULL, 0)")
+    assert con.execute("SELECT layer_cross(a, b).n FROM two").fetchone()[0] == n
+    con.execute("INSERT INTO two VALUES ([1, 2, 3, 4, 5, 6], NULL, 0)")
+    with pytest.raises(duckdb.Error, match="NULL"):
+        con.execute("SELECT layer_cross(a, b) FROM two").fetchall()
+
+
+def test_named_errors(con):
+    con, _ = con
+    def err(sql, *words, params=None):
+        with pytest.raises(duckdb.Error) as e:
+            con.execute(sql, params).fetchall()
+        for w in words:
+            assert w in str(e.value), (w, str(e.value))
+
+    err("SELECT layer_corr_block(path, activation, 'diagonal', 'pearson') FROM acts",
+        "diagonal", "row, col, both")
+    err("SELECT layer_corr_block(path, activation, 'both', 'kendall') FROM acts", "kendall")
+    err("SELECT layer_corr_block(path, activation, 'row', 'pearson') FROM acts",
+        "0 col keys")
+    err("SELECT layer_corr_block(k, a, 'both', 'pearson') FROM (VALUES ('x', [1, 2, 3]::FLOAT[]), "
+        "('y', [1, 2]::FLOAT[])) t(k, a)", "'y'", "2 values", "3")
+    err("SELECT layer_corr_block(k, a, 'both', 'pearson') FROM (VALUES ('x', [1, 2, 3]::FLOAT[]), "
+        "('x', [3, 2, 1]::FLOAT[])) t(k, a)", "duplicate key 'x'")
+    err("SELECT layer_corr_block(k, a, 'both', 'pearson') FROM (VALUES ('x', [1, 2, 3]::FLOAT[]), "
+        "('c', [2, 2, 2]::FLOAT[])) t(k, a)", "'c'")
+    err("SELECT layer_corr_block(k, a, 'both', 'gram', [0, 0]::DOUBLE[]) FROM (VALUES "
+        "('x', [1, 2, 3]::FLOAT[]), ('y', [3, 2, 1]::FLOAT[])) t(k, a)", "center", "2 values")
+    err("SELECT activation_sum(a) FROM (VALUES ([1, 2]::FLOAT[]), ([1, 2, 3]::FLOAT[])) t(a)",
+        "3 values", "2")
+    err("SELECT layer_cross(a, b) FROM (VALUES ([1, 2]::FLOAT[], [1]::FLOAT[]), "
+        "([1, 2, 3]::FLOAT[], [1]::FLOAT[])) t(a, b)", "3 values")
+    # sized against memory_limit before allocating (aggregates get no client
+    # context: layercorr_settings() makes the extension read the new limit)
+    con.execute("SET memory_limit = '20MB'")
+    con.execute("FROM layercorr_settings()").fetchall()
+    err("SELECT layer_cross(a, a) FROM (SELECT range(2500)::FLOAT[] AS a)", "memory_limit")
+    err("SELECT layer_corr_block(i::VARCHAR, a, 'both', 'pearson') FROM "
+        "(SELECT i, [i + j FOR j IN range(3000)]::FLOAT[] AS a FROM range(2000) t(i))",
+        "memory_limit")
+    # over the cap whatever memory_limit says
+    con.execute("SET memory_limit = '20GB'")
+    con.execute("FROM layercorr_settings()").fetchall()
+    err("SELECT layer_cross(a, a) FROM (SELECT range(20000)::FLOAT[] AS a)", "2^27")
