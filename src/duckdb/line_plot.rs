@@ -1,10 +1,15 @@
-//! `line_plot(series, x, y [, title])`: an aggregate that draws y against
-//! x (e.g. similarity to the input against layer depth) as a PNG (BLOB),
-//! one line per series. x values are category names (layer names) placed
-//! in first-seen order, so feed rows with `ORDER BY position`.
+//! `line_plot(series, x, y [, title])` and `line_plot(series, x, y, low,
+//! high [, title])`: an aggregate that draws y against x (e.g. similarity
+//! to the input against layer depth) as a PNG (BLOB), one line per series.
+//! x values are category names (layer names) placed in first-seen order,
+//! so feed rows with `ORDER BY position`. With `low` and `high` each series
+//! gets a translucent band between them (e.g. a 95% interval); a NULL low
+//! or high leaves that point without band, while a NaN or infinite one, or
+//! low above high, is an error naming the series and x.
 //!
 //! ```sql
 //! SELECT write_png('out/curve.png', line_plot('to input', layer, r, 'Similarity to input' ORDER BY position)) FROM curve;
+//! SELECT write_png('out/ci.png', line_plot('to input', layer, ci.estimate, ci.ci_low, ci.ci_high ORDER BY position)) FROM boot;
 //! ```
 
 use ::duckdb::ffi;
@@ -17,11 +22,45 @@ use super::register::Aggregate;
 /// The `line_plot` aggregate.
 pub struct LinePlot;
 
+/// One row: series, x, y (NaN for NULL) and the band's ends (NaN for NULL).
+struct Point {
+    series: String,
+    x: String,
+    y: f64,
+    band: (f64, f64),
+}
+
 /// Points in arrival order, and the title from the first row that has one.
 #[derive(Default)]
 pub struct PlotState {
-    points: Vec<(String, String, f64)>,
+    points: Vec<Point>,
     title: Option<String>,
+    banded: bool,
+}
+
+/// The band's end in column `vector` at `row`: NaN for NULL, an error for
+/// a value that is not finite.
+///
+/// # Safety
+/// `vector` is a live flat DOUBLE vector with at least `row + 1` rows.
+unsafe fn band_end(
+    vector: ffi::duckdb_vector,
+    row: usize,
+    what: &str,
+    series: &str,
+    x: &str,
+) -> Result<f64, String> {
+    if !Validity::of(vector).is_valid(row) {
+        return Ok(f64::NAN);
+    }
+    let v = *(ffi::duckdb_vector_get_data(vector) as *const f64).add(row);
+    if v.is_finite() {
+        Ok(v)
+    } else {
+        Err(format!(
+            "line_plot: {what} is {v} for series '{series}' at x '{x}' (use NULL for no band there)"
+        ))
+    }
 }
 
 impl Aggregate for LinePlot {
@@ -36,11 +75,20 @@ impl Aggregate for LinePlot {
                 LogicalType::double(),
             ]
         };
-        let mut with_title = base();
-        with_title.push(LogicalType::varchar());
+        let with = |extra: &[fn() -> LogicalType]| {
+            let mut args = base();
+            args.extend(extra.iter().map(|t| t()));
+            (args, LogicalType::blob())
+        };
         vec![
-            (base(), LogicalType::blob()),
-            (with_title, LogicalType::blob()),
+            with(&[]),
+            with(&[LogicalType::varchar]),
+            with(&[LogicalType::double, LogicalType::double]),
+            with(&[
+                LogicalType::double,
+                LogicalType::double,
+                LogicalType::varchar,
+            ]),
         ]
     }
 
@@ -52,6 +100,9 @@ impl Aggregate for LinePlot {
         let columns = column_count(input);
         let (series_vec, x_vec, y_vec) = (column(input, 0), column(input, 1), column(input, 2));
         let y_data = ffi::duckdb_vector_get_data(y_vec) as *const f64;
+        // Columns 3 and 4 are low and high in the 5- and 6-argument forms.
+        let banded = columns >= 5;
+        let title_index = if banded { 5 } else { 3 };
         for row in 0..rows {
             if !Validity::of(x_vec).is_valid(row) {
                 continue;
@@ -66,19 +117,32 @@ impl Aggregate for LinePlot {
             } else {
                 f64::NAN
             };
+            let x = str_at(x_vec, row).into_owned();
+            let band = if banded {
+                let low = band_end(column(input, 3), row, "low", &series, &x)?;
+                let high = band_end(column(input, 4), row, "high", &series, &x)?;
+                if low > high {
+                    return Err(format!(
+                        "line_plot: low {low} is above high {high} for series '{series}' at x '{x}'"
+                    ));
+                }
+                (low, high)
+            } else {
+                (f64::NAN, f64::NAN)
+            };
             let state = &mut *state_of(row);
+            state.banded |= banded;
             if state.title.is_none() {
-                state.title = optional_text(input, columns, 3, row);
+                state.title = optional_text(input, columns, title_index, row);
             }
-            state
-                .points
-                .push((series, str_at(x_vec, row).into_owned(), y));
+            state.points.push(Point { series, x, y, band });
         }
         Ok(())
     }
 
     fn combine(source: &mut PlotState, target: &mut PlotState) -> Result<(), String> {
         target.points.append(&mut source.points);
+        target.banded |= source.banded;
         if target.title.is_none() {
             target.title = source.title.take();
         }
@@ -95,26 +159,30 @@ impl Aggregate for LinePlot {
         }
         let mut xs: Vec<&str> = Vec::new();
         let mut names: Vec<&str> = Vec::new();
-        for (s, x, _) in &state.points {
-            if !xs.contains(&x.as_str()) {
-                xs.push(x);
+        for p in &state.points {
+            if !xs.contains(&p.x.as_str()) {
+                xs.push(&p.x);
             }
-            if !names.contains(&s.as_str()) {
-                names.push(s);
+            if !names.contains(&p.series.as_str()) {
+                names.push(&p.series);
             }
         }
         let series: Vec<Series> = names
             .iter()
             .map(|name| {
                 let mut y = vec![f64::NAN; xs.len()];
-                for (s, x, v) in &state.points {
-                    if s == name {
-                        if let Some(i) = xs.iter().position(|c| c == x) {
-                            y[i] = *v;
-                        }
+                let (mut low, mut high) = (y.clone(), y.clone());
+                for p in state.points.iter().filter(|p| p.series == *name) {
+                    if let Some(i) = xs.iter().position(|c| *c == p.x) {
+                        (y[i], low[i], high[i]) = (p.y, p.band.0, p.band.1);
                     }
                 }
-                Series::new(*name, y)
+                let s = Series::new(*name, y);
+                if state.banded {
+                    s.with_band(low, high)
+                } else {
+                    s
+                }
             })
             .collect();
         let opts = LinePlotOptions {
