@@ -89,7 +89,7 @@ pub fn labeled_matrix(
                 crate::font::text_height(1).max(crate::font::text_width(&widest, 1) + 6)
             }
         }
-        None if n <= 100 => 10,
+        None if n <= 100 => 13,
         None => 1,
     };
     MatrixFigure {

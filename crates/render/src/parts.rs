@@ -154,12 +154,14 @@ pub(crate) fn draw_matrix<T: Copy + Into<f64>>(
 /// Picks the label scale for rows `pitch` pixels apart and which rows get a
 /// label: every row when there is room, else every k-th.
 pub(crate) fn label_plan(pitch: f64) -> (u32, usize) {
-    if pitch >= 18.0 {
+    // A label needs about its capitals plus descenders across the rows:
+    // 13 px in class 1, 22 px for class 2 with some air.
+    if pitch >= 22.0 {
         (2, 1)
-    } else if pitch >= 10.0 {
+    } else if pitch >= 13.0 {
         (1, 1)
     } else {
-        (1, (10.0 / pitch.max(1e-9)).ceil() as usize)
+        (1, (13.0 / pitch.max(1e-9)).ceil() as usize)
     }
 }
 
