@@ -38,28 +38,24 @@ impl ScalarFunction for Rsa {
         output: ffi::duckdb_vector,
         _ctx: &CallContext,
     ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (a_vec, b_vec) = (column(input, 0), column(input, 1));
-        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
-        let mut last_method = None;
-        for row in 0..rows {
-            let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
-            let Some(MatrixPair { a, b, kinds }) = read_pair(a_vec, b_vec, rows, row)? else {
-                set_null(output, row);
-                continue;
-            };
-            let value = similarity_matrix_of(&[&a.values, &b.values], &kinds, a.n(), method)
-                .map_err(|e| name_matrix(e, &pair_names()))?
-                .get(0, 1);
-            set_value(output, row, value);
-        }
-        Ok(())
+        for_each_pair(
+            input,
+            output,
+            |_| Ok(()),
+            |row, method, (), MatrixPair { a, b, kinds }| {
+                let value = similarity_matrix_of(&[&a.values, &b.values], &kinds, a.n(), method)
+                    .map_err(|e| name_matrix(e, &pair_names()))?
+                    .get(0, 1);
+                set_value(output, row, value);
+                Ok(())
+            },
+        )
     }
 }
 
 /// The names of `rsa`'s two matrices, for errors.
 pub fn pair_names() -> [String; 2] {
-    ["matrix_a".to_string(), "matrix_b".to_string()]
+    PAIR.map(String::from)
 }
 
 /// Overloads of a function of two matrices: `(matrix_a, matrix_b)` then one
@@ -88,26 +84,100 @@ pub struct MatrixPair {
     pub kinds: [Option<CorrMethod>; 2],
 }
 
-/// Reads `matrix_a` and `matrix_b` at `row`: `None` when either is NULL, an
-/// error when their keys differ.
+/// The argument names of a function of two matrices.
+const PAIR: [&str; 2] = ["matrix_a", "matrix_b"];
+
+/// Reads the matrices of `vecs` (argument names `names`) at `row`: `None`
+/// when any is NULL, an error when the keys of one differ from the first's;
+/// then each one's recorded `layer_corr` method.
 ///
 /// # Safety
-/// Both vectors are live flat matrix STRUCT vectors of `rows` rows.
-pub unsafe fn read_pair(
-    a_vec: ffi::duckdb_vector,
-    b_vec: ffi::duckdb_vector,
+/// Every vector is a live flat matrix STRUCT vector of `rows` rows.
+pub unsafe fn read_matrices(
+    vecs: &[ffi::duckdb_vector],
+    names: &[&str],
     rows: usize,
     row: usize,
-) -> Result<Option<MatrixPair>, String> {
-    let a = read_keyed_matrix(a_vec, rows, row, "matrix_a")?;
-    let b = read_keyed_matrix(b_vec, rows, row, "matrix_b")?;
-    let (Some(a), Some(b)) = (a, b) else {
+) -> Result<Option<(Vec<KeyedMatrix>, Vec<Option<CorrMethod>>)>, String> {
+    let mut mats = Vec::with_capacity(vecs.len());
+    for (&v, name) in vecs.iter().zip(names) {
+        mats.push(read_keyed_matrix(v, rows, row, name)?);
+    }
+    let Some(mats) = mats.into_iter().collect::<Option<Vec<_>>>() else {
         return Ok(None);
     };
-    check_same_keys(&a.keys, "matrix_a", &b.keys, "matrix_b")?;
-    let kinds = [
-        read_matrix_method(a_vec, row, "matrix_a")?,
-        read_matrix_method(b_vec, row, "matrix_b")?,
-    ];
-    Ok(Some(MatrixPair { a, b, kinds }))
+    for (m, name) in mats.iter().zip(names).skip(1) {
+        check_same_keys(&mats[0].keys, names[0], &m.keys, name)?;
+    }
+    let kinds = vecs
+        .iter()
+        .zip(names)
+        .map(|(&v, name)| read_matrix_method(v, row, name))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some((mats, kinds)))
+}
+
+/// The row loop of a scalar function whose first `names.len()` arguments
+/// are matrices and whose next is the optional method (default pearson):
+/// per row, reads the method, then `args(row)` (the further arguments,
+/// checked even where a matrix is NULL), then the matrices; a NULL matrix
+/// gives a NULL result, otherwise `f(row, method, args, matrices, kinds)`
+/// writes it.
+///
+/// # Safety
+/// `input` is a live chunk of those columns, `output` the result vector.
+pub unsafe fn for_each_row<T>(
+    input: ffi::duckdb_data_chunk,
+    output: ffi::duckdb_vector,
+    names: &[&str],
+    mut args: impl FnMut(usize) -> Result<T, String>,
+    mut f: impl FnMut(
+        usize,
+        CompareMethod,
+        T,
+        Vec<KeyedMatrix>,
+        Vec<Option<CorrMethod>>,
+    ) -> Result<(), String>,
+) -> Result<(), String> {
+    let rows = chunk_len(input);
+    let k = names.len();
+    let vecs: Vec<ffi::duckdb_vector> = (0..k).map(|i| column(input, i)).collect();
+    let method_vec = (column_count(input) > k).then(|| column(input, k));
+    let mut last_method = None;
+    for row in 0..rows {
+        let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
+        let extra = args(row)?;
+        let Some((mats, kinds)) = read_matrices(&vecs, names, rows, row)? else {
+            set_null(output, row);
+            continue;
+        };
+        f(row, method, extra, mats, kinds)?;
+    }
+    Ok(())
+}
+
+/// [`for_each_row`] for `(matrix_a, matrix_b [, method, ...])`.
+///
+/// # Safety
+/// See [`for_each_row`].
+pub unsafe fn for_each_pair<T>(
+    input: ffi::duckdb_data_chunk,
+    output: ffi::duckdb_vector,
+    args: impl FnMut(usize) -> Result<T, String>,
+    mut f: impl FnMut(usize, CompareMethod, T, MatrixPair) -> Result<(), String>,
+) -> Result<(), String> {
+    for_each_row(
+        input,
+        output,
+        &PAIR,
+        args,
+        |row, method, extra, mut mats, kinds| {
+            let (b, a) = (mats.pop(), mats.pop());
+            let (Some(a), Some(b)) = (a, b) else {
+                return Err("expected two matrices".into());
+            };
+            let kinds = [kinds[0], kinds[1]];
+            f(row, method, extra, MatrixPair { a, b, kinds })
+        },
+    )
 }

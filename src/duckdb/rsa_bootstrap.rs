@@ -18,13 +18,12 @@
 
 use ::duckdb::ffi;
 use layercorr_kernels::resample::bootstrap;
-use layercorr_kernels::CompareMethod;
 
-use super::ffi::{chunk_len, column, column_count, set_null, set_value, struct_child, LogicalType};
+use super::ffi::{set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
-use super::method_arg::{method_at, resample_options};
+use super::method_arg::resample_options;
 use super::register::{CallContext, ScalarFunction};
-use super::rsa::{pair_names, pair_signatures, read_pair, MatrixPair};
+use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
 /// The `rsa_bootstrap` scalar function.
 pub struct RsaBootstrap;
@@ -60,29 +59,24 @@ impl ScalarFunction for RsaBootstrap {
         output: ffi::duckdb_vector,
         _ctx: &CallContext,
     ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (a_vec, b_vec) = (column(input, 0), column(input, 1));
-        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
-        let mut last_method = None;
-        for row in 0..rows {
-            let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
-            let opts = resample_options(input, 3, row, "rsa_bootstrap", "resamples")?;
-            let Some(MatrixPair { a, b, kinds }) = read_pair(a_vec, b_vec, rows, row)? else {
-                set_null(output, row);
-                continue;
-            };
-            let r = bootstrap(&[&a.values, &b.values], &kinds, a.n(), method, opts)
-                .map_err(|e| name_matrix(e, &pair_names()))?;
-            let values = [
-                r.estimate.get(0, 1),
-                r.ci_low.get(0, 1),
-                r.ci_high.get(0, 1),
-                r.se.get(0, 1),
-            ];
-            for (i, v) in values.into_iter().enumerate() {
-                set_value(struct_child(output, i), row, v);
-            }
-        }
-        Ok(())
+        for_each_pair(
+            input,
+            output,
+            |row| resample_options(input, 3, row, "rsa_bootstrap", "resamples"),
+            |row, method, opts, MatrixPair { a, b, kinds }| {
+                let r = bootstrap(&[&a.values, &b.values], &kinds, a.n(), method, opts)
+                    .map_err(|e| name_matrix(e, &pair_names()))?;
+                let values = [
+                    r.estimate.get(0, 1),
+                    r.ci_low.get(0, 1),
+                    r.ci_high.get(0, 1),
+                    r.se.get(0, 1),
+                ];
+                for (i, v) in values.into_iter().enumerate() {
+                    set_value(struct_child(output, i), row, v);
+                }
+                Ok(())
+            },
+        )
     }
 }

@@ -15,13 +15,12 @@
 
 use ::duckdb::ffi;
 use layercorr_kernels::resample::permutation_test;
-use layercorr_kernels::CompareMethod;
 
-use super::ffi::{chunk_len, column, column_count, set_null, set_value, struct_child, LogicalType};
+use super::ffi::{set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
-use super::method_arg::{method_at, resample_options};
+use super::method_arg::resample_options;
 use super::register::{CallContext, ScalarFunction};
-use super::rsa::{pair_names, pair_signatures, read_pair, MatrixPair};
+use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
 /// The `rsa_permutation` scalar function.
 pub struct RsaPermutation;
@@ -51,30 +50,25 @@ impl ScalarFunction for RsaPermutation {
         output: ffi::duckdb_vector,
         _ctx: &CallContext,
     ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (a_vec, b_vec) = (column(input, 0), column(input, 1));
-        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
-        let mut last_method = None;
-        for row in 0..rows {
-            let method = method_at(method_vec, row, CompareMethod::Pearson, &mut last_method)?;
-            let opts = resample_options(input, 3, row, "rsa_permutation", "permutations")?;
-            let Some(MatrixPair { a, b, kinds }) = read_pair(a_vec, b_vec, rows, row)? else {
-                set_null(output, row);
-                continue;
-            };
-            let r = permutation_test(
-                &a.values,
-                &b.values,
-                kinds,
-                a.n(),
-                method,
-                opts.resamples,
-                opts.seed,
-            )
-            .map_err(|e| name_matrix(e, &pair_names()))?;
-            set_value(struct_child(output, 0), row, r.estimate);
-            set_value(struct_child(output, 1), row, r.p_value);
-        }
-        Ok(())
+        for_each_pair(
+            input,
+            output,
+            |row| resample_options(input, 3, row, "rsa_permutation", "permutations"),
+            |row, method, opts, MatrixPair { a, b, kinds }| {
+                let r = permutation_test(
+                    &a.values,
+                    &b.values,
+                    kinds,
+                    a.n(),
+                    method,
+                    opts.resamples,
+                    opts.seed,
+                )
+                .map_err(|e| name_matrix(e, &pair_names()))?;
+                set_value(struct_child(output, 0), row, r.estimate);
+                set_value(struct_child(output, 1), row, r.p_value);
+                Ok(())
+            },
+        )
     }
 }

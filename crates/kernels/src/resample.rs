@@ -29,7 +29,7 @@
 
 use rayon::prelude::*;
 
-use crate::compare::{Input, View, Weights};
+use crate::compare::{Input, Spare, View, Weights};
 use crate::error::{KernelError, Result};
 use crate::method::{CompareMethod, CorrMethod};
 use crate::{try_zeroed, SquareMatrix};
@@ -196,13 +196,13 @@ fn resampled_pairs(input: &mut Input, opts: BootstrapOptions) -> Result<Vec<f64>
     let input = &*input;
     rows.par_chunks_mut(pairs.max(1))
         .enumerate()
-        .try_for_each(|(r, row)| {
+        .try_for_each_init(Spare::new, |spare, (r, row)| {
             let (ids, w) = draw(n, opts.seed, r);
             let view = View {
                 maps: vec![&ids[..]; l],
                 weights: Weights::Counts(w),
             };
-            match input.similarity(&view, false) {
+            match input.similarity_with(&view, false, spare) {
                 Ok(s) => {
                     let mut p = 0;
                     for i in 0..l {

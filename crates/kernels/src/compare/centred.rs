@@ -225,7 +225,24 @@ impl Reader<'_> {
     }
 }
 
-fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &[f64]) -> Prep {
+/// Spare buffers for spearman's per-class ranks, reused from one resample
+/// to the next on a thread (each is `n (n − 1) / 2` values: allocating and
+/// faulting them in anew per resample cost more than the counting).
+pub(crate) type Spare = Vec<Vec<f64>>;
+
+/// A zeroed buffer of `len` values, from `spare` when it has one.
+fn zeroed(spare: &mut Spare, len: usize) -> Vec<f64> {
+    match spare.pop() {
+        Some(mut v) => {
+            v.clear();
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0f64; len],
+    }
+}
+
+fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &[f64], spare: &mut Spare) -> Prep {
     let m = r.map.len();
     let total: f64 = w.iter().sum();
     let map = r.map;
@@ -261,7 +278,7 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &[f64]) -> Prep {
                     centre: upper as f64 + 1.0,
                 };
             }
-            let mut cnt = vec![0f64; base.class_twice.len()];
+            let mut cnt = zeroed(spare, base.class_twice.len());
             let mut pairs = 0f64;
             for a in 0..m {
                 let wa = w[a];
@@ -465,6 +482,7 @@ pub(crate) fn similarity(
     bases: &[Base],
     view: &View,
     par: bool,
+    spare: &mut Spare,
 ) -> Result<SquareMatrix<f64>> {
     let method = input.method;
     let m = view.m();
@@ -493,8 +511,21 @@ pub(crate) fn similarity(
             },
         })
         .collect();
-    let preps: Vec<Prep> =
-        super::map_indices(l, par, |k| Ok(prepare(&readers[k], &bases[k], method, &w)))?;
+    let preps: Vec<Prep> = if par {
+        super::map_indices(l, par, |k| {
+            Ok(prepare(
+                &readers[k],
+                &bases[k],
+                method,
+                &w,
+                &mut Spare::new(),
+            ))
+        })?
+    } else {
+        (0..l)
+            .map(|k| prepare(&readers[k], &bases[k], method, &w, spare))
+            .collect()
+    };
     let total = match method {
         CompareMethod::Pearson | CompareMethod::Spearman => m * (m - 1) / 2,
         _ => m * m,
@@ -517,7 +548,13 @@ pub(crate) fn similarity(
         }
     }
     let inv: Vec<f64> = diag.iter().map(|v| 1.0 / v.sqrt()).collect();
-    symmetric(l, |i, j| g[i + j * l] * inv[i] * inv[j])
+    let result = symmetric(l, |i, j| g[i + j * l] * inv[i] * inv[j]);
+    for p in preps {
+        if let Prep::Ranks { remap: Some(v), .. } = p {
+            spare.push(v);
+        }
+    }
+    result
 }
 
 /// `Z Zᵀ` (lower triangle, column-major `L x L`) of the centred vectors of

@@ -37,6 +37,8 @@ use crate::method::{CompareMethod, CorrMethod};
 use crate::SquareMatrix;
 
 pub(crate) mod centred;
+
+pub(crate) use centred::Spare;
 pub(crate) mod knn;
 pub(crate) mod procrustes;
 
@@ -279,12 +281,23 @@ impl<'a> Input<'a> {
     /// (the plain comparison) or stay on the calling thread (one of many
     /// resamples run in parallel). Both give the same numbers.
     pub(crate) fn similarity(&self, view: &View, par: bool) -> Result<SquareMatrix<f64>> {
+        self.similarity_with(view, par, &mut centred::Spare::new())
+    }
+
+    /// [`Input::similarity`] reusing the buffers in `spare` (one per thread
+    /// across many resamples).
+    pub(crate) fn similarity_with(
+        &self,
+        view: &View,
+        par: bool,
+        spare: &mut centred::Spare,
+    ) -> Result<SquareMatrix<f64>> {
         match self.method {
             CompareMethod::Pearson
             | CompareMethod::Spearman
             | CompareMethod::Cka
             | CompareMethod::CkaDebiased
-            | CompareMethod::CkaRbf => centred::similarity(self, &self.base, view, par),
+            | CompareMethod::CkaRbf => centred::similarity(self, &self.base, view, par, spare),
             CompareMethod::Procrustes => procrustes::similarity(self, view, par),
             CompareMethod::MutualKnn => {
                 knn::similarity(self, &self.smallest, &self.orders, view, par)
