@@ -2,15 +2,10 @@
 //! images listed in a table, keeps chosen layers' activations as `FLOAT[]`
 //! columns, and compares the layers' correlation structure in SQL.
 //!
-//! The engine (`model`, `image`, and the `layercorr-kernels` and
-//! `layercorr-render` crates) knows nothing of DuckDB; `duckdb` is the thin binding layer that converts vectors and
-//! calls the engine. This file only declares the modules; the entry point
-//! lives in `duckdb::entry`.
-
-pub mod files;
-pub mod image;
-pub mod model;
-pub mod pipeline;
-pub mod pooling;
+//! This crate is the binding alone: `duckdb` converts DuckDB vectors and
+//! calls the engine crates, which know nothing of DuckDB —
+//! `layercorr-engine` (models, images, forward passes, pooling),
+//! `layercorr-kernels` (correlation and comparison arithmetic) and
+//! `layercorr-render` (pictures). The entry point lives in `duckdb::entry`.
 
 mod duckdb;

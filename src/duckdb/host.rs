@@ -16,8 +16,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ::duckdb::ffi;
 
 use super::ffi::{c_string, Value};
-use crate::files::{is_local, special_file_reason, too_large, FileError, FileSource};
-use crate::model::set_own_depthwise;
+use layercorr_engine::files::{is_local, special_file_reason, too_large, FileError, FileSource};
+use layercorr_engine::model::set_own_depthwise;
 
 /// Settings of the host that bind the extension, as read from one client
 /// context.

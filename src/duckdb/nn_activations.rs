@@ -29,9 +29,9 @@ use super::ffi::{
     struct_child, LogicalType, Validity,
 };
 use super::register::{CallContext, ScalarFunction};
-use crate::files::FileSource;
-use crate::pipeline::{prepare, Prefetch};
-use crate::pooling::Pooling;
+use layercorr_engine::files::FileSource;
+use layercorr_engine::pipeline::{prepare, Prefetch};
+use layercorr_engine::pooling::Pooling;
 
 /// The `nn_activations` scalar function.
 pub struct NnActivations;
@@ -49,7 +49,7 @@ pub fn activation_list_type() -> LogicalType {
 /// Refuses a model whose forward passes, one per thread, could hold more
 /// than `limit` bytes (its layers' sizes come from the model file).
 pub fn check_forward_memory(
-    prepared: &crate::pipeline::Prepared,
+    prepared: &layercorr_engine::pipeline::Prepared,
     limit: u64,
 ) -> Result<(), String> {
     let threads = rayon::current_num_threads().max(1) as u64;

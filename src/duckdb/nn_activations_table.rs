@@ -27,9 +27,9 @@ use super::api_guard::list_reserve;
 use super::ffi::{column, set_list, set_null, set_str, LogicalType, Value};
 use super::host::HostFiles;
 use super::register::{BindArgs, Bound, CallContext, TableFunction};
-use crate::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
-use crate::pipeline::{prepare, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT};
-use crate::pooling::Pooling;
+use layercorr_engine::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
+use layercorr_engine::pipeline::{prepare, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT};
+use layercorr_engine::pooling::Pooling;
 
 /// DuckDB's standard vector size.
 const MAX_ROWS: usize = 2048;

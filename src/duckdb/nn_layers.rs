@@ -16,7 +16,7 @@ use ::duckdb::ffi;
 
 use super::ffi::{column, set_list, set_str, set_value, LogicalType};
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
-use crate::model::{cached_model, LoadedModel};
+use layercorr_engine::model::{cached_model, LoadedModel};
 
 /// The `nn_layers` table function.
 pub struct NnLayers;

@@ -23,7 +23,7 @@ use super::ffi::{
     append_list, column, set_str, set_str_list, set_value, struct_child, LogicalType,
 };
 use super::register::{BindArgs, Bound, CallContext, TableFunction};
-use crate::model::{cached_model, LoadedModel};
+use layercorr_engine::model::{cached_model, LoadedModel};
 
 /// The `nn_model` table function.
 pub struct NnModel;

@@ -14,7 +14,7 @@ use ::duckdb::ffi;
 
 use super::ffi::{column, set_list, set_str, set_value, LogicalType};
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
-use crate::model::{cached_model, WeightInfo};
+use layercorr_engine::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.
 pub struct NnWeights;

@@ -15,7 +15,7 @@ use ::duckdb::ffi;
 
 use super::ffi::{bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity};
 use super::register::{CallContext, ScalarFunction};
-use crate::files::is_local;
+use layercorr_engine::files::is_local;
 
 /// The last 12 bytes of every PNG: the empty `IEND` chunk and its CRC.
 const PNG_END: &[u8] = b"\0\0\0\0IEND\xae\x42\x60\x82";

@@ -8,8 +8,9 @@
 //! multiply-add chains: this op scatters one channel plane into a zeroed
 //! scratch split by stride phase in both directions, so that every tap
 //! reads one contiguous run over the whole plane, and accumulates the plane
-//! eight registers at a time with fused multiply-adds, the accumulators
-//! staying in registers over all taps. It is written here because no crate
+//! several registers at a time with fused multiply-adds, the accumulators
+//! staying in registers over all taps (`crate::arch::accumulate_taps`,
+//! with its portable fallback). It is written here because no crate
 //! offers an NCHW depthwise kernel that plugs into tract.
 //!
 //! [`replace_depthwise`] swaps it in for every grouped `Conv` with one input
@@ -22,6 +23,8 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::TypedOp;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+use crate::arch::{accumulate_taps, LANES};
 
 /// Shape and padding of one depthwise convolution, all concrete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -151,9 +154,6 @@ impl TypedOp for PlaneDepthwise {
 
     as_op!();
 }
-
-/// Lanes of one AVX register of f32.
-const LANES: usize = 8;
 
 /// Scratch layout: the padded plane split into `stride_h x stride_w` phases,
 /// phase `(qy, qx)` holding padded rows qy, qy + s_h, … and columns qx,
@@ -288,106 +288,14 @@ fn convolve_plane(
         grid,
     } = work;
     scatter_into_phases(g, plane, scratch);
-    // Every read below stays inside the scratch: the largest tap offset
-    // plus the whole grid.
-    let last_read = offsets.iter().max().copied().unwrap_or(0) + grid.len();
-    assert!(last_read <= scratch.len() && out.len() == g.out_h * g.out_w);
-    accumulate_grid(offsets, weights, bias, scratch, grid);
+    assert_eq!(out.len(), g.out_h * g.out_w);
+    // Checks that every tap's run stays inside the scratch.
+    accumulate_taps(offsets, weights, bias, scratch, grid);
     for (row, grid_row) in out
         .chunks_exact_mut(g.out_w)
         .zip(grid.chunks(g.phase_len()))
     {
         row.copy_from_slice(&grid_row[..g.out_w]);
-    }
-}
-
-/// `grid[i] = bias + sum over taps of w * scratch[offset + i]`, with AVX2
-/// when the CPU has it.
-fn accumulate_grid(
-    offsets: &[usize],
-    weights: &[f32],
-    bias: f32,
-    scratch: &[f32],
-    grid: &mut [f32],
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the features were just detected; the caller checked that
-        // every offset plus the grid length stays inside `scratch`, and the
-        // grid is whole registers long.
-        unsafe { accumulate_avx2(offsets, weights, bias, scratch, grid) };
-        return;
-    }
-    grid.fill(bias);
-    for (offset, w) in offsets.iter().zip(weights) {
-        for (o, x) in grid.iter_mut().zip(&scratch[*offset..]) {
-            *o += w * x;
-        }
-    }
-}
-
-/// The grid in blocks of 8, 4, 2 and 1 registers: each block keeps its
-/// accumulators in registers over all taps, so the fused multiply-adds of
-/// a tap are independent and the loads, not their latency, set the pace.
-///
-/// # Safety
-/// AVX2 and FMA must be available; every `offset + grid.len()` must lie
-/// inside `scratch`, and `grid.len()` must be a multiple of [`LANES`].
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn accumulate_avx2(
-    offsets: &[usize],
-    weights: &[f32],
-    bias: f32,
-    scratch: &[f32],
-    grid: &mut [f32],
-) {
-    let n = grid.len();
-    let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
-    let mut i = 0;
-    while i + 8 * LANES <= n {
-        block_avx2::<8>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 8 * LANES;
-    }
-    if i + 4 * LANES <= n {
-        block_avx2::<4>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 4 * LANES;
-    }
-    if i + 2 * LANES <= n {
-        block_avx2::<2>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 2 * LANES;
-    }
-    if i < n {
-        block_avx2::<1>(src.add(i), dst.add(i), offsets, weights, bias);
-    }
-}
-
-/// `V` registers of the grid from `dst` on, reading from `src` on.
-///
-/// # Safety
-/// As [`accumulate_avx2`], for the `V * LANES` values at `src + offset`
-/// and `dst`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-#[inline]
-unsafe fn block_avx2<const V: usize>(
-    src: *const f32,
-    dst: *mut f32,
-    offsets: &[usize],
-    weights: &[f32],
-    bias: f32,
-) {
-    use std::arch::x86_64::*;
-    let mut acc = [_mm256_set1_ps(bias); V];
-    for (offset, w) in offsets.iter().zip(weights) {
-        let w = _mm256_set1_ps(*w);
-        let p = src.add(*offset);
-        for (v, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(v * LANES)), *a);
-        }
-    }
-    for (v, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(dst.add(v * LANES), *a);
     }
 }
 

@@ -1,0 +1,132 @@
+//! Architecture-specific inner loops, chosen at run time, each beside a
+//! portable version that every machine can run and that the tests compare
+//! it with.
+//!
+//! Callers use the dispatching functions here and never name an
+//! instruction set; `portable` is the definition, `x86` the AVX2+FMA
+//! version used when the CPU reports both features.
+
+mod portable;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// f32 values of one vector register the kernels are blocked for; callers
+/// size their buffers in whole multiples of it.
+pub const LANES: usize = 8;
+
+/// `grid[i] = bias + sum over taps t of weights[t] * scratch[offsets[t] + i]`:
+/// one channel plane of a depthwise convolution whose input was laid out so
+/// that every tap reads one contiguous run (see `model::depthwise`).
+///
+/// # Panics
+/// When a tap's run would read past the end of `scratch`, when there are
+/// fewer weights than offsets, or when `grid.len()` is not a multiple of
+/// [`LANES`].
+pub fn accumulate_taps(
+    offsets: &[usize],
+    weights: &[f32],
+    bias: f32,
+    scratch: &[f32],
+    grid: &mut [f32],
+) {
+    let last_read = offsets.iter().max().copied().unwrap_or(0) + grid.len();
+    assert!(
+        last_read <= scratch.len()
+            && weights.len() >= offsets.len()
+            && grid.len().is_multiple_of(LANES),
+        "accumulate_taps: {} taps over a grid of {} need {last_read} scratch values, have {}",
+        offsets.len(),
+        grid.len(),
+        scratch.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if x86::available() {
+        // SAFETY: the features were just detected, and the bounds the
+        // kernel relies on were asserted above.
+        unsafe { x86::accumulate_taps(offsets, weights, bias, scratch, grid) };
+        return;
+    }
+    portable::accumulate_taps(offsets, weights, bias, scratch, grid);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    /// The definition, in f64, one grid value at a time.
+    fn reference(
+        offsets: &[usize],
+        weights: &[f32],
+        bias: f32,
+        scratch: &[f32],
+        n: usize,
+    ) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let sum: f64 = offsets
+                    .iter()
+                    .zip(weights)
+                    .map(|(o, w)| *w as f64 * scratch[o + i] as f64)
+                    .sum();
+                (bias as f64 + sum) as f32
+            })
+            .collect()
+    }
+
+    /// Tap offsets, weights, scratch and grid length of one case.
+    type Case = (Vec<usize>, Vec<f32>, Vec<f32>, usize);
+
+    /// Grids of 1 to 20 registers (every block size of the AVX2 path and
+    /// their remainders), 9 and 25 taps.
+    fn cases() -> Vec<Case> {
+        let mut out = Vec::new();
+        for registers in [1, 2, 3, 4, 5, 7, 8, 9, 15, 20] {
+            for taps in [9usize, 25] {
+                let n = registers * LANES;
+                let offsets: Vec<usize> = (0..taps).map(|t| (t * 7) % 31).collect();
+                let scratch = values(n + 31, taps as u32);
+                let weights = values(taps, 3);
+                out.push((offsets, weights, scratch, n));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_portable_version_matches_the_definition() {
+        for (offsets, weights, scratch, n) in cases() {
+            let mut grid = vec![f32::NAN; n];
+            portable::accumulate_taps(&offsets, &weights, 0.5, &scratch, &mut grid);
+            let want = reference(&offsets, &weights, 0.5, &scratch, n);
+            for (i, (a, b)) in grid.iter().zip(&want).enumerate() {
+                assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn the_dispatched_version_matches_the_portable_one() {
+        for (offsets, weights, scratch, n) in cases() {
+            let mut fast = vec![f32::NAN; n];
+            let mut plain = vec![f32::NAN; n];
+            accumulate_taps(&offsets, &weights, -0.25, &scratch, &mut fast);
+            portable::accumulate_taps(&offsets, &weights, -0.25, &scratch, &mut plain);
+            for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "accumulate_taps")]
+    fn a_read_past_the_scratch_is_refused() {
+        let mut grid = vec![0.0; LANES];
+        accumulate_taps(&[4], &[1.0], 0.0, &[0.0; LANES], &mut grid);
+    }
+}

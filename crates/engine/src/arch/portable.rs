@@ -1,0 +1,18 @@
+//! Plain Rust versions of the kernels in `arch`: the definition, and the
+//! path on CPUs without the features the specialised versions need.
+
+/// See [`super::accumulate_taps`]; the caller has checked the bounds.
+pub fn accumulate_taps(
+    offsets: &[usize],
+    weights: &[f32],
+    bias: f32,
+    scratch: &[f32],
+    grid: &mut [f32],
+) {
+    grid.fill(bias);
+    for (offset, w) in offsets.iter().zip(weights) {
+        for (o, x) in grid.iter_mut().zip(&scratch[*offset..]) {
+            *o += w * x;
+        }
+    }
+}
