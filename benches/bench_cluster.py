@@ -10,13 +10,18 @@ tests/test_cluster.py: first one node, then two. Each does
 - extract: `cluster.extract` of N demo photos, 4 unpooled layers (blocks.0,
   blocks.0.project, blocks.1, blocks.2: 200704 + 200704 + 75264 + 75264
   floats per image), shards of --shard-size images;
-- matrices: `cluster.matrices` (Pearson), one task per layer;
+- matrices: `cluster.matrices` (Pearson) as blocks of --block-size keys
+  (default: half the images, the same 3 block pairs per layer for 1 and 2
+  workers), one task per block pair and
+  layer running `layer_corr_block`, then one assembly task per layer
+  writing the whole N x N matrix, as `layer_corr`'s result;
 
 after a warm-up task per node (worker processes started, model in the page
 cache). The same work is timed in one process without Ray, the SQL a user
 would run: `COPY (FROM nn_activations(...)) TO parquet` and `layer_corr`
-per layer, with DuckDB threads = 1 and = 2. Prints images/s and ratios;
-JSON in out/bench/cluster.json. Not part of `make test`.
+per layer, with DuckDB threads = 1 and = 2. Prints the machine (SIMD
+level, load), images/s and ratios; JSON in out/bench/cluster.json. Not part
+of `make test`; `make bench-cluster` runs it.
 """
 from __future__ import annotations
 
@@ -70,7 +75,7 @@ def sql_run(paths, work, threads):
     return t_ex, t_mx
 
 
-def cluster_run(paths, work, nodes, shard_size):
+def cluster_run(paths, work, nodes, shard_size, block_size):
     from layercorr import cluster
     from test_cluster import ADDRESS, start_two_nodes, stop_cluster
 
@@ -85,37 +90,41 @@ def cluster_run(paths, work, nodes, shard_size):
         ex = cluster.extract(MODEL, paths, LAYERS, acts, address=ADDRESS, shard_size=shard_size)
         t_ex = time.perf_counter() - t
         t = time.perf_counter()
-        mx = cluster.matrices(acts, mats, address=ADDRESS)
+        mx = cluster.matrices(acts, mats, address=ADDRESS, block_size=block_size)
         t_mx = time.perf_counter() - t
         assert ex["shards_run"] == ex["shards"] and len(mx["layers"]) == len(LAYERS)
-        return t_ex, t_mx, len(ex["nodes"]), len(mx["nodes"])
+        return t_ex, t_mx, len(ex["nodes"]), len(mx["nodes"]), mx["blocks"], mx["block_size"]
     finally:
         stop_cluster()
         shutil.rmtree(os.path.join(work, f"a{tag}"), ignore_errors=True)
 
 
-def body(work: str, n: int, shard_size: int) -> None:
+def body(work: str, n: int, shard_size: int, block_size) -> None:
     import benchlib as B
 
     info = B.machine_header(f"layercorr.cluster: {n} photos, {len(LAYERS)} layers, "
                             f"shards of {shard_size}")
     paths = photos(n)
+    if block_size is None:
+        block_size = (n + 1) // 2  # the same 2 x 2 blocks per layer with 1 and 2 workers
     res = {}
     for th in (1, 2):
         res[f"sql{th}"] = sql_run(paths, work, th)
         print(f"single-process SQL, {th} thread(s): extract {res[f'sql{th}'][0]:.2f} s, "
               f"matrices {res[f'sql{th}'][1]:.2f} s", flush=True)
     for k in (1, 2):
-        t_ex, t_mx, ne, nm = cluster_run(paths, work, k, shard_size)
+        t_ex, t_mx, ne, nm, nb, bs = cluster_run(paths, work, k, shard_size, block_size)
         res[f"ray{k}"] = (t_ex, t_mx)
+        res[f"ray{k}_blocks"] = (nb, bs)
         print(f"Ray, {k} one-CPU node(s): extract {t_ex:.2f} s on {ne} node(s), "
-              f"matrices {t_mx:.2f} s on {nm} node(s)", flush=True)
+              f"matrices {t_mx:.2f} s on {nm} node(s) ({nb} block tasks of {bs} keys)",
+              flush=True)
 
     rows = []
-    for key, label in (("sql1", "single-process SQL, 1 thread"),
-                       ("sql2", "single-process SQL, 2 threads"),
-                       ("ray1", "Ray, 1 worker (1 one-CPU node)"),
-                       ("ray2", "Ray, 2 workers (2 one-CPU nodes)")):
+    for key, label in (("sql1", "single-process SQL, 1 thread (layer_corr)"),
+                       ("sql2", "single-process SQL, 2 threads (layer_corr)"),
+                       ("ray1", "Ray, 1 worker (1 one-CPU node), blocks"),
+                       ("ray2", "Ray, 2 workers (2 one-CPU nodes), blocks")):
         t_ex, t_mx = res[key]
         rows.append([label, f"{n / t_ex:.2f}", f"{t_ex:.2f}", f"{n / t_mx:.1f}", f"{t_mx:.2f}"])
     print()
@@ -131,8 +140,11 @@ def body(work: str, n: int, shard_size: int) -> None:
     print()
     for k, v in r.items():
         print(f"{k}: {v:.2f}x (throughput ratio)")
+    print(f"load average now {B.loadavg()}: on a loaded machine a second worker has no free core",
+          flush=True)
     B.write_json("cluster.json", {"machine": info, "images": n, "layers": LAYERS,
-                             "shard_size": shard_size, "seconds": res, "ratios": r})
+                                  "shard_size": shard_size, "block_size": block_size,
+                                  "seconds": res, "ratios": r})
     print("BENCH-OK", flush=True)
 
 
@@ -140,17 +152,20 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--images", type=int, default=64)
     p.add_argument("--shard-size", type=int, default=8)
+    p.add_argument("--block-size", type=int, default=None,
+                   help="keys per matrices block (default: half the images, 3 block tasks per layer)")
     p.add_argument("--body", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.body:
-        body(a.body, a.images, a.shard_size)
+        body(a.body, a.images, a.shard_size, a.block_size)
         return 0
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         raise SystemExit("bench_cluster needs root and `unshare` (network namespace, as the tests)")
     work = tempfile.mkdtemp(prefix="lcbench")
     try:
         cmd = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "
-               f"--images {a.images} --shard-size {a.shard_size} --body {work}")
+               f"--images {a.images} --shard-size {a.shard_size} --body {work}"
+               + (f" --block-size {a.block_size}" if a.block_size else ""))
         env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0")
         return subprocess.run(["unshare", "-n", "-p", "-f", "--mount-proc", "bash", "-c", cmd],
                               env=env, cwd=REPO).returncode

@@ -1,137 +1,40 @@
-"""Extraction and per-layer matrices as Ray tasks, each a DuckDB connection with the extension.
+"""layercorr on a Ray cluster: extraction, per-layer matrices in blocks, similarity.
 
     from layercorr import cluster
     cluster.extract(model, "images.parquet", ["stem", "head"], "out/acts", address="auto")
     cluster.matrices("out/acts", "out/mats", method="pearson")
     layers, sim = cluster.similarity("out/mats", layers=["stem", "head"])
+    layers, cka = cluster.feature_cka("out/acts")   # when N x N does not fit
 
 Every task opens its own connection through `layercorr.connect`, runs the
-project's SQL (`nn_activations`, `layer_corr`) on its shard and writes one
-Parquet file atomically (a temporary name in the same folder, then
-`os.replace`). The model, the images, the extension and the output folder are
-reached by the same absolute path on every node (a shared file system, or a
-single machine). Matrices are split by layer: one task per layer, each
-holding that layer's N x N matrix (not yet blocks of images).
+project's SQL (`nn_activations`, `layer_corr_block`, `activation_sum`,
+`layer_cross`) on its shard or block and writes one Parquet file atomically
+(a temporary name in the same folder, then `os.replace`). The model, the
+images and the output folder are reached by the same absolute path on every
+node (a shared file system, or a single machine). The extension too, or a
+worker finds it through $LAYERCORR_EXTENSION, which Ray's `runtime_env`
+(`runtime_env={"env_vars": {"LAYERCORR_EXTENSION": path}}`) sets for every
+task of a call. Matrices are computed as blocks of keys (layercorr.blocks),
+feature-space CKA as sums over shards (layercorr.feature).
 """
 from __future__ import annotations
 
 import glob as _glob
 import os
-import re
 import time
-import uuid
-from pathlib import Path
 
 import layercorr
 
-__all__ = ["extract", "matrices", "similarity"]
+from . import _ray as R
+from ._ray import TMP_PREFIX, crash_once as _crash_once  # noqa: F401 - the tests' fault hook
+from .blocks import matrices, similarity
+from .feature import feature_cka
+
+__all__ = ["extract", "matrices", "similarity", "feature_cka"]
 
 MANIFEST = "_manifest.parquet"
 DEFAULT_SHARD_SIZE = 256
-
-
-def _q(s) -> str:
-    """A SQL string literal."""
-    return "'" + str(s).replace("'", "''") + "'"
-
-
-def _is_url(p: str) -> bool:
-    return "://" in p
-
-
-def _abs(p: str) -> str:
-    return p if _is_url(p) else os.path.abspath(p)
-
-
-TMP_PREFIX = ".tmp-"
-
-
-def _crash_once(marker) -> None:
-    """Fault injection, FOR TESTS ONLY: the first task to get here kills its own worker.
-
-    `marker` is a file path (the private `_crash_marker=` argument of extract
-    and matrices) or None (always, outside the fault tests). The first task
-    that creates the marker (O_EXCL, so exactly one wins across processes and
-    nodes sharing the folder) ends its worker process with os._exit(1), as a
-    crash or an OOM kill would, after writing its temporary file and before
-    renaming it into place. Ray sees the worker die and retries the task
-    (max_retries); the retry finds the marker and runs normally.
-    """
-    if not marker:
-        return
-    try:
-        fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.write(fd, f"{os.getpid()}\n".encode())
-    os.close(fd)
-    os._exit(1)
-
-
-def _atomic_copy(con, query: str, dest: str, params=None, crash_marker=None) -> None:
-    """COPY (query) to a temporary file next to dest, then os.replace it into place.
-
-    The temporary name starts with a dot and does not match shard-*/layer-*,
-    so a file left by a killed worker is never read as a finished one.
-    """
-    folder = os.path.dirname(dest)
-    tmp = os.path.join(folder, f"{TMP_PREFIX}{uuid.uuid4().hex}-{os.path.basename(dest)}")
-    try:
-        con.execute(f"COPY ({query}) TO {_q(tmp)} (FORMAT parquet)", params)
-        _crash_once(crash_marker)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def _node_id() -> str:
-    import ray
-
-    return ray.get_runtime_context().get_node_id()
-
-
-def _task_threads() -> int:
-    import ray
-
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
-    return max(1, int(round(cpus)))
-
-
-def _init(address):
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, logging_level="warning")
-    return ray
-
-
-def _wait_all(ray, refs, progress, what):
-    """ray.get every ref, calling progress once per finished task (in finishing order)."""
-    results = []
-    pending = list(refs)
-    total = len(pending)
-    while pending:
-        done, pending = ray.wait(pending, num_returns=1)
-        r = ray.get(done[0])
-        results.append(r)
-        if progress:
-            progress(f"{what} {len(results)}/{total} {r.get('label', '')}".rstrip())
-    return results
-
-
-def _dataset_files(where: str, prefix: str) -> list[str]:
-    """A folder (its prefix-*.parquet files), a glob, or one file."""
-    if os.path.isdir(where):
-        files = sorted(_glob.glob(os.path.join(where, f"{prefix}-*.parquet")))
-        if not files:
-            raise FileNotFoundError(f"no {prefix}-*.parquet files in {where}")
-        return [os.path.abspath(f) for f in files]
-    files = sorted(_glob.glob(where))
-    if not files:
-        raise FileNotFoundError(f"no files match {where}")
-    return [os.path.abspath(f) for f in files]
+_q, _abs, _is_url = R.q, R.absolute, R.is_url
 
 
 # --------------------------------------------------------------------------- extract
@@ -191,7 +94,7 @@ def _read_manifest(con, images) -> tuple[list[str], bool]:
 
 def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, shard,
                    crash_marker=None):
-    con = layercorr.connect(extension=ext, threads=_task_threads())
+    con = R.connect_worker(ext)
     con.execute("SET VARIABLE paths = ?::VARCHAR[]", [paths])
     acts = (f"FROM nn_activations({_q(model)}, getvariable('paths'), layers := ?::VARCHAR[], "
             f"skip_bad_images := {'true' if skip_bad else 'false'}, pool := {_q(pool)})")
@@ -200,18 +103,29 @@ def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, sh
                  f"LEFT JOIN read_parquet({_q(manifest)}) m ON a.path = m.path")
     else:
         query = f"SELECT path, layer, activation {acts}"
-    _atomic_copy(con, query, dest, [layers], crash_marker)
-    rows, bad = con.execute(
-        "SELECT count(*), count(DISTINCT path) FILTER (WHERE activation IS NULL) "
-        f"FROM read_parquet({_q(dest)})").fetchone()
+    counts = {}
+
+    def write(tmp):
+        con.execute(f"COPY ({query}) TO {_q(tmp)} (FORMAT parquet)", [layers])
+        rows, bad = con.execute(
+            "SELECT count(*), count(DISTINCT path) FILTER (WHERE activation IS NULL) "
+            f"FROM read_parquet({_q(tmp)})").fetchone()
+        if bad == len(paths):
+            raise ValueError(
+                f"every image of shard {shard} failed ({len(paths)} images, the first "
+                f"{paths[0]}); check the paths and the files (shard not written)")
+        counts.update(rows=rows, bad=bad)
+
+    R.atomic_write(write, dest, crash_marker)
     con.close()
-    return {"shard": shard, "file": dest, "images": len(paths), "rows": rows, "bad": bad,
-            "node": _node_id(), "pid": os.getpid(), "label": os.path.basename(dest)}
+    return {"shard": shard, "file": dest, "images": len(paths), "rows": counts["rows"],
+            "bad": counts["bad"], "node": R.node_id(), "pid": os.getpid(),
+            "label": os.path.basename(dest)}
 
 
 def extract(model, images, layers, out, *, pool="none", address=None,
-            shard_size=DEFAULT_SHARD_SIZE, skip_bad_images=False, progress=None,
-            _crash_marker=None):
+            shard_size=DEFAULT_SHARD_SIZE, skip_bad_images=False, runtime_env=None,
+            progress=None, _crash_marker=None):
     """Activations of `layers` for every image, one Parquet file per shard under `out`.
 
     images: a Parquet or CSV file with a `path` column (other columns are
@@ -219,7 +133,12 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     made absolute. Writes out/shard-00000.parquet ... with columns
     `path, layer, activation` plus the carried ones; a shard whose file
     already exists is skipped (resume: re-run with the same arguments).
-    `progress(message)` is called after every finished task. Temporary
+    A shard whose images all fail (skip_bad_images=True) is an error and
+    is not written; without skip_bad_images the first bad image is. The
+    error is raised on the driver. runtime_env: Ray's runtime_env for every
+    task (e.g. {'env_vars': {'LAYERCORR_EXTENSION': path}}).
+    `progress`: a callable(message) called after every finished task, True
+    (a bar on stderr) or None. Temporary
     files (.tmp-*) left in `out` by a killed run are removed first: one
     driver per output folder. `_crash_marker` is fault injection for the
     tests only (see _crash_once).
@@ -227,8 +146,8 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     seconds, nodes, tasks}.
     """
     t0 = time.perf_counter()
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be at least 1, got {shard_size}")
+    if isinstance(shard_size, bool) or not isinstance(shard_size, int) or shard_size < 1:
+        raise ValueError(f"shard_size must be a positive integer, got {shard_size!r}")
     if isinstance(layers, str):
         layers = [layers]
     layers = [str(x) for x in layers]
@@ -236,8 +155,7 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     ext = layercorr.extension_path()
     os.makedirs(out, exist_ok=True)
     out = os.path.abspath(out)
-    for stale in _glob.glob(os.path.join(out, TMP_PREFIX + "*")):
-        os.remove(stale)  # half-written by a killed worker or driver: never complete
+    R.remove_stale(out)  # half-written by a killed worker or driver: never complete
 
     con = layercorr.connect(extension=ext)
     # model and layers checked on the driver: the extension's own named errors
@@ -247,11 +165,11 @@ def extract(model, images, layers, out, *, pool="none", address=None,
     manifest = None
     if carried:
         manifest = os.path.join(out, MANIFEST)
-        _atomic_copy(con, "FROM manifest", manifest)
+        R.atomic_copy(con, "FROM manifest", manifest)
     con.close()
 
-    ray = _init(address)
-    task = ray.remote(max_retries=3, scheduling_strategy="SPREAD")(_extract_shard)
+    ray = R.init(address)
+    task = R.remote(ray, _extract_shard, runtime_env)
     shards = [paths[i:i + shard_size] for i in range(0, len(paths), shard_size)]
     refs, existing = [], []
     for i, sp in enumerate(shards):
@@ -261,7 +179,7 @@ def extract(model, images, layers, out, *, pool="none", address=None,
             continue
         refs.append(task.remote(ext, model, sp, layers, pool, skip_bad_images, manifest, dest, i,
                                 _crash_marker))
-    results = _wait_all(ray, refs, progress, "extract")
+    results = R.wait_all(ray, refs, progress, "extract")
     rows = sum(r["rows"] for r in results)
     bad = sum(r["bad"] for r in results)
     if existing:
@@ -277,107 +195,6 @@ def extract(model, images, layers, out, *, pool="none", address=None,
             "seconds": time.perf_counter() - t0,
             "nodes": sorted({r["node"] for r in results}),
             "tasks": sorted(results, key=lambda r: r["shard"])}
-
-
-# --------------------------------------------------------------------------- matrices
-
-
-def _layer_file(layer: str) -> str:
-    return "layer-" + re.sub(r"[^A-Za-z0-9._-]", "_", layer) + ".parquet"
-
-
-def _layer_matrix(ext, files, layer, method, dest, crash_marker=None):
-    con = layercorr.connect(extension=ext, threads=_task_threads())
-    con.execute("SET VARIABLE files = ?::VARCHAR[]", [files])
-    query = ("SELECT layer, m.keys AS keys, m.matrix AS matrix FROM ("
-             "SELECT layer, layer_corr(path, activation, ?) AS m "
-             "FROM read_parquet(getvariable('files'), union_by_name := true) "
-             "WHERE layer = ? GROUP BY layer)")
-    _atomic_copy(con, query, dest, [method, layer], crash_marker)
-    n = con.execute(f"SELECT len(keys) FROM read_parquet({_q(dest)})").fetchone()
-    con.close()
-    if n is None:
-        raise ValueError(f"layer {layer} has no activations")
-    return {"layer": layer, "file": dest, "n": n[0], "node": _node_id(), "pid": os.getpid(),
-            "label": layer}
-
-
-def matrices(activations, out, *, method="pearson", layers=None, address=None, progress=None,
-             _crash_marker=None):
-    """Per-layer N x N matrices (layer_corr) of an extract() dataset: one Ray task per layer.
-
-    activations: extract()'s folder (its shard-*.parquet files), a glob or a
-    file. Writes out/layer-<name>.parquet with columns `layer, keys, matrix`
-    (keys sorted), as layer_corr's result. Every layer is recomputed (no
-    resume); `_crash_marker` is fault injection for the tests only.
-    Returns {layers, seconds, nodes, tasks}.
-    """
-    t0 = time.perf_counter()
-    files = _dataset_files(str(activations), "shard")
-    ext = layercorr.extension_path()
-    con = layercorr.connect(extension=ext)
-    con.execute("SET VARIABLE files = ?::VARCHAR[]", [files])
-    present = [r[0] for r in con.execute(
-        "SELECT DISTINCT layer FROM read_parquet(getvariable('files'), union_by_name := true) "
-        "ORDER BY layer").fetchall()]
-    con.close()
-    if layers is None:
-        layers = present
-    else:
-        layers = [layers] if isinstance(layers, str) else list(layers)
-        missing = [x for x in layers if x not in present]
-        if missing:
-            raise ValueError(f"layer {missing[0]} is not in {activations} "
-                             f"(layers there: {', '.join(present)})")
-    os.makedirs(out, exist_ok=True)
-    out = os.path.abspath(out)
-    names = {}
-    for x in layers:
-        f = _layer_file(x)
-        if f in names:
-            raise ValueError(f"layers {names[f]} and {x} map to the same file name {f}")
-        names[f] = x
-
-    ray = _init(address)
-    task = ray.remote(max_retries=3, scheduling_strategy="SPREAD")(_layer_matrix)
-    refs = [task.remote(ext, files, x, method, os.path.join(out, _layer_file(x)), _crash_marker)
-            for x in layers]
-    results = _wait_all(ray, refs, progress, "matrices")
-    return {"layers": list(layers), "seconds": time.perf_counter() - t0,
-            "nodes": sorted({r["node"] for r in results}),
-            "tasks": sorted(results, key=lambda r: layers.index(r["layer"]))}
-
-
-def similarity(matrices, *, method="pearson", layers=None, con=None):
-    """layer_similarity over a matrices() dataset, in the driver's connection.
-
-    layers: the order (and subset) of the layers; default all, sorted by name.
-    Returns (layer names, L x L numpy array).
-    """
-    import numpy as np
-
-    files = _dataset_files(str(matrices), "layer")
-    own = con is None
-    if own:
-        con = layercorr.connect()
-    try:
-        con.execute("SET VARIABLE lc_files = ?::VARCHAR[]", [files])
-        src = "read_parquet(getvariable('lc_files'))"
-        present = [r[0] for r in con.execute(f"SELECT layer FROM {src} ORDER BY layer").fetchall()]
-        order = present if layers is None else ([layers] if isinstance(layers, str) else list(layers))
-        missing = [x for x in order if x not in present]
-        if missing:
-            raise ValueError(f"layer {missing[0]} is not in {matrices} "
-                             f"(layers there: {', '.join(present)})")
-        row = con.execute(
-            "SELECT layer_similarity(layer, {'keys': keys, 'matrix': matrix}, ? "
-            "ORDER BY list_position(?::VARCHAR[], layer)) AS s "
-            f"FROM {src} WHERE list_contains(?::VARCHAR[], layer)",
-            [method, order, order]).fetchone()[0]
-    finally:
-        if own:
-            con.close()
-    return list(row["layers"]), np.array(row["matrix"], dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- command line
@@ -401,35 +218,51 @@ def main(argv=None) -> int:
     e.add_argument("--pool", default="none")
     e.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE)
     e.add_argument("--skip-bad-images", action="store_true")
-    m = sub.add_parser("matrices", help="per-layer N x N matrices, one task per layer")
+    m = sub.add_parser("matrices", help="per-layer N x N matrices, computed as blocks")
     m.add_argument("activations")
     m.add_argument("out")
     m.add_argument("--method", default="pearson")
     m.add_argument("--layers", help="comma-separated layers (default: all)")
-    s = sub.add_parser("similarity", help="the L x L matrix (runs on the driver)")
+    m.add_argument("--block-size", type=int, default=None,
+                   help="keys per block (default: about 4 block tasks per CPU)")
+    m.add_argument("--no-assemble", action="store_true",
+                   help="keep only the blocks; no layer-*.parquet with the whole matrix")
+    s = sub.add_parser("similarity", help="the L x L matrix (pearson, cka: reduced over blocks)")
     s.add_argument("matrices")
     s.add_argument("--method", default="pearson")
     s.add_argument("--layers", help="comma-separated layers, in this order (default: sorted)")
-    for sp in (e, m):
+    f = sub.add_parser("feature-cka", help="exact linear CKA in feature space (no N x N matrix)")
+    f.add_argument("activations")
+    f.add_argument("--layers", help="comma-separated layers, in this order (default: sorted)")
+    for sp in (e, m, s, f):
         sp.add_argument("--address", default=None,
                         help="Ray cluster to join (host:port or 'auto'); default: a local Ray")
+        sp.add_argument("--runtime-env", default=None, type=json.loads,
+                        help="Ray runtime_env as JSON, e.g. "
+                             "'{\"env_vars\": {\"LAYERCORR_EXTENSION\": \"/x.duckdb_extension\"}}'")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
     a = p.parse_args(argv)
 
-    def say(msg):
-        print(msg, flush=True)
-
+    bar = None if a.quiet else True
     split = (lambda v: [x for x in v.split(",") if x] if v else None)
     if a.cmd == "extract":
         r = mod.extract(a.model, a.images, split(a.layers), a.out, pool=a.pool, address=a.address,
-                        shard_size=a.shard_size, skip_bad_images=a.skip_bad_images, progress=say)
+                        shard_size=a.shard_size, skip_bad_images=a.skip_bad_images,
+                        runtime_env=a.runtime_env, progress=bar)
         r.pop("tasks")
     elif a.cmd == "matrices":
         r = mod.matrices(a.activations, a.out, method=a.method, layers=split(a.layers),
-                         address=a.address, progress=say)
+                         address=a.address, block_size=a.block_size,
+                         assemble=not a.no_assemble, runtime_env=a.runtime_env, progress=bar)
         r.pop("tasks")
-    else:
-        layers, sim = mod.similarity(a.matrices, method=a.method, layers=split(a.layers))
+    elif a.cmd == "similarity":
+        layers, sim = mod.similarity(a.matrices, method=a.method, layers=split(a.layers),
+                                     address=a.address, runtime_env=a.runtime_env, progress=bar)
         r = {"layers": layers, "matrix": sim.tolist()}
+    else:
+        layers, sim = mod.feature_cka(a.activations, layers=split(a.layers), address=a.address,
+                                      runtime_env=a.runtime_env, progress=bar)
+        r = {"layers": layers, "cka": sim.tolist()}
     print(json.dumps(r, indent=1))
     return 0
 
