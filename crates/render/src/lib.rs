@@ -35,8 +35,10 @@ pub mod grid;
 pub mod heatmap;
 pub mod labeled;
 pub mod lineplot;
+mod markers;
 pub mod order;
 mod parts;
+mod ticks;
 
 pub use colormap::{ColorScale, Colormap};
 pub use error::{ErrorKind, RenderError, RenderResult};

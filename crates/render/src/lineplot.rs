@@ -16,13 +16,14 @@
 //! run of one such point becomes a short vertical bar.
 
 use crate::canvas::{Canvas, Rgb, GRID, INK, WHITE};
-use crate::colormap::format_fixed;
 use crate::error::{ErrorKind, RenderError, RenderResult};
 use crate::font::{self, Ellipsis, HAlign, VAlign};
+use crate::markers::{draw_marker, MARKERS};
 use crate::parts::{
     check_side, fit_labels, label_plan, max_width, title_block, title_span, LABEL_SCALE, PAD,
     TICK_GAP, TICK_LEN, TITLE_SCALE,
 };
+use crate::ticks::{nice_step, padded, ticks_in, x_range};
 
 /// Series colours: matplotlib's `tab10` cycle.
 pub const PALETTE: [Rgb; 10] = [
@@ -144,97 +145,6 @@ impl Default for LinePlotOptions {
     }
 }
 
-/// Marker shapes, cycled through by series index.
-#[derive(Debug, Clone, Copy)]
-enum Marker {
-    Circle,
-    Square,
-    TriangleUp,
-    Diamond,
-    TriangleDown,
-}
-
-const MARKERS: [Marker; 5] = [
-    Marker::Circle,
-    Marker::Square,
-    Marker::TriangleUp,
-    Marker::Diamond,
-    Marker::TriangleDown,
-];
-
-fn draw_marker(canvas: &mut Canvas, m: Marker, x: f64, y: f64, r: f64, color: Rgb) {
-    match m {
-        Marker::Circle => canvas.fill_circle(x, y, r, color),
-        Marker::Square => {
-            let h = r * 0.88;
-            canvas.fill_polygon(
-                &[
-                    (x - h, y - h),
-                    (x + h, y - h),
-                    (x + h, y + h),
-                    (x - h, y + h),
-                ],
-                color,
-                1.0,
-            )
-        }
-        Marker::TriangleUp => {
-            let s = r * 1.2;
-            canvas.fill_polygon(
-                &[(x, y - s), (x + s, y + s * 0.8), (x - s, y + s * 0.8)],
-                color,
-                1.0,
-            )
-        }
-        Marker::TriangleDown => {
-            let s = r * 1.2;
-            canvas.fill_polygon(
-                &[(x, y + s), (x - s, y - s * 0.8), (x + s, y - s * 0.8)],
-                color,
-                1.0,
-            )
-        }
-        Marker::Diamond => {
-            let s = r * 1.25;
-            canvas.fill_polygon(
-                &[(x, y - s), (x + s, y), (x, y + s), (x - s, y)],
-                color,
-                1.0,
-            )
-        }
-    }
-}
-
-/// Round tick step near `span / count`: 1, 2 or 5 times a power of ten.
-fn nice_step(span: f64, count: f64) -> f64 {
-    let raw = (span / count).max(f64::MIN_POSITIVE);
-    let mag = 10f64.powf(raw.log10().floor());
-    let norm = raw / mag;
-    let f = if norm < 1.5 {
-        1.0
-    } else if norm < 3.0 {
-        2.0
-    } else if norm < 7.0 {
-        5.0
-    } else {
-        10.0
-    };
-    f * mag
-}
-
-/// Multiples of `step` within `[lo, hi]`, with their labels.
-fn ticks_in(lo: f64, hi: f64, step: f64) -> Vec<(f64, String)> {
-    let decimals = (-step.log10()).ceil().max(0.0) as usize;
-    let first = (lo / step - 1e-9).ceil() as i64;
-    let last = (hi / step + 1e-9).floor() as i64;
-    (first..=last)
-        .map(|k| {
-            let v = k as f64 * step;
-            (v, format_fixed(v, decimals))
-        })
-        .collect()
-}
-
 /// Checks a series' band: one low and one high per point, low <= high
 /// wherever both are finite.
 fn check_band(function: &str, s: &Series) -> RenderResult<()> {
@@ -278,30 +188,6 @@ fn band_runs(s: &Series) -> Vec<Vec<(f64, f64, f64)>> {
         last = Some(i);
     }
     runs
-}
-
-/// The data range padded by `margin` of its span on both sides; a single
-/// value gets a unit-wide range around it.
-fn padded(lo: f64, hi: f64, margin: f64) -> (f64, f64) {
-    if hi > lo {
-        let pad = (hi - lo) * margin;
-        (lo - pad, hi + pad)
-    } else {
-        let pad = (lo.abs() * 0.1).max(0.5);
-        (lo - pad, hi + pad)
-    }
-}
-
-/// The x range: half a position beyond the first and last label when the
-/// positions are named, else the data range with a small margin.
-fn x_range(labels: Option<usize>, x_min: f64, x_max: f64) -> (f64, f64) {
-    match labels {
-        Some(count) => (
-            (x_min - 0.5).min(-0.5),
-            (x_max + 0.5).max(count as f64 - 0.5),
-        ),
-        None => padded(x_min, x_max, 0.03),
-    }
 }
 
 /// Renders `series` as a line plot with axes, ticks, grid, legend and
@@ -694,20 +580,6 @@ mod tests {
             line_plot(&[s], &opts).unwrap_err().kind(),
             ErrorKind::InvalidOption
         );
-    }
-
-    #[test]
-    fn ticks_are_round() {
-        assert_eq!(nice_step(2.0, 5.0), 0.5);
-        assert_eq!(nice_step(100.0, 4.0), 20.0);
-        let t: Vec<String> = ticks_in(-1.06, 1.06, 0.5)
-            .into_iter()
-            .map(|t| t.1)
-            .collect();
-        assert_eq!(t, ["-1.0", "-0.5", "0.0", "0.5", "1.0"]);
-        assert_eq!(padded(2.0, 2.0, 0.05), (1.5, 2.5));
-        assert_eq!(x_range(Some(17), 0.0, 16.0), (-0.5, 16.5));
-        assert_eq!(x_range(None, 0.0, 100.0), (-3.0, 103.0));
     }
 
     #[test]
