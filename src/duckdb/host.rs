@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use ::duckdb::ffi;
 
 use super::ffi::{c_string, Value};
+use super::settings::{parse_depthwise, parse_spill_mb, DEFAULT_SPILL_MB, DEPTHWISE, SPILL_MB};
 use layercorr_engine::files::{is_local, special_file_reason, too_large, FileError, FileSource};
 use layercorr_engine::model::set_own_depthwise;
 
@@ -82,28 +83,6 @@ pub fn parse_bytes(text: &str) -> Option<u64> {
     Some((number * scale) as u64)
 }
 
-/// Parses `layercorr_spill_mb`: a number of megabytes or `off`.
-pub fn parse_spill_mb(text: &str) -> Result<Option<u64>, String> {
-    let t = text.trim();
-    if t.eq_ignore_ascii_case("off") {
-        return Ok(None);
-    }
-    t.parse::<u64>().map(Some).map_err(|_| {
-        format!("layercorr_spill_mb is '{text}'; expected a number of megabytes or 'off'")
-    })
-}
-
-/// Parses `layercorr_depthwise`: `layercorr` or `tract`.
-pub fn parse_depthwise(text: &str) -> Result<bool, String> {
-    match text.trim().to_ascii_lowercase().as_str() {
-        "layercorr" => Ok(true),
-        "tract" => Ok(false),
-        _ => Err(format!(
-            "layercorr_depthwise is '{text}'; expected 'layercorr' or 'tract'"
-        )),
-    }
-}
-
 impl Settings {
     /// The settings as last read from a client context; before any, the
     /// defaults (DuckDB's default `memory_limit` is 80% of the machine).
@@ -120,7 +99,7 @@ impl Settings {
             memory_limit: machine_memory() / 10 * 8,
             temp_directory: None,
             external_access: true,
-            spill_mb: Some(super::settings::DEFAULT_SPILL_MB),
+            spill_mb: Some(DEFAULT_SPILL_MB),
             own_depthwise: true,
         }
     }
@@ -184,11 +163,11 @@ impl Host {
         let external_access = self
             .setting("enable_external_access")
             .is_none_or(|t| t.eq_ignore_ascii_case("true"));
-        let spill_mb = match self.setting(super::settings::SPILL_MB) {
+        let spill_mb = match self.setting(SPILL_MB) {
             Some(t) => parse_spill_mb(&t)?,
             None => defaults.spill_mb,
         };
-        let own_depthwise = match self.setting(super::settings::DEPTHWISE) {
+        let own_depthwise = match self.setting(DEPTHWISE) {
             Some(t) => parse_depthwise(&t)?,
             None => defaults.own_depthwise,
         };

@@ -7,13 +7,12 @@
 //! - `layercorr_depthwise` (default `layercorr`, or `$LAYERCORR_DEPTHWISE`):
 //!   the depthwise convolution kernel, layercorr's own or `tract`'s.
 //!
-//! Values are checked where they are read (see `host.rs`), with an error
-//! naming the bad value.
+//! Values are checked where they are read (`host.rs` calls the parsers
+//! here), with an error naming the bad value.
 
 use ::duckdb::ffi;
 
 use super::ffi::{c_string, LogicalType, Value};
-use super::host::{parse_depthwise, parse_spill_mb};
 
 /// Name of the spill threshold option.
 pub const SPILL_MB: &str = "layercorr_spill_mb";
@@ -21,6 +20,28 @@ pub const SPILL_MB: &str = "layercorr_spill_mb";
 pub const DEPTHWISE: &str = "layercorr_depthwise";
 /// Megabytes of rows a group keeps in memory before spilling.
 pub const DEFAULT_SPILL_MB: u64 = 256;
+
+/// Parses `layercorr_spill_mb`: a number of megabytes or `off`.
+pub fn parse_spill_mb(text: &str) -> Result<Option<u64>, String> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    t.parse::<u64>().map(Some).map_err(|_| {
+        format!("layercorr_spill_mb is '{text}'; expected a number of megabytes or 'off'")
+    })
+}
+
+/// Parses `layercorr_depthwise`: `layercorr` or `tract`.
+pub fn parse_depthwise(text: &str) -> Result<bool, String> {
+    match text.trim().to_ascii_lowercase().as_str() {
+        "layercorr" => Ok(true),
+        "tract" => Ok(false),
+        _ => Err(format!(
+            "layercorr_depthwise is '{text}'; expected 'layercorr' or 'tract'"
+        )),
+    }
+}
 
 /// `(name, default, description)` of every option.
 fn options() -> Vec<(&'static str, String, &'static str)> {
