@@ -219,29 +219,35 @@ impl Canvas {
         if points.len() < 3 || points.iter().any(|(x, y)| !x.is_finite() || !y.is_finite()) {
             return;
         }
+        // Rasterise only the polygon's bounding box (rows clipped to the
+        // canvas; the rasteriser clips edges above its first row itself).
         let max_x = f64::from(self.width) + 1.0;
         let clamp_x = |x: f64| x.clamp(-1.0, max_x);
-        let x0 = points
-            .iter()
-            .map(|p| clamp_x(p.0))
-            .fold(max_x, f64::min)
-            .floor();
-        let x1 = points
-            .iter()
-            .map(|p| clamp_x(p.0))
-            .fold(-1.0, f64::max)
-            .ceil();
-        let (w, h) = ((x1 - x0) as usize + 2, self.height as usize);
+        let fold = |pick: fn(&(f64, f64)) -> f64, f: fn(f64, f64) -> f64, init: f64| {
+            points.iter().map(pick).fold(init, f)
+        };
+        let x0 = clamp_x(fold(|p| p.0, f64::min, f64::INFINITY)).floor();
+        let x1 = clamp_x(fold(|p| p.0, f64::max, f64::NEG_INFINITY)).ceil();
+        let height = f64::from(self.height);
+        let y0 = fold(|p| p.1, f64::min, f64::INFINITY)
+            .floor()
+            .clamp(0.0, height);
+        let y1 = fold(|p| p.1, f64::max, f64::NEG_INFINITY)
+            .ceil()
+            .clamp(0.0, height);
+        let (w, h) = ((x1 - x0) as usize + 2, (y1 - y0) as usize + 1);
         let mut raster = ab_glyph_rasterizer::Rasterizer::new(w, h);
-        let at =
-            |p: &(f64, f64)| ab_glyph_rasterizer::point((clamp_x(p.0) - x0) as f32, p.1 as f32);
+        let at = |p: &(f64, f64)| {
+            ab_glyph_rasterizer::point((clamp_x(p.0) - x0) as f32, (p.1 - y0) as f32)
+        };
         for (k, p) in points.iter().enumerate() {
             raster.draw_line(at(p), at(&points[(k + 1) % points.len()]));
         }
+        let (ox, oy) = (x0 as i64, y0 as i64);
         raster.for_each_pixel_2d(|px, py, c| {
             if c > 0.0 {
                 let a = f64::from(c.min(1.0)) * opacity;
-                self.blend(x0 as i64 + i64::from(px), i64::from(py), color, a);
+                self.blend(ox + i64::from(px), oy + i64::from(py), color, a);
             }
         });
     }
@@ -324,6 +330,28 @@ mod tests {
         );
         assert!(Canvas::new(MAX_SIDE + 1, 5, WHITE).is_err());
         assert!(Canvas::new(MAX_SIDE, MAX_SIDE, WHITE).is_err());
+    }
+
+    #[test]
+    fn polygon_coverage_is_its_area() {
+        let mut c = Canvas::new(20, 20, WHITE).unwrap();
+        let square = [(2.5, -4.0), (7.5, -4.0), (7.5, 7.5), (2.5, 7.5)];
+        c.fill_polygon(&square, [0, 0, 0], 1.0);
+        assert_eq!(c.get(5, 0), Some([0, 0, 0]));
+        assert_eq!(c.get(5, 6), Some([0, 0, 0]));
+        // Half-covered edge pixels are mid grey; outside stays white.
+        let half = c.get(2, 3).unwrap()[0];
+        assert!((120..=136).contains(&half), "{half}");
+        assert_eq!(c.get(8, 3), Some(WHITE));
+        assert_eq!(c.get(5, 8), Some(WHITE));
+        // Opacity scales the blend.
+        let mut d = Canvas::new(10, 10, WHITE).unwrap();
+        d.fill_polygon(
+            &[(0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)],
+            [0, 0, 0],
+            0.5,
+        );
+        assert_eq!(d.get(4, 4), Some([128, 128, 128]));
     }
 
     #[test]
