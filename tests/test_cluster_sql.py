@@ -152,3 +152,24 @@ def test_named_errors(con):
     con.execute("SET memory_limit = '20GB'")
     con.execute("FROM layercorr_settings()").fetchall()
     err("SELECT layer_cross(a, a) FROM (SELECT range(20000)::FLOAT[] AS a)", "2^27")
+
+
+@pytest.mark.parametrize("arrow", [True, False])
+def test_write_matrix_round_trip(ext_path, tmp_path, arrow):
+    """The assembly's writer, with and without pyarrow: layer_corr's fields, values exact."""
+    from layercorr.blocks import write_matrix
+
+    con = layercorr.connect(extension=str(ext_path))
+    rng = np.random.default_rng(1)
+    n = 37
+    full = rng.normal(size=(n, n)).astype(np.float32)
+    keys = [f"k{i:03d}" for i in range(n)]
+    dest = str(tmp_path / "layer-x.parquet")
+    write_matrix(con, "x", keys, full, "gram", dest, arrow=arrow)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["layer-x.parquet"]
+    cols = con.execute(f"DESCRIBE SELECT * FROM '{dest}'").fetchall()
+    assert [(c[0], c[1]) for c in cols] == [("layer", "VARCHAR"), ("keys", "VARCHAR[]"),
+                                            ("matrix", "FLOAT[][]"), ("method", "VARCHAR")]
+    layer, k, m, method = con.execute(f"SELECT * FROM '{dest}'").fetchone()
+    assert layer == "x" and k == keys and method == "gram"
+    assert np.array_equal(np.array(m, dtype=np.float32), full)

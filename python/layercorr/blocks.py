@@ -141,10 +141,50 @@ def _block_path(out, layer, bi, bj):
     return os.path.join(out, "blocks", _stem(layer), f"block-{bi:05d}-{bj:05d}.parquet")
 
 
+def write_matrix(con, layer, keys, full, method, dest, crash_marker=None, arrow=None):
+    """Writes `layer, keys, matrix, method` (one row, matrix FLOAT[][]) to dest, atomically.
+
+    The n x n float32 array reaches DuckDB through pyarrow when it is
+    installed (zero-copy lists); otherwise as a scan of numpy arrays, rows
+    put together in SQL (slower, and 12 more bytes per entry). `arrow`
+    forces one way (tests).
+    """
+    import numpy as np
+
+    n = len(keys)
+    if arrow is None:
+        try:
+            import pyarrow  # noqa: F401
+            arrow = True
+        except ImportError:
+            arrow = False
+    params = {"layer": layer, "keys": list(keys), "method": method}
+    if arrow:
+        import pyarrow as pa
+
+        values = pa.array(np.ascontiguousarray(full, dtype=np.float32).reshape(-1))
+        large = n * n >= 2**31
+        inner_cls = pa.LargeListArray if large else pa.ListArray
+        inner_off = np.arange(0, n * n + 1, n, dtype=np.int64 if large else np.int32)
+        inner = inner_cls.from_arrays(pa.array(inner_off), values)
+        matrix = pa.ListArray.from_arrays(pa.array([0, n], type=pa.int32()), inner)
+        con.register("lc_matrix", pa.table({"matrix": matrix}))
+        query = ("SELECT $layer AS layer, $keys::VARCHAR[] AS keys, "
+                 "matrix::FLOAT[][] AS matrix, $method AS method FROM lc_matrix")
+    else:
+        k = np.arange(n * n, dtype=np.int64)
+        lc_flat = {"i": k // n, "k": k,  # noqa: F841 - scanned by name below
+                   "v": np.ascontiguousarray(full, dtype=np.float32).reshape(-1)}
+        con.execute("CREATE OR REPLACE TEMP TABLE lc_matrix AS SELECT list(r ORDER BY i) AS matrix "
+                    "FROM (SELECT i, list(v ORDER BY k) AS r FROM lc_flat GROUP BY i)")
+        query = ("SELECT $layer AS layer, $keys::VARCHAR[] AS keys, matrix::FLOAT[][] AS matrix, "
+                 "$method AS method FROM lc_matrix")
+    R.atomic_copy(con, query, dest, params, crash_marker)
+
+
 def _assemble_task(driver_ext, out, layer, n, nblocks, method, dest, crash_marker=None):
     """out/layer-<name>.parquet from the layer's blocks: `layer, keys, matrix, method`."""
     import numpy as np
-    import pyarrow as pa
 
     con = R.connect_worker(driver_ext)
     full = np.empty((n, n), dtype=np.float32)
@@ -163,17 +203,7 @@ def _assemble_task(driver_ext, out, layer, n, nblocks, method, dest, crash_marke
             rows, cols = slice(offsets[bi], offsets[bi + 1]), slice(offsets[bj], offsets[bj + 1])
             full[rows, cols] = m
             full[cols, rows] = m.T
-    values = pa.array(full.reshape(-1))
-    inner_cls = pa.LargeListArray if n * n >= 2**31 else pa.ListArray
-    inner_off = np.arange(0, n * n + 1, n, dtype=np.int64 if inner_cls is pa.LargeListArray
-                          else np.int32)
-    inner = inner_cls.from_arrays(pa.array(inner_off), values)
-    matrix = pa.ListArray.from_arrays(pa.array([0, n], type=pa.int32()), inner)
-    table = pa.table({"layer": [layer], "keys": pa.array([keys], type=pa.list_(pa.string())),
-                      "matrix": matrix, "method": [method]})
-    con.register("assembled", table)
-    R.atomic_copy(con, "SELECT layer, keys, matrix, method FROM assembled", dest,
-                  crash_marker=crash_marker)
+    write_matrix(con, layer, keys, full, method, dest, crash_marker)
     con.close()
     return {"layer": layer, "file": dest, "n": n, "node": R.node_id(), "pid": os.getpid(),
             "label": layer}

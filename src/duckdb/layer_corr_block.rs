@@ -7,7 +7,8 @@
 //! FLOAT[][], "method" VARCHAR)`, both key lists sorted ascending,
 //! `matrix[i][j]` for `row_keys[i]`, `col_keys[j]`. Its entries are
 //! `layer_corr`'s entries for the same keys: pearson, spearman and cosine
-//! prepare each row on its own; `gram` needs the column means of the whole
+//! prepare each row on its own, and the block comes from `layer_corr`'s own
+//! accumulator over the group's inputs; `gram` needs the column means of the whole
 //! layer as `center` (`DOUBLE[]`, e.g. `activation_sum`'s sum divided by
 //! its n), and without it uses the mean of the group's inputs (right only
 //! when the group holds the whole layer); `euclidean` accepts a centre and
@@ -72,7 +73,7 @@ impl BlockState {
         let (rows, cols) = (self.rows, self.cols);
         let (m, d) = (self.keys.len(), self.d.unwrap_or(0));
         let method = self.method.unwrap_or(CorrMethod::Pearson);
-        let need = block_bytes(m, rows, cols, d);
+        let need = block_bytes(method, m, rows, cols, d);
         self.reservation.reserve(&RESERVED, need, || {
             format!(
                 "layer_corr_block ({}): a block of {rows} x {cols} keys of {d} values",

@@ -3,54 +3,77 @@
 //! `layer_corr_block`, so that a cluster computes the matrix as
 //! independent blocks `G_IJ` and never holds all `n` rows in one place.
 //!
-//! Each row is prepared on its own, in `f64`, then the block is one
-//! product `A Bᵀ` (faer, `f64`) followed by the method's entry:
+//! Pearson, spearman and cosine prepare each row on its own (shift,
+//! ranks, scale), so an entry depends on its two rows only: the block is
+//! taken from the accumulator of `layer_corr` itself
+//! ([`crate::corr::correlation_matrix`]) over the block's distinct inputs,
+//! the same per-row preparation (ranking included) and the same `f32`
+//! faer products added in `f64`, so its entries are `layer_corr`'s, also
+//! where `f32` products round (wide layers: a few 1e-6 from the exact
+//! value). The price: an off-diagonal block multiplies `I ∪ J` with itself,
+//! twice the products of `I x J`.
+//!
+//! Euclidean and gram depend on column means in `layer_corr`; here every
+//! row is shifted by a given centre and the block is one `f64` product
+//! `A Bᵀ` (faer):
 //!
 //! | method    | row preparation                                   | entry |
 //! |-----------|---------------------------------------------------|-------|
-//! | pearson   | minus its own mean, divided by its norm           | `a·b`, clamped to `[-1, 1]` |
-//! | spearman  | average-tie ranks ([`crate::rank::rank_row_into`]), then as pearson | as pearson |
-//! | cosine    | divided by its norm                               | as pearson |
 //! | euclidean | minus the centre (any common shift; for accuracy) | `sqrt(|a|² + |b|² − 2 a·b)` |
 //! | gram      | minus the centre: the column means over all `n` inputs | `a·b` |
 //!
-//! Pearson, spearman and cosine need nothing beyond the row, so a block
-//! equals the same entries of the whole matrix. Gram needs the column
-//! means of the whole layer, which the caller passes as the centre (one
-//! pass over the data first, e.g. `activation_sum`). The same input on both
-//! sides (a diagonal block) gets an exact 1 (correlations) or 0
-//! (euclidean) on its entry, as `layer_corr`'s diagonal.
-//!
-//! Preparing in `f64` makes the entries at least as accurate as
-//! `layer_corr`'s (which multiplies in `f32` and adds in `f64`), so a block
-//! agrees with it to its own rounding.
+//! Gram needs the column means of the whole layer, which the caller passes
+//! as the centre (one pass over the data first, e.g. `activation_sum`).
+//! The same input on both sides (a diagonal block) gets an exact 1
+//! (correlations) or 0 (euclidean) on its entry, as `layer_corr`'s
+//! diagonal.
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use crate::corr::correlation_matrix;
 use crate::error::{KernelError, Result};
+use crate::memory::working_bytes_with_spill;
 use crate::method::CorrMethod;
 use crate::rank::rank_row_into;
+use crate::rows::RowMatrix;
 use crate::try_zeroed;
 
 /// Bookkeeping bytes per row of a block (indices, norms, keys' pointers).
 const PER_ROW_BYTES: u64 = 64;
 
+/// Whether `method`'s block comes from the accumulator over the block's
+/// distinct inputs (see the module documentation).
+fn via_accumulator(method: CorrMethod) -> bool {
+    matches!(
+        method,
+        CorrMethod::Pearson | CorrMethod::Spearman | CorrMethod::Cosine
+    )
+}
+
 /// Peak bytes of [`block_matrix`] for `distinct` input rows of `d` values
 /// kept by the caller as `f32`, of which `rows` go to the row side and
-/// `cols` to the column side: the kept rows, the two prepared `f64` sides,
-/// the `f64` product and the `f32` result. Saturating.
-pub fn block_bytes(distinct: usize, rows: usize, cols: usize, d: usize) -> u64 {
-    let (m, r, c, d) = (distinct as u64, rows as u64, cols as u64, d as u64);
-    let kept = m.saturating_mul(d).saturating_mul(4);
-    let prepared = r.saturating_add(c).saturating_mul(d).saturating_mul(8);
-    let product = r.saturating_mul(c).saturating_mul(8 + 4);
+/// `cols` to the column side: the kept rows and their copy, then for
+/// pearson, spearman and cosine the accumulator's working memory for the
+/// distinct rows ([`working_bytes_with_spill`], never spilling) and for
+/// euclidean and gram the two prepared `f64` sides and the `f64` product;
+/// and the `f32` result. Saturating.
+pub fn block_bytes(method: CorrMethod, distinct: usize, rows: usize, cols: usize, d: usize) -> u64 {
+    let (m, r, c, d64) = (distinct as u64, rows as u64, cols as u64, d as u64);
+    let kept = m.saturating_mul(d64).saturating_mul(8);
+    let work = if via_accumulator(method) {
+        working_bytes_with_spill(distinct, d, method, None)
+    } else {
+        let prepared = r.saturating_add(c).saturating_mul(d64).saturating_mul(8);
+        prepared.saturating_add(r.saturating_mul(c).saturating_mul(8))
+    };
+    let result = r.saturating_mul(c).saturating_mul(4);
     let per_row = m
         .saturating_add(r)
         .saturating_add(c)
         .saturating_mul(PER_ROW_BYTES);
-    [kept, prepared, product, per_row]
+    [kept, work, result, per_row]
         .iter()
         .fold(0u64, |a, &b| a.saturating_add(b))
 }
@@ -106,6 +129,9 @@ pub fn block_matrix(
             .map(|c| (i, c))
     }) {
         return Err(KernelError::NonFinite { row: i, col, value });
+    }
+    if via_accumulator(method) && m >= 2 {
+        return accumulator_block(rows, m, d, row_idx, col_idx, method);
     }
     let shift: Option<Vec<f64>> = match method {
         CorrMethod::Gram | CorrMethod::Euclidean => Some(match center {
@@ -200,6 +226,28 @@ pub fn block_matrix(
                 };
             }
         });
+    Ok(out)
+}
+
+/// The block out of `layer_corr`'s matrix of the `m` distinct rows.
+fn accumulator_block(
+    rows: &[f32],
+    m: usize,
+    d: usize,
+    row_idx: &[usize],
+    col_idx: &[usize],
+    method: CorrMethod,
+) -> Result<Vec<f32>> {
+    let mut copy: Vec<f32> = try_zeroed(rows.len(), "block rows")?;
+    copy.copy_from_slice(rows);
+    let whole = correlation_matrix(RowMatrix::from_vec(copy, m, d)?, method)?;
+    let c = col_idx.len();
+    let mut out: Vec<f32> = try_zeroed(row_idx.len().saturating_mul(c), "block result")?;
+    for (a, &i) in row_idx.iter().enumerate() {
+        for (b, &j) in col_idx.iter().enumerate() {
+            out[a * c + b] = whole.get(i, j);
+        }
+    }
     Ok(out)
 }
 

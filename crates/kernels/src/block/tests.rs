@@ -106,5 +106,36 @@ fn bad_rows_are_named() {
     )
     .unwrap_err();
     assert!(matches!(err, KernelError::BadShape { .. }), "{err}");
-    assert!(block_bytes(usize::MAX, 1, usize::MAX, 2) == u64::MAX);
+    for method in CorrMethod::ALL {
+        assert!(block_bytes(method, usize::MAX, 1, usize::MAX, 2) == u64::MAX);
+    }
+}
+
+#[test]
+fn correlation_blocks_are_layer_corr_entries_exactly() {
+    // Wide rows with a large mean, where f32 products round: the block of
+    // a subset of inputs has the whole matrix's entries, bit for bit.
+    let (n, d) = (14, 20_000);
+    let x: Vec<f32> = activations(n, d, 11).iter().map(|v| v + 2.0).collect();
+    let (rows, cols): (Vec<usize>, Vec<usize>) = ((1..5).collect(), (9..13).collect());
+    let union: Vec<usize> = rows.iter().chain(&cols).copied().collect();
+    let sub: Vec<f32> = union
+        .iter()
+        .flat_map(|&i| x[i * d..(i + 1) * d].iter().copied())
+        .collect();
+    let (ri, ci): (Vec<usize>, Vec<usize>) = ((0..4).collect(), (4..8).collect());
+    for method in [
+        CorrMethod::Pearson,
+        CorrMethod::Spearman,
+        CorrMethod::Cosine,
+    ] {
+        let whole =
+            correlation_matrix(RowMatrix::from_vec(x.clone(), n, d).unwrap(), method).unwrap();
+        let got = block_matrix(&sub, d, &ri, &ci, method, None).unwrap();
+        for (a, &i) in rows.iter().enumerate() {
+            for (b, &j) in cols.iter().enumerate() {
+                assert_eq!(got[a * 4 + b], whole.get(i, j), "{method} ({i}, {j})");
+            }
+        }
+    }
 }
