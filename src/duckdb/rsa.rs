@@ -87,6 +87,9 @@ pub struct MatrixPair {
 /// The argument names of a function of two matrices.
 const PAIR: [&str; 2] = ["matrix_a", "matrix_b"];
 
+/// Matrices read from one row, and each one's recorded `layer_corr` method.
+pub type Matrices = (Vec<KeyedMatrix>, Vec<Option<CorrMethod>>);
+
 /// Reads the matrices of `vecs` (argument names `names`) at `row`: `None`
 /// when any is NULL, an error when the keys of one differ from the first's;
 /// then each one's recorded `layer_corr` method.
@@ -98,7 +101,7 @@ pub unsafe fn read_matrices(
     names: &[&str],
     rows: usize,
     row: usize,
-) -> Result<Option<(Vec<KeyedMatrix>, Vec<Option<CorrMethod>>)>, String> {
+) -> Result<Option<Matrices>, String> {
     let mut mats = Vec::with_capacity(vecs.len());
     for (&v, name) in vecs.iter().zip(names) {
         mats.push(read_keyed_matrix(v, rows, row, name)?);

@@ -553,4 +553,43 @@ mod tests {
         }
         assert!(check_level("bootstrap", 0.9).is_ok());
     }
+
+    /// Timing of 21 x 21 bootstraps at N = 500 on one thread, per method
+    /// (`cargo test --release -p layercorr-kernels resample_timing -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn resample_timing() {
+        let n = 500;
+        let mats: Vec<Vec<f32>> = (0..21)
+            .map(|k| pair(n, 0.9f64.powi(k), 10 + k as u64).0)
+            .collect();
+        let views: Vec<&[f32]> = mats.iter().map(|m| &m[..]).collect();
+        let kinds = vec![Some(CorrMethod::Euclidean); 21];
+        let opts = BootstrapOptions {
+            resamples: 40,
+            ..Default::default()
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        for method in [
+            CompareMethod::Pearson,
+            CompareMethod::Spearman,
+            CompareMethod::Cka,
+            CompareMethod::CkaDebiased,
+            CompareMethod::CkaRbf,
+            CompareMethod::MutualKnn,
+        ] {
+            let kinds = if method.accepts(CorrMethod::Euclidean).is_ok() {
+                kinds.clone()
+            } else {
+                vec![None; 21]
+            };
+            let t = std::time::Instant::now();
+            pool.install(|| bootstrap(&views, &kinds, n, method, opts).unwrap());
+            let per = t.elapsed().as_secs_f64() / 40.0;
+            eprintln!("{method}: {:.1} ms per resample on one thread", per * 1e3);
+        }
+    }
 }

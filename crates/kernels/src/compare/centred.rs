@@ -75,7 +75,8 @@ impl Base {
         match method {
             CompareMethod::Spearman => {
                 let upper = n * (n - 1) / 2;
-                check_len(upper)?;
+                // Twice-ranks (up to 2 upper + 1, also of weighted views) are u32.
+                check_len(upper.saturating_mul(2).saturating_add(2))?;
                 let mut vals = Vec::with_capacity(upper);
                 (0..n).for_each(|i| vals.extend_from_slice(&m[i * n + i + 1..(i + 1) * n]));
                 let mut twice = try_zeroed::<u32>(upper, "spearman ranks")?;
@@ -159,7 +160,7 @@ enum Prep {
     /// spearman: twice the weighted average rank per class (`None`: the
     /// full sample's), and the centre (twice the mean rank).
     Ranks {
-        remap: Option<Vec<f64>>,
+        remap: Option<Vec<u32>>,
         centre: f64,
     },
     /// cka, cka_rbf: weighted row and column means, grand mean, `Σ w w x²`.
@@ -228,17 +229,17 @@ impl Reader<'_> {
 /// Spare buffers for spearman's per-class ranks, reused from one resample
 /// to the next on a thread (each is `n (n − 1) / 2` values: allocating and
 /// faulting them in anew per resample cost more than the counting).
-pub(crate) type Spare = Vec<Vec<f64>>;
+pub(crate) type Spare = Vec<Vec<u32>>;
 
 /// A zeroed buffer of `len` values, from `spare` when it has one.
-fn zeroed(spare: &mut Spare, len: usize) -> Vec<f64> {
+fn zeroed(spare: &mut Spare, len: usize) -> Vec<u32> {
     match spare.pop() {
         Some(mut v) => {
             v.clear();
-            v.resize(len, 0.0);
+            v.resize(len, 0);
             v
         }
-        None => vec![0f64; len],
+        None => vec![0u32; len],
     }
 }
 
@@ -278,35 +279,41 @@ fn prepare(r: &Reader, base: &Base, method: CompareMethod, w: &[f64], spare: &mu
                     centre: upper as f64 + 1.0,
                 };
             }
+            // Integer arithmetic: weights are draw counts, and every sum
+            // below is at most twice the number of pairs of all images,
+            // which Base::new checked fits in u32.
+            let wu: Vec<u32> = w.iter().map(|&x| x as u32).collect();
             let mut cnt = zeroed(spare, base.class_twice.len());
-            let mut pairs = 0f64;
+            let mut pairs = 0u64;
             for a in 0..m {
-                let wa = w[a];
+                let wa = wu[a];
+                let mut row = 0u64;
                 if r.ascending {
                     let i = map[a] as usize;
                     let cls = &base.class[r.upper_start(a)..];
-                    for (&wb, &j) in w[a + 1..].iter().zip(&map[a + 1..]) {
+                    for (&wb, &j) in wu[a + 1..].iter().zip(&map[a + 1..]) {
                         let c = wa * wb;
                         cnt[cls[j as usize - i - 1] as usize] += c;
-                        pairs += c;
+                        row += c as u64;
                     }
                 } else {
-                    for (b, &wb) in w.iter().enumerate().skip(a + 1) {
+                    for (b, &wb) in wu.iter().enumerate().skip(a + 1) {
                         let c = wa * wb;
                         cnt[base.class[r.upper(a, b).1] as usize] += c;
-                        pairs += c;
+                        row += c as u64;
                     }
                 }
+                pairs += row;
             }
-            let mut less = 0f64;
+            let mut less = 0u32;
             for c in cnt.iter_mut() {
                 let k = *c;
-                *c = 2.0 * less + k + 1.0;
+                *c = 2 * less + k + 1;
                 less += k;
             }
             Prep::Ranks {
                 remap: Some(cnt),
-                centre: pairs + 1.0,
+                centre: pairs as f64 + 1.0,
             }
         }
         CompareMethod::Cka | CompareMethod::CkaRbf => {
@@ -415,7 +422,7 @@ fn fill(r: &Reader, base: &Base, p: &Prep, sw: &[f64], t0: usize, out: &mut [f64
                 }
                 Prep::Ranks { remap, centre } => {
                     let twice = |c: u32| match remap {
-                        Some(rm) => rm[c as usize],
+                        Some(rm) => rm[c as usize] as f64,
                         None => base.class_twice[c as usize] as f64,
                     };
                     if r.ascending {
