@@ -10,7 +10,9 @@
 //!
 //! Reading and writing it lives here once, for `layer_corr` (writes),
 //! `layer_similarity`, `rsa`, the resampling functions, `corr_order` and
-//! the heatmaps (read).
+//! the heatmaps (read); so does the L x L value of `layer_similarity`,
+//! `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, written by the
+//! similarity aggregates and read by `similarity_heatmap`.
 
 use std::ffi::CStr;
 
@@ -137,6 +139,48 @@ pub fn similarity_type() -> LogicalType {
     let layers = LogicalType::list(&LogicalType::varchar());
     let rows = LogicalType::list(&LogicalType::list(&LogicalType::double()));
     LogicalType::structure(&[("layers", &layers), ("matrix", &rows)])
+}
+
+/// Layer names and the row-major L x L values.
+pub type LayerMatrix = (Vec<String>, Vec<f64>);
+
+/// Reads the L x L similarity at `row` of a flat vector of
+/// `similarity_type()`; `Ok(None)` for NULL.
+///
+/// # Safety
+/// `vector` must be a live flat vector of `similarity_type()`.
+pub unsafe fn read_similarity(
+    vector: ffi::duckdb_vector,
+    rows: usize,
+    row: usize,
+) -> Result<Option<LayerMatrix>, String> {
+    if !Validity::of(vector).is_valid(row) {
+        return Ok(None);
+    }
+    let layers = str_list_at(struct_child(vector, 0), rows, row)?.ok_or("layers are NULL")?;
+    let matrix_vec = struct_child(vector, 1);
+    let outer = list_entries(matrix_vec, rows)[row];
+    let l = layers.len();
+    if outer.length as usize != l {
+        return Err(format!("matrix has {} rows for {l} layers", outer.length));
+    }
+    let inner = ffi::duckdb_list_vector_get_child(matrix_vec);
+    let inner_rows = ffi::duckdb_list_vector_get_size(matrix_vec) as usize;
+    let entries = list_entries(inner, inner_rows);
+    let data = ffi::duckdb_vector_get_data(ffi::duckdb_list_vector_get_child(inner)) as *const f64;
+    let mut values = Vec::with_capacity(l * l);
+    for i in 0..l {
+        let e = entries[outer.offset as usize + i];
+        if e.length as usize != l {
+            return Err(format!(
+                "matrix row {} has {} values, expected {l}",
+                i + 1,
+                e.length
+            ));
+        }
+        values.extend_from_slice(std::slice::from_raw_parts(data.add(e.offset as usize), l));
+    }
+    Ok(Some((layers, values)))
 }
 
 /// A keyed square matrix read from or written to DuckDB.
