@@ -36,6 +36,9 @@ pub struct LayerCross;
 /// Working memory of every live `layer_cross` group of the process.
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 
+/// One group's pairs of a chunk: its state and the two sides' rows.
+type GroupPairs<'a> = (*mut CrossState, Vec<&'a [f32]>, Vec<&'a [f32]>);
+
 /// A group's sums.
 #[derive(Default)]
 pub struct CrossState {
@@ -90,7 +93,7 @@ impl Aggregate for LayerCross {
         let a = FloatLists::new(column(input, 0), rows);
         let b = FloatLists::new(column(input, 1), rows);
         // The chunk's pairs by group, so that each group multiplies once.
-        let mut groups: Vec<(*mut CrossState, Vec<&[f32]>, Vec<&[f32]>)> = Vec::new();
+        let mut groups: Vec<GroupPairs> = Vec::new();
         for row in 0..rows {
             let va = a.get(row).map_err(|e| format!("activation a: {e}"))?;
             let vb = b.get(row).map_err(|e| format!("activation b: {e}"))?;

@@ -107,7 +107,7 @@ pub fn block_matrix(
             what: method.name(),
         });
     }
-    if rows.len() % d != 0 {
+    if !rows.len().is_multiple_of(d) {
         return Err(KernelError::BadShape {
             what: "block rows",
             expected: rows.len() / d * d,
