@@ -4,7 +4,8 @@
 layercorr reads `layercorr.*` keys from the model's `metadata_props`:
 input size, the shorter side before the centre crop, per-channel mean and
 std on the 0-255 pixel scale (in the tensor's channel order), how the image
-is fitted (shorter side then centre crop, or stretch), the resampling
+is fitted (shorter side then centre crop, stretch, or letterbox: fit
+inside and pad with --pad-value), the resampling
 filter, RGB or BGR, the tensor layout, EXIF rotation and transparency. Run
 this once on your own model file; the weights are untouched.
 
@@ -18,6 +19,9 @@ Examples:
     # Keras / Caffe-style ResNet50: BGR, mean subtraction only, NHWC
     python scripts/set_preprocessing.py model.onnx --size 224 --resize-size 256 \
         --channel-order BGR --mean 103.939,116.779,123.68 --std 1 --layout NHWC
+    # YOLO-style letterbox: fit inside 640, pad with grey 114, 0..1 scale
+    python scripts/set_preprocessing.py model.onnx --size 640 --resize letterbox \
+        --pad-value 114 --mean 0 --std 255
 """
 
 import argparse
@@ -33,7 +37,8 @@ def main() -> int:
     parser.add_argument("--size", help="input size: 224 or HxW such as 240x320")
     parser.add_argument("--mean", help="r,g,b mean on the 0-255 scale")
     parser.add_argument("--std", help="r,g,b standard deviation on the 0-255 scale")
-    parser.add_argument("--resize", choices=["shorter_side_then_center_crop", "stretch"])
+    parser.add_argument("--resize", choices=["shorter_side_then_center_crop", "stretch", "letterbox"])
+    parser.add_argument("--pad-value", help="letterbox border, 0-255: one value or one per channel (r,g,b in tensor order)")
     parser.add_argument("--layout", choices=["NCHW", "NHWC"])
     parser.add_argument("--resize-size", help="shorter side before the centre crop (torchvision Resize(N))")
     parser.add_argument("--channel-order", choices=["RGB", "BGR"])
@@ -58,8 +63,9 @@ def main() -> int:
         "layercorr.exif": args.exif,
         "layercorr.alpha": args.alpha,
         "layercorr.background": args.background,
+        "layercorr.pad_value": args.pad_value,
     }
-    for key in ("layercorr.mean", "layercorr.std"):
+    for key in ("layercorr.mean", "layercorr.std", "layercorr.pad_value"):
         if values[key] is not None:
             parts = values[key].split(",")
             if len(parts) not in (1, 3) or not all(p.strip().replace(".", "", 1).isdigit() for p in parts):

@@ -173,3 +173,35 @@ def test_adaptive_pool_larger_than_the_map(photos, model_path):
     ref = adaptive_avg_pool(x, K, K)
     assert np.allclose(got, ref, rtol=1e-5, atol=1e-5), f"max |diff| {np.abs(got - ref).max()}"
     assert table["ok"] and table["rows"] == [[1, 32 * K * K]], table
+
+
+# --------------------------------------------------------------------------
+# pooling follows each layer's layout: an NHWC model's `input` is [H, W, C]
+
+
+def test_pool_on_an_nhwc_input_gives_channel_means(con, photos, tmp_path):
+    from onnx import TensorProto
+    model = tiny_model(tmp_path / "nhwc224.onnx", TensorProto.FLOAT, [1, 224, 224, 3], "Relu", TensorProto.FLOAT,
+                       meta={"layercorr.mean": "0", "layercorr.std": "1"})
+    p = lit(photos[0])
+    raw = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['input'])").fetchone()[0]
+    x = np.asarray(raw, dtype=np.float64).reshape(224, 224, 3)
+    for pool, want in [("avg", x.mean(axis=(0, 1))), ("max", x.max(axis=(0, 1)))]:
+        got = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['input'], "
+                          f"pool := '{pool}')").fetchone()[0]
+        assert len(got) == 3, f"pool := '{pool}' gave {len(got)} values, not 3 channel values"
+        np.testing.assert_allclose(got, want, rtol=1e-5, err_msg=pool)
+        scalar = con.execute(f"SELECT nn_activations({lit(model)}, {p}, ['input'], false, '{pool}')[1].activation"
+                             ).fetchone()[0]
+        assert scalar == got
+    # A 2x2 grid keeps channels last: [2, 2, 3], each cell a quadrant's mean.
+    grid = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['input'], "
+                       "pool := 'avg2x2')").fetchone()[0]
+    want = np.stack([[x[:112, :112].mean(axis=(0, 1)), x[:112, 112:].mean(axis=(0, 1))],
+                     [x[112:, :112].mean(axis=(0, 1)), x[112:, 112:].mean(axis=(0, 1))]])
+    np.testing.assert_allclose(np.asarray(grid).reshape(2, 2, 3), want, rtol=1e-5)
+    # The layer that follows (an NCHW-agnostic Relu on [224, 224, 3]) pools
+    # as ONNX lays tensors out, channels first: 224 values.
+    y = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['y'], "
+                    "pool := 'avg')").fetchone()[0]
+    assert len(y) == 224

@@ -272,3 +272,221 @@ def test_alpha_composite_matches_pillow(con, model_path, photos, tmp_path):
     assert np.abs(got - want).mean() <= 1.0, f"mean |diff| {np.abs(got - want).mean():.2f}"
     dropped = _input_of(con, H.stamp_model(model_path, tmp_path / "drop.onnx", mean="0", std="1"), path)
     assert np.abs(dropped - want).mean() > 5, "alpha=drop gave the composited pixels"
+
+
+# --------------------------------------------------------------------------
+# letterbox: fit inside, pad with pad_value, against Pillow's ImageOps.pad
+
+
+def pillow_letterbox(im, size, pad, grey=False):
+    """[C, S, S] pixels 0..255 as ImageOps.pad(im, (S, S), BILINEAR, color=pad)."""
+    from PIL import ImageOps
+    im = im.convert("L" if grey else "RGB")
+    color = pad[0] if grey else tuple(pad)
+    x = np.asarray(ImageOps.pad(im, (size, size), Image.BILINEAR, color=color), dtype=np.float64)
+    return x[None] if grey else x.transpose(2, 0, 1)
+
+
+@pytest.fixture(scope="module")
+def letterbox_photos(photos, tmp_path_factory):
+    """Colour (wide, tall, extreme strip), grey, RGBA and an EXIF-rotated JPEG."""
+    d = tmp_path_factory.mktemp("letterbox")
+    out = {}
+    with Image.open(photos[0]) as im:
+        rgb = im.convert("RGB")
+    for name, box in [("wide", (0, 60, 512, 360)), ("tall", (100, 0, 400, 512)),
+                      ("strip", (0, 200, 512, 230)), ("square", (0, 0, 512, 512))]:
+        out[name] = d / f"{name}.png"
+        rgb.crop(box).save(out[name])
+    out["grey"] = d / "grey.png"
+    rgb.crop((0, 0, 300, 512)).convert("L").save(out["grey"])
+    rgba = rgb.crop((0, 0, 512, 300)).convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size))
+    out["rgba"] = d / "rgba.png"
+    rgba.save(out["rgba"])
+    exif = Image.Exif()
+    exif[274] = 6
+    out["exif"] = d / "exif.jpg"
+    rgb.crop((0, 100, 512, 356)).save(out["exif"], quality=95, exif=exif.tobytes())
+    return out
+
+
+def _reference_letterbox(path, size, pad):
+    from PIL import ImageOps
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im)
+        return pillow_letterbox(im, size, pad)
+
+
+@pytest.mark.parametrize("pad", [(0, 0, 0), (114, 114, 114), (10, 200, 30)])
+def test_letterbox_matches_pillow(con, model_path, letterbox_photos, tmp_path, pad):
+    pad_text = str(pad[0]) if len(set(pad)) == 1 else ",".join(map(str, pad))
+    keys = {"resize": "letterbox", "mean": "0", "std": "1"}
+    if pad != (0, 0, 0):
+        keys["pad_value"] = pad_text
+    model = H.stamp_model(model_path, tmp_path / "letterbox.onnx", **keys)
+    for name, p in letterbox_photos.items():
+        if name == "grey":
+            continue
+        got = _input_of(con, model, p)
+        want = _reference_letterbox(p, 224, pad)
+        diff = np.abs(got - want)
+        assert diff.mean() <= 1.0, f"{name}, pad {pad}: mean |diff| {diff.mean():.3f}, max {diff.max()}"
+        assert diff.max() <= 8, f"{name}, pad {pad}: max |diff| {diff.max()}"
+        # The border is exactly the pad value where Pillow has it too.
+        border = (want == np.asarray(pad, dtype=np.float64)[:, None, None]).all(axis=0)
+        if name in ("wide", "strip", "exif", "rgba"):
+            rows = border[0].all() and border[-1].all()
+            cols = border[:, 0].all() and border[:, -1].all()
+            assert rows or cols, f"{name}: no pad rows or columns"
+        if border.any():
+            assert (got[:, border] == np.asarray(pad, dtype=np.float64)[:, None]).mean() > 0.99, name
+
+
+def test_letterbox_grey_input_matches_pillow(con, letterbox_photos, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 64, 64])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 64, 64])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    for k, v in {"mean": "0", "std": "1", "resize": "letterbox", "pad_value": "77"}.items():
+        e = m.metadata_props.add()
+        e.key, e.value = f"layercorr.{k}", v
+    path = tmp_path / "grey64.onnx"
+    onnx.save(m, str(path))
+    for name in ("grey", "wide", "tall"):
+        p = letterbox_photos[name]
+        vec = con.execute(f"SELECT nn_activations({lit(path)}, {lit(p)}, ['input'])[1].activation").fetchone()[0]
+        got = np.asarray(vec, dtype=np.float64).reshape(1, 64, 64)
+        with Image.open(p) as im:
+            want = pillow_letterbox(im, 64, (77,), grey=True)
+        diff = np.abs(got - want)
+        assert diff.mean() <= 1.0 and diff.max() <= 8, f"{name}: mean {diff.mean():.3f} max {diff.max()}"
+
+
+def test_letterbox_nhwc_pads_each_channel(con, model_path, letterbox_photos, tmp_path):
+    """pad_value per channel lands in the right channel of an NHWC tensor."""
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 32, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 32, 3])
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    for k, v in {"mean": "0", "std": "1", "resize": "letterbox", "pad_value": "1,2,3"}.items():
+        e = m.metadata_props.add()
+        e.key, e.value = f"layercorr.{k}", v
+    path = tmp_path / "nhwc32.onnx"
+    onnx.save(m, str(path))
+    p = letterbox_photos["strip"]
+    vec = con.execute(f"SELECT nn_activations({lit(path)}, {lit(p)}, ['input'])[1].activation").fetchone()[0]
+    got = np.asarray(vec, dtype=np.float64).reshape(32, 32, 3)
+    with Image.open(p) as im:
+        want = pillow_letterbox(im, 32, (1, 2, 3)).transpose(1, 2, 0)
+    diff = np.abs(got - want)
+    assert diff.mean() <= 1.0 and diff.max() <= 8, f"mean {diff.mean():.3f} max {diff.max()}"
+    assert (got[0] == [1, 2, 3]).all()
+
+
+@pytest.mark.parametrize("value", ["300", "1,2", "-1", "grey"])
+def test_bad_pad_value_is_a_named_error(con, model_path, tmp_path, value):
+    import duckdb
+    model = H.stamp_model(model_path, tmp_path / "badpad.onnx", resize="letterbox", pad_value=value)
+    with pytest.raises(duckdb.Error) as e:
+        con.execute(f"FROM nn_layers({lit(model)})").fetchall()
+    assert f"layercorr.pad_value = '{value}'" in str(e.value) and "0 to 255" in str(e.value), str(e.value)
+
+
+def test_set_preprocessing_stamps_letterbox(model_path, tmp_path):
+    import subprocess
+    import sys
+    out = tmp_path / "letterbox_by_script.onnx"
+    r = subprocess.run([sys.executable, str(H.REPO / "scripts" / "set_preprocessing.py"), str(model_path),
+                        "--output", str(out), "--resize", "letterbox", "--pad-value", "114"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert (props["layercorr.resize"], props["layercorr.pad_value"]) == ("letterbox", "114")
+
+
+# --------------------------------------------------------------------------
+# per-query override of the preprocessing keys
+
+
+def test_override_equal_to_metadata_gives_identical_activations(con, model_path, photos, tmp_path):
+    keys = {"resize": "letterbox", "pad_value": "114", "interpolation": "bicubic", "resize_size": "256",
+            "channel_order": "BGR", "mean": "1,2,3", "std": "50,60,70"}
+    stamped = H.stamp_model(model_path, tmp_path / "stamped_keys.onnx", **keys)
+    plain = H.stamp_model(model_path, tmp_path / "plain.onnx")
+    paths = "[" + ", ".join(lit(p) for p in photos[:3]) + "]"
+    layers = "['input', 'stem', 'logits']"
+    q = "SELECT path, layer, activation FROM nn_activations({m}, {paths}, layers := {layers}{extra}) ORDER BY ALL"
+    want = con.execute(q.format(m=lit(stamped), paths=paths, layers=layers, extra="")).fetchall()
+    struct = "{" + ", ".join(f"'{k}': '{v}'" for k, v in keys.items()) + "}"
+    got = con.execute(q.format(m=lit(plain), paths=paths, layers=layers,
+                               extra=f", preprocess := {struct}")).fetchall()
+    assert got == want
+    as_map = "MAP {" + ", ".join(f"'{k}': '{v}'" for k, v in keys.items()) + "}"
+    got_map = con.execute(q.format(m=lit(plain), paths=paths, layers=layers,
+                                   extra=f", preprocess := {as_map}")).fetchall()
+    assert got_map == want
+    # The scalar form takes the same keys as a MAP after the layer list.
+    scalar = con.execute(
+        f"SELECT nn_activations({lit(plain)}, {lit(photos[0])}, {layers}, {as_map})").fetchone()[0]
+    scalar_want = con.execute(
+        f"SELECT nn_activations({lit(stamped)}, {lit(photos[0])}, {layers})").fetchone()[0]
+    assert scalar == scalar_want
+    # ... and after skip_bad_images and pool.
+    pooled = con.execute(
+        f"SELECT nn_activations({lit(plain)}, {lit(photos[0])}, {layers}, false, 'avg', {as_map})").fetchone()[0]
+    pooled_want = con.execute(
+        f"SELECT nn_activations({lit(stamped)}, {lit(photos[0])}, {layers}, false, 'avg')").fetchone()[0]
+    assert pooled == pooled_want
+    # Without an override the plain model gives other values.
+    other = con.execute(f"SELECT nn_activations({lit(plain)}, {lit(photos[0])}, {layers})").fetchone()[0]
+    assert other != scalar_want
+
+
+def test_override_changes_the_input_size(con, model_path, photos):
+    (shape,) = con.execute(
+        f"SELECT shape FROM nn_layers({lit(model_path)}) WHERE layer = 'input'").fetchone()
+    assert shape == [3, 224, 224]
+    vec = con.execute(
+        f"SELECT activation FROM nn_activations({lit(model_path)}, [{lit(photos[0])}], layers := ['input'], "
+        "preprocess := {'input_size': 160})").fetchone()[0]
+    assert len(vec) == 3 * 160 * 160
+
+
+def test_nn_model_reports_overrides(con, model_path):
+    got = con.execute(
+        f"SELECT preprocessing FROM nn_model({lit(model_path)}, "
+        "preprocess := {'resize': 'letterbox', 'pad_value': '114'})").fetchone()[0]
+    pre = {p["key"]: (p["value"], p["source"]) for p in got}
+    assert pre["resize"] == ("letterbox", "override")
+    assert pre["pad_value"] == ("114", "override")
+    assert pre["mean"][1] == "metadata"
+    plain = {p["key"]: p["source"] for p in _facts(con, model_path)["preprocessing"]}
+    assert plain["resize"] != "override"
+
+
+@pytest.mark.parametrize("arg,needle", [
+    ("{'resise': 'stretch'}", "preprocess key 'resise' is unknown; valid: input_size"),
+    ("MAP {'zoom': '2'}", "preprocess key 'zoom' is unknown"),
+    ("{'resize': 'zoom'}", "preprocess override resize = 'zoom': valid: shorter_side_then_center_crop, stretch, letterbox"),
+    ("{'pad_value': '999'}", "preprocess override pad_value = '999'"),
+    ("{'interpolation': 'cubic'}", "valid: bilinear, bicubic"),
+    ("'letterbox'", "STRUCT or a MAP"),
+])
+def test_bad_overrides_are_named_errors(con, model_path, photos, arg, needle):
+    import duckdb
+    for q in (f"FROM nn_activations({lit(model_path)}, [{lit(photos[0])}], layers := ['input'], preprocess := {arg})",
+              f"FROM nn_model({lit(model_path)}, preprocess := {arg})"):
+        with pytest.raises(duckdb.Error) as e:
+            con.execute(q).fetchall()
+        assert needle in str(e.value), str(e.value)
+    if arg.startswith("MAP"):
+        with pytest.raises(duckdb.Error) as e:
+            con.execute(f"SELECT nn_activations({lit(model_path)}, {lit(photos[0])}, ['input'], {arg})").fetchall()
+        assert needle in str(e.value), str(e.value)

@@ -27,6 +27,7 @@ mod nn_layers;
 mod nn_model;
 mod nn_weights;
 mod picture;
+mod preprocess_arg;
 mod reservation;
 mod rsa;
 mod rsa_bootstrap;

@@ -1,9 +1,14 @@
-//! `nn_activations(model, path [, layers [, skip_bad_images [, pool]]])`:
+//! `nn_activations(model, image [, layers [, skip_bad_images [, pool]]] [, preprocess])`:
 //! run the network on one image per row and return the chosen layers.
+//! `image` is a path (`VARCHAR`) or the encoded image itself (`BLOB`, e.g.
+//! from `read_blob` or Parquet; held to the same size limits as a file);
+//! `preprocess` is a `MAP(VARCHAR, VARCHAR)` of preprocessing keys that
+//! override the model's (see `preprocess_arg`), last after `layers` or
+//! after `pool`.
 //!
 //! Returns `STRUCT(layer VARCHAR, activation FLOAT[])[]`, one entry per
 //! requested layer in request order (patterns expand in model order;
-//! without `layers`, the model's outputs). A NULL path gives a NULL row; a
+//! without `layers`, the model's outputs). A NULL path or BLOB gives a NULL row; a
 //! NULL model or layer list is an error; an unreadable image is an error
 //! naming the file, or — when `skip_bad_images` is true — its layers with a
 //! NULL activation (as the table form gives). `pool` (`none`, `avg`, `max`,
@@ -25,12 +30,14 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::ffi::{
-    append_list, chunk_len, column, column_count, set_list, set_null, set_str, str_at, str_list_at,
-    struct_child, LogicalType, Validity,
+    append_list, bytes_at, chunk_len, column, column_count, set_list, set_null, set_str, str_at,
+    str_list_at, struct_child, LogicalType, Validity,
 };
+use super::preprocess_arg::{map_type, overrides_at};
 use super::register::{CallContext, ScalarFunction};
 use layercorr_engine::files::FileSource;
-use layercorr_engine::pipeline::{prepare, Prefetch};
+use layercorr_engine::model::Overrides;
+use layercorr_engine::pipeline::{prepare, ImageInput, Prefetch};
 use layercorr_engine::pooling::Pooling;
 
 /// The `nn_activations` scalar function.
@@ -73,8 +80,18 @@ struct Group {
     layers: Option<Vec<String>>,
     skip_bad_images: bool,
     pooling: Pooling,
+    overrides: Overrides,
     rows: Vec<usize>,
-    paths: Vec<String>,
+    images: Vec<ImageInput>,
+}
+
+/// The type id of a chunk column.
+///
+/// # Safety
+/// `vector` must be a live vector.
+unsafe fn type_of(vector: ffi::duckdb_vector) -> ffi::DUCKDB_TYPE {
+    let ty = LogicalType(ffi::duckdb_vector_get_column_type(vector));
+    ffi::duckdb_get_type_id(ty.0)
 }
 
 impl ScalarFunction for NnActivations {
@@ -82,35 +99,37 @@ impl ScalarFunction for NnActivations {
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
         let layers = || LogicalType::list(&LogicalType::varchar());
-        vec![
-            (
-                vec![LogicalType::varchar(), LogicalType::varchar()],
-                activation_list_type(),
-            ),
-            (
-                vec![LogicalType::varchar(), LogicalType::varchar(), layers()],
-                activation_list_type(),
-            ),
-            (
+        let mut out = Vec::new();
+        for image in [LogicalType::varchar, LogicalType::blob] {
+            let lists = [
+                vec![LogicalType::varchar(), image()],
+                vec![LogicalType::varchar(), image(), layers()],
                 vec![
                     LogicalType::varchar(),
-                    LogicalType::varchar(),
+                    image(),
                     layers(),
                     LogicalType::boolean(),
                 ],
-                activation_list_type(),
-            ),
-            (
                 vec![
                     LogicalType::varchar(),
-                    LogicalType::varchar(),
+                    image(),
                     layers(),
                     LogicalType::boolean(),
                     LogicalType::varchar(),
                 ],
-                activation_list_type(),
-            ),
-        ]
+                vec![LogicalType::varchar(), image(), layers(), map_type()],
+                vec![
+                    LogicalType::varchar(),
+                    image(),
+                    layers(),
+                    LogicalType::boolean(),
+                    LogicalType::varchar(),
+                    map_type(),
+                ],
+            ];
+            out.extend(lists.into_iter().map(|args| (args, activation_list_type())));
+        }
+        out
     }
 
     unsafe fn invoke(
@@ -122,8 +141,18 @@ impl ScalarFunction for NnActivations {
         let columns = column_count(input);
         let (model_vec, path_vec) = (column(input, 0), column(input, 1));
         let (model_ok, path_ok) = (Validity::of(model_vec), Validity::of(path_vec));
+        let blobs = type_of(path_vec) == ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB;
         let layers_vec = (columns >= 3).then(|| column(input, 2));
-        let skip_vec = (columns >= 4).then(|| column(input, 3));
+        // The override MAP comes last: 4th after layers, or 6th after pool.
+        let map_vec = match columns {
+            4 if type_of(column(input, 3)) == ffi::DUCKDB_TYPE_DUCKDB_TYPE_MAP => {
+                Some(column(input, 3))
+            }
+            6 => Some(column(input, 5)),
+            _ => None,
+        };
+        let skip_vec =
+            (columns >= 4 && !(columns == 4 && map_vec.is_some())).then(|| column(input, 3));
         let pool_vec = (columns >= 5).then(|| column(input, 4));
 
         let mut groups: Vec<Group> = Vec::new();
@@ -150,24 +179,37 @@ impl ScalarFunction for NnActivations {
                 Some(v) if Validity::of(v).is_valid(row) => str_at(v, row).parse::<Pooling>()?,
                 _ => Pooling::None,
             };
-            let path = str_at(path_vec, row).into_owned();
+            let overrides = match map_vec {
+                Some(v) => overrides_at(v, rows, row)?,
+                None => Overrides::none(),
+            };
+            let image = if blobs {
+                ImageInput::from_bytes(
+                    format!("BLOB in row {} of the chunk", row + 1),
+                    bytes_at(path_vec, row),
+                )
+            } else {
+                ImageInput::Path(str_at(path_vec, row).into_owned())
+            };
             match groups.iter_mut().find(|g| {
                 g.model == model
                     && g.layers == layers
                     && g.skip_bad_images == skip_bad_images
                     && g.pooling == pooling
+                    && g.overrides == overrides
             }) {
                 Some(g) => {
                     g.rows.push(row);
-                    g.paths.push(path);
+                    g.images.push(image);
                 }
                 None => groups.push(Group {
                     model,
                     layers,
                     skip_bad_images,
                     pooling,
+                    overrides,
                     rows: vec![row],
-                    paths: vec![path],
+                    images: vec![image],
                 }),
             }
         }
@@ -181,6 +223,7 @@ impl ScalarFunction for NnActivations {
                     Path::new(&g.model),
                     g.layers.as_deref(),
                     g.pooling,
+                    &g.overrides,
                 )
                 .map_err(|e| e.to_string())
             })
@@ -206,7 +249,8 @@ impl ScalarFunction for NnActivations {
         // steps are written into the output.
         for (group, prepared) in groups.into_iter().zip(prepared) {
             let names = prepared.layers.clone();
-            let mut steps = Prefetch::new(prepared, Arc::new(group.paths), group.skip_bad_images);
+            let mut steps =
+                Prefetch::of_inputs(prepared, Arc::new(group.images), group.skip_bad_images);
             while let Some((first, result)) = steps.next_step() {
                 for (i, act) in result?.into_iter().enumerate() {
                     let row = group.rows[first + i];

@@ -1,6 +1,10 @@
-//! `nn_activations(model, paths, layers := [...], skip_bad_images := false, pool := 'none')`
+//! `nn_activations(model, paths, layers := [...], skip_bad_images := false, pool := 'none', preprocess := {...})`
 //! as a table function: rows `path, layer, activation` over a glob pattern
-//! (`'photos/*.jpg'`) or a `VARCHAR[]` of paths.
+//! (`'photos/*.jpg'`) or a `VARCHAR[]` of paths, or rows `image, layer,
+//! activation` over a `BLOB[]` of encoded images, `image` being the 1-based
+//! position of the BLOB in the list (a NULL BLOB gives its layers with a
+//! NULL activation). `preprocess` overrides the model's preprocessing keys
+//! for this query (see `preprocess_arg`).
 //!
 //! Unlike the scalar form, whose result for a whole 2048-row chunk must sit
 //! in memory at once, this streams: a few images at a time (run in parallel
@@ -24,31 +28,115 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::api_guard::list_reserve;
-use super::ffi::{column, set_list, set_null, set_str, LogicalType, Value};
+use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType, Value};
 use super::host::HostFiles;
+use super::preprocess_arg::overrides_from_value;
 use super::register::{BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
-use layercorr_engine::pipeline::{prepare, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT};
+use layercorr_engine::pipeline::{
+    prepare, ImageInput, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT,
+};
 use layercorr_engine::pooling::Pooling;
 
 /// DuckDB's standard vector size.
 const MAX_ROWS: usize = 2048;
 
+/// Pending rows of the k-th NULL BLOB carry `NULL_BLOB + k` as their
+/// image index (images are counted from 0, far below it).
+const NULL_BLOB: usize = usize::MAX / 2;
+
 /// The table form of `nn_activations`.
 pub struct NnActivationsTable;
 
-/// What bind resolved: the prepared model and the image paths.
+/// What bind resolved: the prepared model and the images.
 pub struct Request {
     prepared: Prepared,
-    paths: Arc<Vec<String>>,
+    images: Images,
     skip_bad_images: bool,
 }
 
-/// Scan progress: steps being computed and rows not yet emitted (`None`:
-/// a skipped bad image's layer).
+/// The images of a request.
+enum Images {
+    /// Files, keyed by their path.
+    Paths(Arc<Vec<String>>),
+    /// BLOBs, keyed by their 1-based position in the list: the non-NULL
+    /// ones with their positions, and the positions of the NULL ones.
+    Blobs {
+        inputs: Arc<Vec<ImageInput>>,
+        positions: Vec<i64>,
+        nulls: Vec<i64>,
+    },
+}
+
+/// The BLOBs of a `BLOB[]` value (`None` for a NULL element), or `None`
+/// when the value is not a list of BLOBs.
+fn blob_list(value: &Value) -> Option<Vec<Option<Vec<u8>>>> {
+    if value.is_null() || value.type_id() != ffi::DUCKDB_TYPE_DUCKDB_TYPE_LIST {
+        return None;
+    }
+    // SAFETY: the value is a live LIST value; its type belongs to it, the
+    // child type we create is destroyed by `LogicalType`'s drop, and every
+    // blob DuckDB hands out is copied, then freed.
+    unsafe {
+        let child_type = LogicalType(ffi::duckdb_list_type_child_type(
+            ffi::duckdb_get_value_type(value.0),
+        ));
+        if ffi::duckdb_get_type_id(child_type.0) != ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB {
+            return None;
+        }
+        let len = ffi::duckdb_get_list_size(value.0);
+        Some(
+            (0..len)
+                .map(|i| {
+                    let item = Value(ffi::duckdb_get_list_child(value.0, i));
+                    if item.is_null() {
+                        return None;
+                    }
+                    let blob = ffi::duckdb_get_blob(item.0);
+                    let bytes = if blob.data.is_null() {
+                        Vec::new()
+                    } else {
+                        std::slice::from_raw_parts(blob.data as *const u8, blob.size as usize)
+                            .to_vec()
+                    };
+                    ffi::duckdb_free(blob.data);
+                    Some(bytes)
+                })
+                .collect(),
+        )
+    }
+}
+
+/// The images of a `BLOB[]`, named by position in errors.
+fn blob_images(blobs: Vec<Option<Vec<u8>>>) -> Images {
+    let (mut inputs, mut positions, mut nulls) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, blob) in blobs.into_iter().enumerate() {
+        let position = i as i64 + 1;
+        match blob {
+            Some(bytes) => {
+                inputs.push(ImageInput::from_bytes(
+                    format!("BLOB {position} of the list"),
+                    &bytes,
+                ));
+                positions.push(position);
+            }
+            None => nulls.push(position),
+        }
+    }
+    Images::Blobs {
+        inputs: Arc::new(inputs),
+        positions,
+        nulls,
+    }
+}
+
+/// Scan progress: steps being computed, rows not yet emitted (`None`: a
+/// skipped bad image's layer) and, for BLOBs, the NULL ones not yet
+/// reached.
 pub struct Progress {
     steps: Prefetch,
     pending: VecDeque<(usize, usize, Option<Vec<f32>>)>,
+    next_null: usize,
 }
 
 fn expand_paths(value: &Value, files: &HostFiles) -> Result<Vec<String>, String> {
@@ -96,13 +184,19 @@ impl TableFunction for NnActivationsTable {
             ("layers", LogicalType::list(&LogicalType::varchar())),
             ("skip_bad_images", LogicalType::boolean()),
             ("pool", LogicalType::varchar()),
+            ("preprocess", LogicalType::any()),
         ]
     }
 
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
-        let paths = expand_paths(&args.positional(1), &files)?;
+        let images_arg = args.positional(1);
+        let images = match blob_list(&images_arg) {
+            Some(blobs) => blob_images(blobs),
+            None => Images::Paths(Arc::new(expand_paths(&images_arg, &files)?)),
+        };
         let layers: Option<Vec<String>> = match args.named("layers") {
             None => None,
             Some(v) if v.is_null() => return Err("layers is NULL".into()),
@@ -124,8 +218,14 @@ impl TableFunction for NnActivationsTable {
             None => Pooling::None,
         };
         let source: Arc<dyn FileSource> = files;
-        let prepared = prepare(source, Path::new(&model), layers.as_deref(), pooling)
-            .map_err(|e| e.to_string())?;
+        let prepared = prepare(
+            source,
+            Path::new(&model),
+            layers.as_deref(),
+            pooling,
+            &overrides,
+        )
+        .map_err(|e| e.to_string())?;
         // The steps in flight, the one being emitted and DuckDB's chunk.
         let step_bytes = prepared
             .values_per_image()
@@ -138,15 +238,19 @@ impl TableFunction for NnActivationsTable {
             ));
         }
         super::nn_activations::check_forward_memory(&prepared, limit)?;
+        let key = match images {
+            Images::Paths(_) => ("path", LogicalType::varchar()),
+            Images::Blobs { .. } => ("image", LogicalType::bigint()),
+        };
         let columns = vec![
-            ("path", LogicalType::varchar()),
+            key,
             ("layer", LogicalType::varchar()),
             ("activation", LogicalType::list(&LogicalType::float())),
         ];
         Ok((
             Request {
                 prepared,
-                paths: Arc::new(paths),
+                images,
                 skip_bad_images,
             },
             columns,
@@ -154,9 +258,15 @@ impl TableFunction for NnActivationsTable {
     }
 
     fn init(req: &Self::Bind) -> Result<Self::State, String> {
+        let (prepared, skip) = (req.prepared.clone(), req.skip_bad_images);
+        let steps = match &req.images {
+            Images::Paths(paths) => Prefetch::new(prepared, paths.clone(), skip),
+            Images::Blobs { inputs, .. } => Prefetch::of_inputs(prepared, inputs.clone(), skip),
+        };
         Ok(Progress {
-            steps: Prefetch::new(req.prepared.clone(), req.paths.clone(), req.skip_bad_images),
+            steps,
             pending: VecDeque::new(),
+            next_null: 0,
         })
     }
 
@@ -165,11 +275,39 @@ impl TableFunction for NnActivationsTable {
         progress: &mut Self::State,
         output: ffi::duckdb_data_chunk,
     ) -> Result<usize, String> {
+        let layers = req.prepared.layers.len();
         while progress.pending.is_empty() {
             let Some((first, result)) = progress.steps.next_step() else {
+                // BLOBs: the NULL ones after the last image.
+                if let Images::Blobs { nulls, .. } = &req.images {
+                    for k in progress.next_null..nulls.len() {
+                        for layer in 0..layers {
+                            progress.pending.push_back((NULL_BLOB + k, layer, None));
+                        }
+                    }
+                    progress.next_null = nulls.len();
+                }
                 break;
             };
             for (i, act) in result?.into_iter().enumerate() {
+                // BLOBs: the NULL ones before this image, in list order.
+                if let Images::Blobs {
+                    nulls, positions, ..
+                } = &req.images
+                {
+                    while progress.next_null < nulls.len()
+                        && nulls[progress.next_null] < positions[first + i]
+                    {
+                        for layer in 0..layers {
+                            progress.pending.push_back((
+                                NULL_BLOB + progress.next_null,
+                                layer,
+                                None,
+                            ));
+                        }
+                        progress.next_null += 1;
+                    }
+                }
                 match act {
                     Some(act) => {
                         for (layer, values) in act.layers.into_iter().enumerate() {
@@ -203,7 +341,18 @@ impl TableFunction for NnActivationsTable {
             let Some((image, layer, values)) = progress.pending.pop_front() else {
                 break;
             };
-            set_str(path_vec, row, &req.paths[image])?;
+            match &req.images {
+                Images::Paths(paths) => set_str(path_vec, row, &paths[image])?,
+                Images::Blobs {
+                    positions, nulls, ..
+                } => {
+                    let position = match image.checked_sub(NULL_BLOB) {
+                        Some(k) => nulls[k],
+                        None => positions[image],
+                    };
+                    set_value(path_vec, row, position);
+                }
+            }
             set_str(layer_vec, row, &req.prepared.layers[layer])?;
             match values {
                 Some(values) => set_list(act_vec, row, &values)?,

@@ -1,4 +1,6 @@
-//! `nn_model(model)`: one row describing an ONNX model file.
+//! `nn_model(model [, preprocess := {...}])`: one row describing an ONNX
+//! model file, with the preprocessing a query with the same `preprocess`
+//! override would use.
 //!
 //! Columns: `model VARCHAR` (the path as given), `sha256 VARCHAR`,
 //! `ir_version BIGINT`, `opset BIGINT` (the default operator set),
@@ -6,12 +8,13 @@
 //! VARCHAR`, `input_type VARCHAR` (`float`, `uint8`, ...), `input_shape
 //! VARCHAR` (declared, `?` for symbolic dimensions), `outputs VARCHAR[]`,
 //! and `preprocessing STRUCT(key VARCHAR, value VARCHAR, source VARCHAR)[]`:
-//! every preprocessing value in force and where it came from (`metadata`,
-//! `declared shape`, `declared type`, `default`).
+//! every preprocessing value in force and where it came from (`override`,
+//! `metadata`, `declared shape`, `declared type`, `default`).
 //!
 //! ```sql
 //! SELECT sha256, opset, input_shape FROM nn_model('data/models/efficientnet_lite0.onnx');
 //! SELECT p.* FROM (SELECT unnest(preprocessing) AS p FROM nn_model('m.onnx'));
+//! FROM nn_model('m.onnx', preprocess := {'resize': 'letterbox'});
 //! ```
 
 use std::path::Path;
@@ -22,8 +25,9 @@ use ::duckdb::ffi;
 use super::ffi::{
     append_list, column, set_str, set_str_list, set_value, struct_child, LogicalType,
 };
+use super::preprocess_arg::overrides_from_value;
 use super::register::{BindArgs, Bound, CallContext, TableFunction};
-use layercorr_engine::model::{cached_model, LoadedModel};
+use layercorr_engine::model::{cached_model_with, LoadedModel};
 
 /// The `nn_model` table function.
 pub struct NnModel;
@@ -43,11 +47,16 @@ impl TableFunction for NnModel {
         vec![LogicalType::varchar()]
     }
 
+    fn named_parameters() -> Vec<(&'static str, LogicalType)> {
+        vec![("preprocess", LogicalType::any())]
+    }
+
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
         let path = args.positional(0).as_string().ok_or("model is NULL")?;
+        let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
-        let (_, model) =
-            cached_model(files.as_ref(), Path::new(&path)).map_err(|e| e.to_string())?;
+        let (_, model) = cached_model_with(files.as_ref(), Path::new(&path), &overrides)
+            .map_err(|e| e.to_string())?;
         let entry = LogicalType::structure(&[
             ("key", &LogicalType::varchar()),
             ("value", &LogicalType::varchar()),

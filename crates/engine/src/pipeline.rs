@@ -1,5 +1,5 @@
-//! Image paths to activations: decode, preprocess and run a plan, in
-//! parallel batches.
+//! Images (paths, or encoded bytes at hand such as SQL BLOBs) to
+//! activations: decode, preprocess and run a plan, in parallel batches.
 //!
 //! This is the engine behind both forms of `nn_activations`; it knows
 //! nothing of DuckDB. Files are read through the caller's [`FileSource`]
@@ -15,10 +15,11 @@ use std::sync::{mpsc, Arc};
 
 use rayon::prelude::*;
 
-use crate::files::{FileError, FileSource, MAX_IMAGE_BYTES};
-use crate::image::{decode_for, preprocess, ImageError, DEFAULT_MAX_PIXELS};
+use crate::files::{too_large, FileError, FileSource, MAX_IMAGE_BYTES};
+use crate::image::{decode_for, preprocess, ImageError, Layout, DEFAULT_MAX_PIXELS};
 use crate::model::{
-    cached_model, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError, ModelKey,
+    cached_model_with, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError,
+    ModelKey, Overrides, INPUT_LAYER,
 };
 use crate::pooling::Pooling;
 
@@ -53,17 +54,22 @@ pub struct Prepared {
     pub pooling: Pooling,
     /// Per-image shape of each resolved layer (before pooling).
     pub shapes: Vec<Vec<i64>>,
+    /// Whether each resolved layer is laid out channels last (`[H, W, C]`:
+    /// the `input` of an NHWC model), which pooling follows.
+    pub channels_last: Vec<bool>,
 }
 
-/// Loads (or reuses) the model and resolves the requested layers; `None`
-/// asks for the model's graph outputs.
+/// Loads (or reuses) the model with the query's preprocessing `overrides`
+/// and resolves the requested layers; `None` asks for the model's graph
+/// outputs.
 pub fn prepare(
     files: Arc<dyn FileSource>,
     model_path: &Path,
     requested: Option<&[String]>,
     pooling: Pooling,
+    overrides: &Overrides,
 ) -> Result<Prepared, ModelError> {
-    let (model_key, model) = cached_model(files.as_ref(), model_path)?;
+    let (model_key, model) = cached_model_with(files.as_ref(), model_path, overrides)?;
     let layers = match requested {
         Some(requested) => select_layers(requested, &model.layers, model_path)?,
         None => model.outputs.clone(),
@@ -77,6 +83,8 @@ pub fn prepare(
                 .unwrap_or_default()
         })
         .collect();
+    let nhwc = model.preprocessing.layout == Layout::Nhwc;
+    let channels_last = layers.iter().map(|l| nhwc && l == INPUT_LAYER).collect();
     Ok(Prepared {
         files,
         model_path: model_path.to_path_buf(),
@@ -85,7 +93,54 @@ pub fn prepare(
         layers,
         pooling,
         shapes,
+        channels_last,
     })
+}
+
+/// Where one image comes from.
+#[derive(Debug, Clone)]
+pub enum ImageInput {
+    /// A file, read through the prepared [`FileSource`].
+    Path(String),
+    /// Encoded image bytes at hand (a SQL BLOB); `name` identifies it in
+    /// errors.
+    Bytes { name: String, bytes: Arc<[u8]> },
+    /// Bytes over the image size limit, kept only as their size so that
+    /// reading them is the same error as for a file.
+    TooLarge { name: String, size: u64 },
+}
+
+impl ImageInput {
+    /// Encoded image bytes at hand, copied unless they are over the limit
+    /// a file is held to.
+    pub fn from_bytes(name: String, bytes: &[u8]) -> ImageInput {
+        let size = bytes.len() as u64;
+        if size > MAX_IMAGE_BYTES {
+            ImageInput::TooLarge { name, size }
+        } else {
+            ImageInput::Bytes {
+                name,
+                bytes: bytes.into(),
+            }
+        }
+    }
+
+    /// The path, or the name of the bytes.
+    pub fn name(&self) -> &str {
+        match self {
+            ImageInput::Path(p) => p,
+            ImageInput::Bytes { name, .. } | ImageInput::TooLarge { name, .. } => name,
+        }
+    }
+
+    /// The encoded image, held to the same size limit as a file.
+    fn read(&self, files: &dyn FileSource) -> ImageBytes {
+        match self {
+            ImageInput::Path(p) => files.read(p, MAX_IMAGE_BYTES),
+            ImageInput::Bytes { bytes, .. } => Ok(bytes.to_vec()),
+            ImageInput::TooLarge { size, .. } => Err(too_large(*size, MAX_IMAGE_BYTES)),
+        }
+    }
 }
 
 /// One image's file contents, or why they could not be read.
@@ -114,9 +169,10 @@ impl Prepared {
     pub fn values_per_image(&self) -> u64 {
         self.shapes
             .iter()
-            .map(|shape| {
+            .zip(&self.channels_last)
+            .map(|(shape, last)| {
                 self.pooling
-                    .shape(shape)
+                    .shape_laid_out(shape, *last)
                     .iter()
                     .map(|d| (*d).max(0) as u64)
                     .fold(1u64, u64::saturating_mul)
@@ -173,8 +229,11 @@ fn run_batch(
         let mut acts = plan.run(&tensors, &names)?;
         if prepared.pooling != Pooling::None {
             for image in &mut acts {
-                for (values, shape) in image.layers.iter_mut().zip(&prepared.shapes) {
-                    *values = prepared.pooling.apply(std::mem::take(values), shape);
+                let layouts = prepared.shapes.iter().zip(&prepared.channels_last);
+                for (values, (shape, last)) in image.layers.iter_mut().zip(layouts) {
+                    *values = prepared
+                        .pooling
+                        .apply_laid_out(std::mem::take(values), shape, *last);
                 }
             }
         }
@@ -226,7 +285,7 @@ pub type StepResult = Result<Vec<Option<ImageActivations>>, String>;
 /// idle while DuckDB's thread writes and stores activations.
 pub struct Prefetch {
     prepared: Prepared,
-    paths: Arc<Vec<String>>,
+    paths: Arc<Vec<ImageInput>>,
     skip_bad_images: bool,
     next_image: usize,
     in_flight: VecDeque<(usize, mpsc::Receiver<StepResult>)>,
@@ -235,6 +294,16 @@ pub struct Prefetch {
 impl Prefetch {
     /// A run over `paths` that starts computing on the first `next_step`.
     pub fn new(prepared: Prepared, paths: Arc<Vec<String>>, skip_bad_images: bool) -> Prefetch {
+        let inputs = paths.iter().cloned().map(ImageInput::Path).collect();
+        Prefetch::of_inputs(prepared, Arc::new(inputs), skip_bad_images)
+    }
+
+    /// A run over images from files or bytes at hand.
+    pub fn of_inputs(
+        prepared: Prepared,
+        paths: Arc<Vec<ImageInput>>,
+        skip_bad_images: bool,
+    ) -> Prefetch {
         Prefetch {
             prepared,
             paths,
@@ -255,13 +324,15 @@ impl Prefetch {
             );
             // Files are read here, on the caller's thread; only decoding and
             // forward passes move to the pool.
-            let names: Vec<&str> = paths[start..end].iter().map(String::as_str).collect();
-            let bytes = read_images(prepared.files.as_ref(), &names);
+            let bytes: Vec<ImageBytes> = paths[start..end]
+                .iter()
+                .map(|p| p.read(prepared.files.as_ref()))
+                .collect();
             let (send, receive) = mpsc::sync_channel(1);
             rayon::spawn(move || {
                 let images: Vec<(&str, ImageBytes)> = paths[start..end]
                     .iter()
-                    .map(String::as_str)
+                    .map(ImageInput::name)
                     .zip(bytes)
                     .collect();
                 let result = catch_unwind(AssertUnwindSafe(|| {

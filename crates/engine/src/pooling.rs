@@ -4,8 +4,9 @@
 //! values, 1.6 MB per image); averaging or taking the maximum over space,
 //! globally or on a coarse grid, keeps the channel structure that the
 //! correlation analysis looks at while cutting memory by orders of
-//! magnitude. Applies to `[C, H, W]` activations; other shapes pass
-//! through unchanged. Grid bins follow PyTorch's adaptive pooling
+//! magnitude. Applies to `[C, H, W]` activations, or `[H, W, C]` for a
+//! layer laid out channels last (the `input` of an NHWC model), which
+//! pools to `[K, K, C]`; other shapes pass through unchanged. Grid bins follow PyTorch's adaptive pooling
 //! (`start = floor(i H / k)`, `end = ceil((i + 1) H / k)`) for every grid
 //! size, larger than the map included (bins then overlap and repeat
 //! values), so results match `adaptive_avg_pool2d` / `adaptive_max_pool2d`
@@ -80,6 +81,50 @@ impl fmt::Display for Pooling {
 }
 
 impl Pooling {
+    /// [`Pooling::apply`] for a layer laid out channels first
+    /// (`channels_last == false`: `[C, H, W]`) or last (`[H, W, C]`, pooled
+    /// to `[K, K, C]`).
+    pub fn apply_laid_out(&self, values: Vec<f32>, shape: &[i64], channels_last: bool) -> Vec<f32> {
+        let [h, w, c] = match shape {
+            [h, w, c] if channels_last && *c > 0 && *h > 0 && *w > 0 => {
+                [*h as usize, *w as usize, *c as usize]
+            }
+            _ => return self.apply(values, shape),
+        };
+        if *self == Pooling::None
+            || c.checked_mul(h).and_then(|v| v.checked_mul(w)) != Some(values.len())
+        {
+            return values;
+        }
+        let mut planar = vec![0f32; values.len()];
+        for (i, px) in values.chunks_exact(c).enumerate() {
+            for (ch, v) in px.iter().enumerate() {
+                planar[ch * h * w + i] = *v;
+            }
+        }
+        let pooled = self.apply(planar, &[c as i64, h as i64, w as i64]);
+        let cells = pooled.len() / c;
+        let mut out = vec![0f32; pooled.len()];
+        for (ch, plane) in pooled.chunks_exact(cells).enumerate() {
+            for (i, v) in plane.iter().enumerate() {
+                out[i * c + ch] = *v;
+            }
+        }
+        out
+    }
+
+    /// [`Pooling::shape`] for a layer laid out channels first or last.
+    pub fn shape_laid_out(&self, shape: &[i64], channels_last: bool) -> Vec<i64> {
+        match (*self, shape) {
+            (Pooling::Avg(k) | Pooling::Max(k), [h, w, c])
+                if channels_last && k > 0 && *c > 0 && *h > 0 && *w > 0 =>
+            {
+                vec![k as i64, k as i64, *c]
+            }
+            _ => self.shape(shape),
+        }
+    }
+
     /// Pools `values` of per-image `shape` to `[C, K, K]`; returns them
     /// unchanged when pooling is off or the shape is not `[C, H, W]` with
     /// `C * H * W` values.
@@ -211,6 +256,32 @@ mod tests {
         assert_eq!(
             Pooling::Max(2).apply(v, &[1, 5, 5]),
             vec![12.0, 14.0, 22.0, 24.0]
+        );
+    }
+
+    #[test]
+    fn channels_last_layers_pool_height_and_width() {
+        // A 2 x 3 image with 3 channels, [H, W, C]: channel c of pixel i
+        // is 10 * c + i.
+        let hwc: Vec<f32> = (0..6)
+            .flat_map(|i| (0..3).map(move |c| (10 * c + i) as f32))
+            .collect();
+        let means = Pooling::Avg(1).apply_laid_out(hwc.clone(), &[2, 3, 3], true);
+        assert_eq!(means, vec![2.5, 12.5, 22.5]);
+        assert_eq!(
+            Pooling::Avg(1).shape_laid_out(&[2, 3, 3], true),
+            vec![1, 1, 3]
+        );
+        let maxima = Pooling::Max(1).apply_laid_out(hwc.clone(), &[2, 3, 3], true);
+        assert_eq!(maxima, vec![5.0, 15.0, 25.0]);
+        // A 2x2 grid keeps channels last: cell (0, 1) is columns [1, 3) of row 0.
+        let grid = Pooling::Avg(2).apply_laid_out(hwc.clone(), &[2, 3, 3], true);
+        assert_eq!(grid.len(), 12);
+        assert_eq!(&grid[3..6], &[1.5, 11.5, 21.5]);
+        // Channels first is the plain apply.
+        assert_eq!(
+            Pooling::Avg(1).apply_laid_out(hwc.clone(), &[2, 3, 3], false),
+            Pooling::Avg(1).apply(hwc, &[2, 3, 3])
         );
     }
 

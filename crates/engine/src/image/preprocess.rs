@@ -43,6 +43,34 @@ pub enum ResizeMode {
     ShorterSideCenterCrop,
     /// Resize to the input size, ignoring the aspect ratio.
     Stretch,
+    /// Keep the aspect ratio, fit inside the input, pad the rest with
+    /// `pad_value` (Pillow's `ImageOps.pad`: centred, sizes and offsets
+    /// rounded half to even as Python's `round`).
+    Letterbox,
+}
+
+impl ResizeMode {
+    /// The valid names, as errors list them.
+    pub const NAMES: &'static str = "shorter_side_then_center_crop, stretch, letterbox";
+
+    /// Parses a name (case-insensitive).
+    pub fn parse(text: &str) -> Option<ResizeMode> {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
+            "shorter_side_then_center_crop" => ResizeMode::ShorterSideCenterCrop,
+            "stretch" => ResizeMode::Stretch,
+            "letterbox" => ResizeMode::Letterbox,
+            _ => return None,
+        })
+    }
+
+    /// The name `parse` accepts.
+    pub fn name(self) -> &'static str {
+        match self {
+            ResizeMode::ShorterSideCenterCrop => "shorter_side_then_center_crop",
+            ResizeMode::Stretch => "stretch",
+            ResizeMode::Letterbox => "letterbox",
+        }
+    }
 }
 
 /// The resampling filter of the resize, each as Pillow's filter of the
@@ -178,6 +206,9 @@ pub struct Preprocessing {
     pub exif: bool,
     /// What decoding does with transparency.
     pub alpha: Alpha,
+    /// The pixel value (0–255 scale, tensor channel order) of the border
+    /// that `Letterbox` adds; normalised like the image's pixels.
+    pub pad_value: [f32; 3],
 }
 
 impl Default for Preprocessing {
@@ -198,6 +229,7 @@ impl Default for Preprocessing {
             channel_order: ChannelOrder::Rgb,
             exif: true,
             alpha: Alpha::Drop,
+            pad_value: [0.0; 3],
         }
     }
 }
@@ -257,6 +289,30 @@ fn crop_window(src: (u32, u32), target: (u32, u32), shorter: Option<u32>) -> (f6
     (left, top, width, height)
 }
 
+/// Where the image goes inside a `target` input when letterboxed:
+/// `(left, top, width, height)` in input pixels. As Pillow's
+/// `ImageOps.pad`: the side that fits keeps the input's size, the other is
+/// `round(other * ratio)` (at least 1 pixel), centred with
+/// `round(free / 2)`, Python's rounding (half to even) throughout.
+fn letterbox_box(src: (u32, u32), target: (u32, u32)) -> (u32, u32, u32, u32) {
+    let (w, h) = (f64::from(src.0), f64::from(src.1));
+    let (tw, th) = target;
+    let (image_ratio, target_ratio) = (w / h, f64::from(tw) / f64::from(th));
+    if image_ratio == target_ratio {
+        return (0, 0, tw, th);
+    }
+    let fit = |v: f64, limit: u32| (v.round_ties_even() as u32).clamp(1, limit);
+    if image_ratio > target_ratio {
+        let nh = fit(h / w * f64::from(tw), th);
+        let top = (f64::from(th - nh) * 0.5).round_ties_even() as u32;
+        (0, top, tw, nh)
+    } else {
+        let nw = fit(w / h * f64::from(th), tw);
+        let left = (f64::from(tw - nw) * 0.5).round_ties_even() as u32;
+        (left, 0, nw, th)
+    }
+}
+
 /// ITU-R 601-2 luma of each pixel, with Pillow's `convert("L")` rounding:
 /// `(R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16`.
 fn luma(img: &RgbImage) -> Vec<u8> {
@@ -307,7 +363,7 @@ fn resize(img: &RgbImage, pre: &Preprocessing, path: &Path) -> Result<Vec<u8>, I
     let (tw, th) = (pre.width, pre.height);
     let (left, top, width, height) = match pre.resize {
         ResizeMode::ShorterSideCenterCrop => crop_window((sw, sh), (tw, th), pre.resize_size),
-        ResizeMode::Stretch => (0.0, 0.0, f64::from(sw), f64::from(sh)),
+        ResizeMode::Stretch | ResizeMode::Letterbox => (0.0, 0.0, f64::from(sw), f64::from(sh)),
     };
     let options = ResizeOptions::new().resize_alg(pre.interpolation.algorithm());
     let support = pre.interpolation.support();
@@ -380,7 +436,23 @@ pub fn preprocess(
             pre.channels
         )));
     }
-    let mut pixels = resize(img, pre, path)?;
+    // Letterboxing resizes the whole image into its box, then pads.
+    let (bx, by, bw, bh) = match pre.resize {
+        ResizeMode::Letterbox => letterbox_box(img.dimensions(), (w, h)),
+        _ => (0, 0, w, h),
+    };
+    let boxed = Preprocessing {
+        width: bw,
+        height: bh,
+        resize: ResizeMode::Stretch,
+        ..pre.clone()
+    };
+    let resize_to = if pre.resize == ResizeMode::Letterbox {
+        &boxed
+    } else {
+        pre
+    };
+    let mut pixels = resize(img, resize_to, path)?;
     let channels = pre.channels as usize;
     if channels == 3 && pre.channel_order == ChannelOrder::Bgr {
         for px in pixels.chunks_exact_mut(3) {
@@ -393,17 +465,27 @@ pub fn preprocess(
         InputValues::Raw => ([1.0; 3], [0.0; 3]),
     };
     let mut out = vec![0f32; pre.tensor_len()];
-    match pre.layout {
-        Layout::Nhwc => {
-            for (o, (px, c)) in out.iter_mut().zip(pixels.iter().zip((0..channels).cycle())) {
-                *o = (f32::from(*px) - offset[c]) * scale[c];
-            }
-        }
-        Layout::Nchw => {
-            for (i, px) in pixels.chunks_exact(channels).enumerate() {
-                for (c, v) in px.iter().enumerate() {
-                    out[c * h * w + i] = (f32::from(*v) - offset[c]) * scale[c];
-                }
+    let (bx, by, bw, bh) = (bx as usize, by as usize, bw as usize, bh as usize);
+    let boxed_in = |x: usize, y: usize| x >= bx && x < bx + bw && y >= by && y < by + bh;
+    // The pad goes through the same arithmetic as a pixel of that value.
+    let pad = |c: usize| (pre.pad_value[c] - offset[c]) * scale[c];
+    for y in 0..h {
+        for x in 0..w {
+            let px = if boxed_in(x, y) {
+                Some(&pixels[((y - by) * bw + (x - bx)) * channels..][..channels])
+            } else {
+                None
+            };
+            for c in 0..channels {
+                let v = match px {
+                    Some(px) => (f32::from(px[c]) - offset[c]) * scale[c],
+                    None => pad(c),
+                };
+                let at = match pre.layout {
+                    Layout::Nhwc => (y * w + x) * channels + c,
+                    Layout::Nchw => c * h * w + y * w + x,
+                };
+                out[at] = v;
             }
         }
     }

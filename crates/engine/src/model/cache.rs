@@ -15,16 +15,17 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use super::{LoadedModel, ModelError, Plan};
+use super::{LoadedModel, ModelError, Overrides, Plan};
 use crate::files::{FileSource, MAX_MODEL_BYTES};
 
 /// What identifies one version of a model file: its path, its length and a
-/// hash of its bytes.
+/// hash of its bytes, and the preprocessing overrides it is used with.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct ModelKey {
     path: String,
     len: usize,
     hash: u64,
+    overrides: Overrides,
 }
 
 type PlanKey = (ModelKey, Vec<String>, usize, bool);
@@ -69,6 +70,7 @@ pub fn cached_model(
         path: name.into_owned(),
         len: bytes.len(),
         hash: hasher.finish(),
+        overrides: Overrides::none(),
     };
     {
         let models = MODELS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -77,13 +79,44 @@ pub fn cached_model(
         }
     }
     let model = Arc::new(LoadedModel::from_bytes(&bytes, path)?);
+    Ok((key.clone(), remember(key, model)))
+}
+
+/// Keeps `model` under `key`, dropping other versions of the same file
+/// (and their overridden variants).
+fn remember(key: ModelKey, model: Arc<LoadedModel>) -> Arc<LoadedModel> {
     let mut models = MODELS.lock().unwrap_or_else(PoisonError::into_inner);
-    models.retain(|(k, _)| k.path != key.path);
+    models.retain(|(k, _)| k.path != key.path || (k.len == key.len && k.hash == key.hash));
     if models.len() >= MAX_MODELS {
         models.remove(0);
     }
-    models.push((key.clone(), model.clone()));
-    Ok((key, model))
+    models.push((key, model.clone()));
+    model
+}
+
+/// [`cached_model`] with the query's preprocessing `overrides` in force;
+/// each set of overrides is its own cached model (and plans).
+pub fn cached_model_with(
+    files: &dyn FileSource,
+    path: &Path,
+    overrides: &Overrides,
+) -> Result<(ModelKey, Arc<LoadedModel>), ModelError> {
+    let (base_key, base) = cached_model(files, path)?;
+    if overrides.is_empty() {
+        return Ok((base_key, base));
+    }
+    let key = ModelKey {
+        overrides: overrides.clone(),
+        ..base_key
+    };
+    {
+        let models = MODELS.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, model)) = models.iter().find(|(k, _)| *k == key) {
+            return Ok((key, model.clone()));
+        }
+    }
+    let model = Arc::new(base.with_overrides(overrides)?);
+    Ok((key.clone(), remember(key, model)))
 }
 
 /// The plan for `layers` (resolved names) of `model` (identified by `key`)

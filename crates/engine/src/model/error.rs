@@ -13,7 +13,7 @@ pub enum ModelError {
     #[error("model '{path}' is not a valid ONNX model: {reason}")]
     NotOnnx { path: PathBuf, reason: String },
     /// The model has an input we cannot feed with one RGB image.
-    #[error("model '{path}' has an unsupported input: {reason}")]
+    #[error("model '{path}' has an unsupported input: {reason}; nn_model('{path}') shows its declared input and the preprocessing in force")]
     UnsupportedInput { path: PathBuf, reason: String },
     /// A `layercorr.*` metadata value that cannot be used.
     #[error("model '{path}' has invalid metadata layercorr.{key} = '{value}': {reason}")]
@@ -23,6 +23,16 @@ pub enum ModelError {
         value: String,
         reason: String,
     },
+    /// A per-query preprocessing override value that cannot be used.
+    #[error("preprocess override {key} = '{value}': {reason}")]
+    Override {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    /// A per-query preprocessing override key that does not exist.
+    #[error("preprocess key '{key}' {reason}")]
+    OverrideKey { key: String, reason: String },
     /// The declared input is not something one image can fill.
     #[error("model '{path}' declares input {declared}, which layercorr cannot feed: {reason}; layercorr feeds images as [N,C,H,W] or [N,H,W,C] with C = 1 or 3")]
     NotAnImage {
@@ -43,7 +53,7 @@ pub enum ModelError {
     #[error("model '{path}' declares a {datum_type} input; layercorr feeds float32, float16, float64 or uint8 images")]
     InputType { path: PathBuf, datum_type: String },
     /// tract could not type or optimise the model for the requested layers.
-    #[error("cannot prepare model '{path}' for layers [{layers}]: {reason}")]
+    #[error("cannot prepare model '{path}' for layers [{layers}]: {reason}; if shapes disagree, compare the input tensor in nn_model('{path}') (input_shape, preprocessing) with what the model expects")]
     Prepare {
         path: PathBuf,
         layers: String,
@@ -60,7 +70,7 @@ pub enum ModelError {
     #[error("empty layer list: name at least one layer (see nn_layers('{path}'))")]
     EmptyLayerList { path: PathBuf },
     /// The forward pass failed.
-    #[error("inference failed in model '{path}' on image '{image}': {reason}")]
+    #[error("inference failed in model '{path}' on image '{image}': {reason}; nn_model('{path}') shows the input shape and preprocessing in force")]
     Run {
         path: PathBuf,
         image: String,

@@ -16,7 +16,7 @@ use tract_onnx::model::ParseResult;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::metadata::{preprocessing_from_props, preprocessing_report, DeclaredInput};
+use super::metadata::{preprocessing_from_keys, report_keys, DeclaredInput, Keys, Overrides};
 use super::ModelError;
 use crate::image::Preprocessing;
 
@@ -57,8 +57,9 @@ pub struct ModelInfo {
     pub input_shape: String,
 }
 
-/// One preprocessing value in force and where it came from: `metadata`
-/// (a `layercorr.*` key), `declared shape`, `declared type` or `default`.
+/// One preprocessing value in force and where it came from: `override`
+/// (the query's), `metadata` (a `layercorr.*` key), `declared shape`,
+/// `declared type` or `default`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreprocessingSource {
     pub key: String,
@@ -90,6 +91,10 @@ pub struct LoadedModel {
     /// ONNX operator type (`Conv`, `Relu`...) of the node producing each
     /// tensor, by output name.
     onnx_ops: HashMap<String, String>,
+    /// What the graph declares about its input.
+    declared: DeclaredInput,
+    /// The query's preprocessing overrides this model was prepared with.
+    pub overrides: Overrides,
     pub(crate) inference: InferenceModel,
 }
 
@@ -196,9 +201,13 @@ impl LoadedModel {
             .input_fact(0)
             .map(declared_input)
             .unwrap_or_default();
-        let preprocessing = preprocessing_from_props(path, &inference.properties, &declared)?;
-        let preprocessing_sources =
-            preprocessing_report(&preprocessing, &inference.properties, &declared);
+        let overrides = Overrides::none();
+        let keys = Keys {
+            props: &inference.properties,
+            overrides: &overrides,
+        };
+        let preprocessing = preprocessing_from_keys(path, &keys, &declared)?;
+        let preprocessing_sources = report_keys(&preprocessing, &keys, &declared);
         info.input_name = inference
             .outlet_label(inputs[0])
             .map(str::to_string)
@@ -233,9 +242,43 @@ impl LoadedModel {
             info,
             preprocessing_sources,
             onnx_ops,
+            declared,
+            overrides,
             inference,
         };
         model.layers = model.list_layers()?;
+        Ok(model)
+    }
+
+    /// This model with the query's preprocessing `overrides` in force over
+    /// its metadata; the layer list is made again when the input's shape
+    /// changes.
+    pub fn with_overrides(&self, overrides: &Overrides) -> Result<LoadedModel, ModelError> {
+        let keys = Keys {
+            props: &self.inference.properties,
+            overrides,
+        };
+        let preprocessing = preprocessing_from_keys(&self.path, &keys, &self.declared)?;
+        let preprocessing_sources = report_keys(&preprocessing, &keys, &self.declared);
+        let same_shape = preprocessing.shape() == self.preprocessing.shape();
+        let mut model = LoadedModel {
+            path: self.path.clone(),
+            preprocessing,
+            input_type: self.input_type,
+            layers: Vec::new(),
+            outputs: self.outputs.clone(),
+            info: self.info.clone(),
+            preprocessing_sources,
+            onnx_ops: self.onnx_ops.clone(),
+            declared: self.declared.clone(),
+            overrides: overrides.clone(),
+            inference: self.inference.clone(),
+        };
+        model.layers = if same_shape {
+            self.layers.clone()
+        } else {
+            model.list_layers()?
+        };
         Ok(model)
     }
 

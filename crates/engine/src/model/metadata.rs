@@ -3,14 +3,16 @@
 //!
 //! A model states how its input is made with keys prefixed `layercorr.`:
 //! `input_size` ("224" or "240x320" as HxW), `mean` and `std` ("r,g,b" on
-//! the 0–255 scale), `resize` (`shorter_side_then_center_crop` or
-//! `stretch`), `layout` (`NCHW` or `NHWC`), `resize_size` (the shorter
+//! the 0–255 scale), `resize` (`shorter_side_then_center_crop`, `stretch`
+//! or `letterbox`, padded with `pad_value`: one value or "r,g,b"), `layout` (`NCHW` or `NHWC`), `resize_size` (the shorter
 //! side before the centre crop), `channel_order` (`RGB` or `BGR`),
 //! `interpolation` (`bilinear`, `bicubic`, `lanczos`, `nearest`, `area`),
 //! `exif` (`apply` or `ignore`), `alpha` (`drop` or `composite`) and
 //! `background` (`white`, `black` or `r,g,b`). Our converter writes them;
-//! `scripts/set_preprocessing.py` stamps them on any ONNX file. Missing keys
-//! fall back to the declared input shape, then to the demo model's values.
+//! `scripts/set_preprocessing.py` stamps them on any ONNX file. A query may
+//! override any of them ([`Overrides`], the keys without the prefix); an
+//! override wins over the file. Missing keys fall back to the declared
+//! input shape, then to the demo model's values.
 //!
 //! The declared input decides what an image becomes: its channel axis (1:
 //! grey, 3: RGB) and layout, its size when no key gives one, and its element
@@ -35,10 +37,99 @@ use crate::image::{
 
 const PREFIX: &str = "onnx.metadata_props.layercorr.";
 
-/// The valid values of `layercorr.resize`.
-const RESIZE_NAMES: &str = "shorter_side_then_center_crop, stretch";
 /// The valid values of `layercorr.layout`.
 const LAYOUT_NAMES: &str = "NCHW, NHWC";
+
+/// Every preprocessing key (without the `layercorr.` prefix).
+pub const PREPROCESSING_KEYS: [&str; 12] = [
+    "input_size",
+    "resize_size",
+    "mean",
+    "std",
+    "resize",
+    "pad_value",
+    "interpolation",
+    "channel_order",
+    "layout",
+    "exif",
+    "alpha",
+    "background",
+];
+
+/// Preprocessing values a query gives in place of the file's metadata:
+/// keys from [`PREPROCESSING_KEYS`] (a `layercorr.` prefix is accepted),
+/// sorted, each once. Values are checked when the model is prepared with
+/// them, with the same rules and messages as metadata values.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct Overrides(Vec<(String, String)>);
+
+impl Overrides {
+    /// No override.
+    pub fn none() -> Overrides {
+        Overrides::default()
+    }
+
+    /// Checks the keys of `pairs`: an unknown or repeated key is an error
+    /// naming it (with the valid keys).
+    pub fn new(pairs: Vec<(String, String)>) -> Result<Overrides, ModelError> {
+        let mut out: Vec<(String, String)> = Vec::with_capacity(pairs.len());
+        for (key, value) in pairs {
+            let bare = key.trim();
+            let bare = bare.strip_prefix("layercorr.").unwrap_or(bare);
+            let bare = bare.to_ascii_lowercase();
+            if !PREPROCESSING_KEYS.contains(&bare.as_str()) {
+                return Err(ModelError::OverrideKey {
+                    key,
+                    reason: format!("is unknown; valid: {}", PREPROCESSING_KEYS.join(", ")),
+                });
+            }
+            if out.iter().any(|(k, _)| *k == bare) {
+                return Err(ModelError::OverrideKey {
+                    key,
+                    reason: "is given twice".into(),
+                });
+            }
+            out.push((bare, value));
+        }
+        out.sort();
+        Ok(Overrides(out))
+    }
+
+    /// Whether nothing is overridden.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The preprocessing keys in force: the query's overrides, then the
+/// file's `layercorr.*` metadata.
+pub struct Keys<'a> {
+    pub props: &'a HashMap<String, Arc<Tensor>>,
+    pub overrides: &'a Overrides,
+}
+
+impl Keys<'_> {
+    /// The value of `key` and whether it is an override.
+    fn get(&self, key: &str) -> Option<(String, bool)> {
+        match self.overrides.get(key) {
+            Some(v) => Some((v.to_string(), true)),
+            None => prop(self.props, key).map(|v| (v, false)),
+        }
+    }
+
+    /// Where `key`'s value comes from, when a key gives it.
+    fn source(&self, key: &str) -> Option<&'static str> {
+        self.get(key)
+            .map(|(_, o)| if o { "override" } else { "metadata" })
+    }
+}
 
 /// What the graph declares about its single input.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -79,6 +170,14 @@ fn prop(props: &HashMap<String, Arc<Tensor>>, key: &str) -> Option<String> {
 fn metadata_error(path: &Path, key: &str, value: &str, reason: impl Into<String>) -> ModelError {
     ModelError::Metadata {
         path: path.to_path_buf(),
+        key: key.to_string(),
+        value: value.to_string(),
+        reason: reason.into(),
+    }
+}
+
+fn override_error(key: &str, value: &str, reason: impl Into<String>) -> ModelError {
+    ModelError::Override {
         key: key.to_string(),
         value: value.to_string(),
         reason: reason.into(),
@@ -166,11 +265,46 @@ fn declared_layout(dims: &[Option<i64>]) -> Option<Layout> {
 
 /// Builds the preprocessing of a model from its metadata and its declared
 /// input (shape and element type).
+#[cfg(test)]
 pub fn preprocessing_from_props(
     path: &Path,
     props: &HashMap<String, Arc<Tensor>>,
     declared: &DeclaredInput,
 ) -> Result<Preprocessing, ModelError> {
+    let overrides = Overrides::none();
+    preprocessing_from_keys(
+        path,
+        &Keys {
+            props,
+            overrides: &overrides,
+        },
+        declared,
+    )
+}
+
+/// Builds the preprocessing from the keys in force (overrides first) and
+/// the declared input. A bad override value is an error that names it as
+/// an override, not as the file's metadata.
+pub fn preprocessing_from_keys(
+    path: &Path,
+    keys: &Keys,
+    declared: &DeclaredInput,
+) -> Result<Preprocessing, ModelError> {
+    parse_keys(path, keys, declared).map_err(|e| match e {
+        ModelError::Metadata {
+            key, value, reason, ..
+        } if keys.overrides.get(&key).is_some() => override_error(&key, &value, reason),
+        e => e,
+    })
+}
+
+fn parse_keys(
+    path: &Path,
+    keys: &Keys,
+    declared: &DeclaredInput,
+) -> Result<Preprocessing, ModelError> {
+    let prop = |_: &HashMap<String, Arc<Tensor>>, key: &str| keys.get(key).map(|(v, _)| v);
+    let props = keys.props;
     let mut pre = Preprocessing {
         values: input_values(path, declared.datum_type)?,
         ..Preprocessing::default()
@@ -260,18 +394,33 @@ pub fn preprocessing_from_props(
         }
     }
     if let Some(resize) = prop(props, "resize") {
-        pre.resize = match resize.trim().to_ascii_lowercase().as_str() {
-            "shorter_side_then_center_crop" => ResizeMode::ShorterSideCenterCrop,
-            "stretch" => ResizeMode::Stretch,
-            _ => {
-                return Err(metadata_error(
-                    path,
-                    "resize",
-                    &resize,
-                    format!("valid: {RESIZE_NAMES}"),
-                ))
-            }
-        };
+        pre.resize = ResizeMode::parse(&resize).ok_or_else(|| {
+            metadata_error(
+                path,
+                "resize",
+                &resize,
+                format!("valid: {}", ResizeMode::NAMES),
+            )
+        })?;
+    }
+    if let Some(text) = prop(props, "pad_value") {
+        let v = triple(path, "pad_value", &text).map_err(|_| {
+            metadata_error(
+                path,
+                "pad_value",
+                &text,
+                "not a pixel value from 0 to 255 (one value, or one per channel as r,g,b)",
+            )
+        })?;
+        if v.iter().any(|c| !(0.0..=255.0).contains(c)) {
+            return Err(metadata_error(
+                path,
+                "pad_value",
+                &text,
+                "not a pixel value from 0 to 255 (one value, or one per channel as r,g,b)",
+            ));
+        }
+        pre.pad_value = v;
     }
     if let Some(text) = prop(props, "resize_size") {
         let side = text
@@ -366,9 +515,28 @@ pub fn preprocessing_from_props(
 /// [`preprocessing_from_props`] from the same `props` and `declared`), with
 /// where it came from: `metadata` (a `layercorr.*` key), `declared shape`,
 /// `declared type` or `default`.
+#[cfg(test)]
 pub fn preprocessing_report(
     pre: &Preprocessing,
     props: &HashMap<String, Arc<Tensor>>,
+    declared: &DeclaredInput,
+) -> Vec<PreprocessingSource> {
+    let overrides = Overrides::none();
+    report_keys(
+        pre,
+        &Keys {
+            props,
+            overrides: &overrides,
+        },
+        declared,
+    )
+}
+
+/// [`preprocessing_report`] for the keys in force, overrides included
+/// (source `override`).
+pub fn report_keys(
+    pre: &Preprocessing,
+    keys: &Keys,
     declared: &DeclaredInput,
 ) -> Vec<PreprocessingSource> {
     let dims = declared.dims.as_deref().filter(|d| d.len() == 4);
@@ -387,8 +555,8 @@ pub fn preprocessing_report(
         c.is_some()
     });
     let from = |key: &str, declared_here: bool| {
-        if prop(props, key).is_some() {
-            "metadata"
+        if let Some(source) = keys.source(key) {
+            source
         } else if declared_here {
             "declared shape"
         } else {
@@ -444,11 +612,7 @@ pub fn preprocessing_report(
         ("std", std, std_source),
         (
             "resize",
-            match pre.resize {
-                ResizeMode::ShorterSideCenterCrop => "shorter_side_then_center_crop",
-                ResizeMode::Stretch => "stretch",
-            }
-            .to_string(),
+            pre.resize.name().to_string(),
             from("resize", false),
         ),
         (
@@ -471,6 +635,11 @@ pub fn preprocessing_report(
             pre.resize_size
                 .map_or("= input size".to_string(), |s| s.to_string()),
             from("resize_size", false),
+        ),
+        (
+            "pad_value",
+            triple_text(pre.pad_value),
+            from("pad_value", false),
         ),
         (
             "interpolation",
@@ -628,7 +797,7 @@ mod tests {
         assert_eq!(
             e,
             "model 'm.onnx' has invalid metadata layercorr.resize = 'zoom': \
-             valid: shorter_side_then_center_crop, stretch"
+             valid: shorter_side_then_center_crop, stretch, letterbox"
         );
         let e = err(&[("layout", "CHWN")]);
         assert!(e.contains("'CHWN'") && e.contains("NCHW, NHWC"), "{e}");
