@@ -14,6 +14,10 @@ use ::duckdb::ffi;
 
 use super::api_guard;
 
+/// A logical type's constructor, so that argument lists can be declared
+/// once as constants.
+pub type TypeFn = fn() -> LogicalType;
+
 /// A logical type we created and must destroy.
 pub struct LogicalType(pub ffi::duckdb_logical_type);
 

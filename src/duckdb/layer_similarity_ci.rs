@@ -30,8 +30,8 @@ use layercorr_kernels::{CompareMethod, SquareMatrix};
 use super::corr_struct::corr_matrix_type;
 use super::ffi::{append_list, chunk_len, set_list, set_str_list, struct_child, LogicalType};
 use super::layer_similarity::{name_matrix, SimilarityState};
-use super::method_arg::resample_options;
-use super::register::Aggregate;
+use super::method_arg::{resample_options, RESAMPLE_ARGS};
+use super::register::{trailing_optional, Aggregate};
 
 /// The `layer_similarity_ci` aggregate.
 pub struct LayerSimilarityCi;
@@ -73,19 +73,11 @@ impl Aggregate for LayerSimilarityCi {
     const NAME: &'static str = "layer_similarity_ci";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let tail = [
-            LogicalType::varchar,
-            LogicalType::bigint,
-            LogicalType::bigint,
-            LogicalType::double,
-        ];
-        (0..=tail.len())
-            .map(|k| {
-                let mut params = vec![LogicalType::varchar(), corr_matrix_type()];
-                params.extend(tail[..k].iter().map(|t| t()));
-                (params, result_type())
-            })
-            .collect()
+        trailing_optional(
+            &[LogicalType::varchar, corr_matrix_type],
+            &RESAMPLE_ARGS,
+            result_type,
+        )
     }
 
     unsafe fn update(

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use ::duckdb::ffi;
 
-use super::ffi::{str_at, Validity};
+use super::ffi::{str_at, LogicalType, TypeFn, Validity};
 
 /// Reads the method at `row` of `vector` (`None`: the argument was not
 /// given, so `default`), reusing the last parse when the text repeats.
@@ -98,6 +98,15 @@ pub unsafe fn double_at(
         *(ffi::duckdb_vector_get_data(v) as *const f64).add(row),
     ))
 }
+
+/// The optional arguments of the resampling functions after their
+/// matrices: `method, resamples, seed, level`.
+pub const RESAMPLE_ARGS: [TypeFn; 4] = [
+    LogicalType::varchar,
+    LogicalType::bigint,
+    LogicalType::bigint,
+    LogicalType::double,
+];
 
 /// The resampling options at `row`: columns `first..` of `input` hold
 /// `count [, seed [, level]]` where given; defaults otherwise. `count_name`

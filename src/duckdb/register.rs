@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use ::duckdb::ffi;
 
 use super::corr_struct::with_legacy_overloads;
-use super::ffi::{c_string, guard, LogicalType, Value};
+use super::ffi::{c_string, guard, LogicalType, TypeFn, Value};
 use super::host::{Host, HostFiles, Settings};
 
 /// What a scalar or table function call may use of its host: the settings
@@ -192,6 +192,22 @@ pub fn register_table<T: TableFunction>(con: ffi::duckdb_connection) -> Result<(
 }
 
 /// A scalar function with one implementation for all its overloads.
+/// The overloads of a function whose trailing arguments are optional in
+/// order: `fixed`, then `fixed` with each prefix of `optional` (none, the
+/// first, the first two, ...), all returning `result`.
+pub fn trailing_optional(
+    fixed: &[TypeFn],
+    optional: &[TypeFn],
+    result: TypeFn,
+) -> Vec<(Vec<LogicalType>, LogicalType)> {
+    (0..=optional.len())
+        .map(|k| {
+            let params = fixed.iter().chain(&optional[..k]).map(|t| t()).collect();
+            (params, result())
+        })
+        .collect()
+}
+
 pub trait ScalarFunction {
     /// SQL name.
     const NAME: &'static str;

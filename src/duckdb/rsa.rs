@@ -18,10 +18,10 @@ use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod
 use super::corr_struct::{
     check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, KeyedMatrix,
 };
-use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType};
+use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType, TypeFn};
 use super::layer_similarity::name_matrix;
 use super::method_arg::method_at;
-use super::register::{CallContext, ScalarFunction};
+use super::register::{trailing_optional, CallContext, ScalarFunction};
 
 /// The `rsa` scalar function.
 pub struct Rsa;
@@ -61,17 +61,8 @@ pub fn pair_names() -> [String; 2] {
 /// Overloads of a function of two matrices: `(matrix_a, matrix_b)` then one
 /// more optional trailing argument of `tail` at a time, all returning
 /// `result()`.
-pub fn pair_signatures(
-    tail: &[fn() -> LogicalType],
-    result: fn() -> LogicalType,
-) -> Vec<(Vec<LogicalType>, LogicalType)> {
-    (0..=tail.len())
-        .map(|k| {
-            let mut params = vec![corr_matrix_type(), corr_matrix_type()];
-            params.extend(tail[..k].iter().map(|t| t()));
-            (params, result())
-        })
-        .collect()
+pub fn pair_signatures(tail: &[TypeFn], result: TypeFn) -> Vec<(Vec<LogicalType>, LogicalType)> {
+    trailing_optional(&[corr_matrix_type, corr_matrix_type], tail, result)
 }
 
 /// Two matrices on the same keys, with the `layer_corr` method each records.

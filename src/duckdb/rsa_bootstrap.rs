@@ -21,15 +21,16 @@ use layercorr_kernels::resample::bootstrap;
 
 use super::ffi::{set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
-use super::method_arg::resample_options;
+use super::method_arg::{resample_options, RESAMPLE_ARGS};
 use super::register::{CallContext, ScalarFunction};
 use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
 /// The `rsa_bootstrap` scalar function.
 pub struct RsaBootstrap;
 
-/// `STRUCT(estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, se DOUBLE)`.
-fn result_type() -> LogicalType {
+/// `STRUCT(estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, se DOUBLE)`, the
+/// result of `rsa_bootstrap` and `rsa_bootstrap_diff`.
+pub fn interval_type() -> LogicalType {
     let d = LogicalType::double();
     LogicalType::structure(&[
         ("estimate", &d),
@@ -43,15 +44,7 @@ impl ScalarFunction for RsaBootstrap {
     const NAME: &'static str = "rsa_bootstrap";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        pair_signatures(
-            &[
-                LogicalType::varchar,
-                LogicalType::bigint,
-                LogicalType::bigint,
-                LogicalType::double,
-            ],
-            result_type,
-        )
+        pair_signatures(&RESAMPLE_ARGS, interval_type)
     }
 
     unsafe fn invoke(

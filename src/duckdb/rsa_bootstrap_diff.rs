@@ -23,9 +23,10 @@ use layercorr_kernels::resample::bootstrap_difference;
 use super::corr_struct::corr_matrix_type;
 use super::ffi::{set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
-use super::method_arg::resample_options;
-use super::register::{CallContext, ScalarFunction};
+use super::method_arg::{resample_options, RESAMPLE_ARGS};
+use super::register::{trailing_optional, CallContext, ScalarFunction};
 use super::rsa::for_each_row;
+use super::rsa_bootstrap::interval_type;
 
 /// The `rsa_bootstrap_diff` scalar function.
 pub struct RsaBootstrapDiff;
@@ -33,34 +34,15 @@ pub struct RsaBootstrapDiff;
 /// The argument names of the three matrices.
 const NAMES: [&str; 3] = ["reference", "matrix_a", "matrix_b"];
 
-/// `STRUCT(estimate DOUBLE, ci_low DOUBLE, ci_high DOUBLE, se DOUBLE)`.
-fn result_type() -> LogicalType {
-    let d = LogicalType::double();
-    LogicalType::structure(&[
-        ("estimate", &d),
-        ("ci_low", &d),
-        ("ci_high", &d),
-        ("se", &d),
-    ])
-}
-
 impl ScalarFunction for RsaBootstrapDiff {
     const NAME: &'static str = "rsa_bootstrap_diff";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let tail = [
-            LogicalType::varchar,
-            LogicalType::bigint,
-            LogicalType::bigint,
-            LogicalType::double,
-        ];
-        (0..=tail.len())
-            .map(|k| {
-                let mut params = vec![corr_matrix_type(), corr_matrix_type(), corr_matrix_type()];
-                params.extend(tail[..k].iter().map(|t| t()));
-                (params, result_type())
-            })
-            .collect()
+        trailing_optional(
+            &[corr_matrix_type, corr_matrix_type, corr_matrix_type],
+            &RESAMPLE_ARGS,
+            interval_type,
+        )
     }
 
     unsafe fn invoke(
