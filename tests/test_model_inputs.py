@@ -205,3 +205,26 @@ def test_pool_on_an_nhwc_input_gives_channel_means(con, photos, tmp_path):
     y = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['y'], "
                     "pool := 'avg')").fetchone()[0]
     assert len(y) == 224
+
+
+def test_shape_errors_point_to_nn_model(con, photos, tmp_path):
+    """A graph fixed to 8 x 8 inputs (Reshape to 192 values) asked to take 16 x 16."""
+    import duckdb
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 192])
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [1, 192])
+    g = helper.make_graph([helper.make_node("Reshape", ["x", "shape"], ["y"])], "g", [x], [y], [shape])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    path = tmp_path / "fixed8.onnx"
+    onnx.save(m, str(path))
+    ok = con.execute(f"SELECT shape FROM nn_layers({lit(path)}) WHERE layer = 'y'").fetchone()[0]
+    assert ok == [192]
+    for q in (f"FROM nn_layers({lit(path)}, preprocess := {{'input_size': 16}})",
+              f"FROM nn_activations({lit(path)}, [{lit(photos[0])}], layers := ['y'], "
+              "preprocess := {'input_size': 16})"):
+        with pytest.raises(duckdb.Error) as e:
+            con.execute(q).fetchall()
+        assert f"nn_model('{path}')" in str(e.value), str(e.value)

@@ -1,4 +1,6 @@
-//! `nn_layers(model)`: one row per capturable layer of an ONNX model.
+//! `nn_layers(model [, preprocess := {...}])`: one row per capturable layer
+//! of an ONNX model, with the shapes that the `preprocess` override (if
+//! any) gives.
 //!
 //! Columns `layer VARCHAR, op VARCHAR, shape BIGINT[] (per image, no batch
 //! axis), size BIGINT, position INTEGER`, topological order, with the
@@ -15,8 +17,9 @@ use std::sync::Arc;
 use ::duckdb::ffi;
 
 use super::ffi::{column, set_list, set_str, set_value, LogicalType};
+use super::preprocess_arg::overrides_from_value;
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
-use layercorr_engine::model::{cached_model, LoadedModel};
+use layercorr_engine::model::{cached_model_with, LoadedModel};
 
 /// The `nn_layers` table function.
 pub struct NnLayers;
@@ -30,11 +33,16 @@ impl TableFunction for NnLayers {
         vec![LogicalType::varchar()]
     }
 
+    fn named_parameters() -> Vec<(&'static str, LogicalType)> {
+        vec![("preprocess", LogicalType::any())]
+    }
+
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
         let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
-        let (_, loaded) =
-            cached_model(files.as_ref(), Path::new(&model)).map_err(|e| e.to_string())?;
+        let (_, loaded) = cached_model_with(files.as_ref(), Path::new(&model), &overrides)
+            .map_err(|e| e.to_string())?;
         let columns = vec![
             ("layer", LogicalType::varchar()),
             ("op", LogicalType::varchar()),

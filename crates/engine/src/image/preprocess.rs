@@ -501,6 +501,42 @@ mod tests {
     }
 
     #[test]
+    fn letterbox_box_follows_pillow_pad() {
+        // ImageOps.pad((w, h) -> (224, 224)): the long side fills, the other
+        // is round(short / long * 224), centred with round(free / 2):
+        // 93 / 2 = 46.5 rounds to 46.
+        assert_eq!(letterbox_box((512, 300), (224, 224)), (0, 46, 224, 131));
+        assert_eq!(letterbox_box((300, 512), (224, 224)), (46, 0, 131, 224));
+        assert_eq!(letterbox_box((512, 512), (224, 224)), (0, 0, 224, 224));
+        // round(0.5 * 1) is 0 in Python (half to even): 223 high, offset 0.
+        assert_eq!(letterbox_box((2240, 2230), (224, 224)), (0, 0, 224, 223));
+        // An extreme strip keeps at least one row.
+        assert_eq!(letterbox_box((2_000_000, 1), (224, 224)), (0, 112, 224, 1));
+    }
+
+    #[test]
+    fn letterbox_pads_with_the_normalised_pad_value() {
+        let img = RgbImage::from_pixel(40, 20, ::image::Rgb([200, 100, 50]));
+        let pre = Preprocessing {
+            width: 8,
+            height: 8,
+            resize: ResizeMode::Letterbox,
+            pad_value: [10.0, 20.0, 30.0],
+            mean: [0.0; 3],
+            std: [2.0; 3],
+            ..Preprocessing::default()
+        };
+        let out = preprocess(&img, &pre, Path::new("x.png")).unwrap();
+        // NCHW: rows 0-1 and 6-7 are pad, rows 2-5 the image.
+        for c in 0..3 {
+            let plane = &out[c * 64..(c + 1) * 64];
+            let (pad, px) = ([10.0, 20.0, 30.0][c] / 2.0, [200.0, 100.0, 50.0][c] / 2.0);
+            assert!(plane[..16].iter().chain(&plane[48..]).all(|v| *v == pad));
+            assert!(plane[16..48].iter().all(|v| *v == px));
+        }
+    }
+
+    #[test]
     fn cover_size_keeps_aspect_ratio() {
         assert_eq!(cover_size_default((512, 512), (224, 224)), (224, 224));
         assert_eq!(cover_size_default((640, 480), (224, 224)), (299, 224));

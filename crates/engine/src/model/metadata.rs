@@ -876,6 +876,73 @@ mod tests {
     }
 
     #[test]
+    fn overrides_win_and_bad_ones_are_named_as_overrides() {
+        let p = props(&[("resize", "stretch"), ("mean", "1,2,3")]);
+        let input = DeclaredInput::default();
+        let overrides = Overrides::new(vec![
+            ("layercorr.resize".into(), "letterbox".into()),
+            ("Pad_Value".into(), "114".into()),
+        ])
+        .unwrap();
+        let keys = Keys {
+            props: &p,
+            overrides: &overrides,
+        };
+        let pre = preprocessing_from_keys(Path::new("m.onnx"), &keys, &input).unwrap();
+        assert_eq!(pre.resize, ResizeMode::Letterbox);
+        assert_eq!(pre.pad_value, [114.0; 3]);
+        assert_eq!(pre.mean, [1.0, 2.0, 3.0]);
+        let report = report_keys(&pre, &keys, &input);
+        let source = |k: &str| report.iter().find(|r| r.key == k).unwrap().source.clone();
+        assert_eq!(source("resize"), "override");
+        assert_eq!(source("pad_value"), "override");
+        assert_eq!(source("mean"), "metadata");
+
+        let bad = Overrides::new(vec![("resize".into(), "zoom".into())]).unwrap();
+        let keys = Keys {
+            props: &p,
+            overrides: &bad,
+        };
+        let e = preprocessing_from_keys(Path::new("m.onnx"), &keys, &input)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "preprocess override resize = 'zoom': valid: shorter_side_then_center_crop, stretch, letterbox"
+        );
+        let e = Overrides::new(vec![("zoom".into(), "2".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("preprocess key 'zoom' is unknown; valid: input_size"),
+            "{e}"
+        );
+        let e = Overrides::new(vec![("std".into(), "1".into()), ("STD".into(), "2".into())])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("'STD' is given twice"), "{e}");
+        // A metadata error stays a metadata error under unrelated overrides.
+        let p = props(&[("resize", "zoom")]);
+        let keys = Keys {
+            props: &p,
+            overrides: &overrides,
+        };
+        assert!(preprocessing_from_keys(Path::new("m.onnx"), &keys, &input).is_ok());
+        let other = Overrides::new(vec![("std".into(), "2".into())]).unwrap();
+        let keys = Keys {
+            props: &p,
+            overrides: &other,
+        };
+        let e = preprocessing_from_keys(Path::new("m.onnx"), &keys, &input)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid metadata layercorr.resize = 'zoom'"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn new_keys_parse_and_bad_values_list_the_valid_ones() {
         let pre = build(
             &[
