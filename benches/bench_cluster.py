@@ -1,27 +1,32 @@
 """layercorr.cluster: 1 worker vs 2 workers, beside the single-process SQL doing the same work.
 
-    .venv/bin/python benches/bench_cluster.py [--images 64] [--shard-size 8]
+    .venv/bin/python benches/bench_cluster.py [--images 200] [--shard-size 25] [--block-size 50]
 
 Needs root (like tests/test_cluster.py): it re-runs itself inside new network
 and PID namespaces (`unshare -n -p -f --mount-proc`, loopback up) and there
 starts Ray clusters of one-CPU nodes on 127.0.0.1 with the helpers of
 tests/test_cluster.py: first one node, then two. Each does
 
-- extract: `cluster.extract` of N demo photos, 4 unpooled layers (blocks.0,
-  blocks.0.project, blocks.1, blocks.2: 200704 + 200704 + 75264 + 75264
-  floats per image), shards of --shard-size images;
+- extract: `cluster.extract` of N demo photos (default all 200 of
+  data/photos/classification and data/photos/enhancement), five unpooled
+  layers, one per stage of EfficientNet-Lite0 (stem, blocks.2, blocks.4,
+  blocks.9, head: 401408 + 75264 + 31360 + 21952 + 62720 = 592704 floats,
+  2.4 MB per image), shards of --shard-size images;
 - matrices: `cluster.matrices` (Pearson) as blocks of --block-size keys
-  (default: half the images, the same 3 block pairs per layer for 1 and 2
-  workers), one task per block pair and
-  layer running `layer_corr_block`, then one assembly task per layer
-  writing the whole N x N matrix, as `layer_corr`'s result;
+  (the same blocks for 1 and 2 workers: 10 block pairs per layer for 200
+  images in blocks of 50), one task per block pair and layer running
+  `layer_corr_block`, then one assembly task per layer writing the whole
+  N x N matrix, as `layer_corr`'s result;
 
-after a warm-up task per node (worker processes started, model in the page
-cache). The same work is timed in one process without Ray, the SQL a user
-would run: `COPY (FROM nn_activations(...)) TO parquet` and `layer_corr`
-per layer, with DuckDB threads = 1 and = 2. Prints the machine (SIMD
-level, load), images/s and ratios; JSON in out/bench/cluster.json. Not part
-of `make test`; `make bench-cluster` runs it.
+after a warm-up task per node (worker processes started, extension and
+model loaded, photos in the page cache). The same work is timed in one
+process without Ray, the SQL a user would run: `COPY (FROM
+nn_activations(...)) TO parquet` and `layer_corr` per layer, with DuckDB
+threads = 1 and = 2. Prints the machine (SIMD level, load), images/s, the
+ratios and the time inside the tasks (their sum over the workers' wall
+time is how busy the workers were); JSON in out/bench/cluster.json. Not
+part of `make test`; `make bench-cluster` runs it. Run it on a quiet
+machine: a second worker needs a free core.
 """
 from __future__ import annotations
 
@@ -39,15 +44,19 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "benches"))
 sys.path.insert(0, str(REPO / "tests"))
 
-LAYERS = ["blocks.0", "blocks.0.project", "blocks.1", "blocks.2"]
+LAYERS = ["stem", "blocks.2", "blocks.4", "blocks.9", "head"]
 MODEL = str(REPO / "data" / "models" / "efficientnet_lite0.onnx")
 
 
 def photos(n: int) -> list[str]:
-    d = REPO / "data" / "photos" / "classification"
-    ps = sorted(d.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else 1 << 30)
+    """The first n demo photos: classification/0.jpg ..., then enhancement/0.jpg ..."""
+    ps = []
+    for sub in ("classification", "enhancement"):
+        d = REPO / "data" / "photos" / sub
+        ps += sorted(d.glob("*.jpg"), key=lambda p: int(p.stem) if p.stem.isdigit() else 1 << 30)
     if len(ps) < n:
-        raise SystemExit(f"need {n} photos in {d}, found {len(ps)}; run `make assets`")
+        raise SystemExit(f"need {n} photos in data/photos/{{classification,enhancement}}, "
+                         f"found {len(ps)}; run `make assets`")
     return [str(p) for p in ps[:n]]
 
 
@@ -93,7 +102,12 @@ def cluster_run(paths, work, nodes, shard_size, block_size):
         mx = cluster.matrices(acts, mats, address=ADDRESS, block_size=block_size)
         t_mx = time.perf_counter() - t
         assert ex["shards_run"] == ex["shards"] and len(mx["layers"]) == len(LAYERS)
-        return t_ex, t_mx, len(ex["nodes"]), len(mx["nodes"]), mx["blocks"], mx["block_size"]
+        ex_tasks = [r["seconds"] for r in ex["tasks"]]
+        bl_tasks = [r["seconds"] for r in mx["tasks"] if "bi" in r and "seconds" in r]
+        return {"extract_s": t_ex, "matrices_s": t_mx, "extract_nodes": len(ex["nodes"]),
+                "matrices_nodes": len(mx["nodes"]), "blocks": mx["blocks"],
+                "block_size": mx["block_size"], "extract_task_s": ex_tasks,
+                "block_task_s": bl_tasks}
     finally:
         stop_cluster()
         shutil.rmtree(os.path.join(work, f"a{tag}"), ignore_errors=True)
@@ -102,23 +116,28 @@ def cluster_run(paths, work, nodes, shard_size, block_size):
 def body(work: str, n: int, shard_size: int, block_size) -> None:
     import benchlib as B
 
-    info = B.machine_header(f"layercorr.cluster: {n} photos, {len(LAYERS)} layers, "
-                            f"shards of {shard_size}")
+    info = B.machine_header(f"layercorr.cluster: {n} photos, {len(LAYERS)} unpooled layers "
+                            f"({', '.join(LAYERS)}), shards of {shard_size}")
     paths = photos(n)
     if block_size is None:
-        block_size = (n + 1) // 2  # the same 2 x 2 blocks per layer with 1 and 2 workers
+        block_size = max(1, (n + 3) // 4)  # the same 4 x 4 blocks per layer for 1 and 2 workers
     res = {}
     for th in (1, 2):
         res[f"sql{th}"] = sql_run(paths, work, th)
         print(f"single-process SQL, {th} thread(s): extract {res[f'sql{th}'][0]:.2f} s, "
-              f"matrices {res[f'sql{th}'][1]:.2f} s", flush=True)
+              f"matrices {res[f'sql{th}'][1]:.2f} s  (load {B.loadavg()})", flush=True)
+    runs = {}
     for k in (1, 2):
-        t_ex, t_mx, ne, nm, nb, bs = cluster_run(paths, work, k, shard_size, block_size)
-        res[f"ray{k}"] = (t_ex, t_mx)
-        res[f"ray{k}_blocks"] = (nb, bs)
-        print(f"Ray, {k} one-CPU node(s): extract {t_ex:.2f} s on {ne} node(s), "
-              f"matrices {t_mx:.2f} s on {nm} node(s) ({nb} block tasks of {bs} keys)",
-              flush=True)
+        r = cluster_run(paths, work, k, shard_size, block_size)
+        runs[k] = r
+        res[f"ray{k}"] = (r["extract_s"], r["matrices_s"])
+        ex, bl = r["extract_task_s"], r["block_task_s"]
+        print(f"Ray, {k} one-CPU node(s): extract {r['extract_s']:.2f} s on {r['extract_nodes']} "
+              f"node(s) ({len(ex)} shard tasks, {sum(ex):.2f} s inside them, "
+              f"busy {sum(ex) / (k * r['extract_s']):.0%}); matrices {r['matrices_s']:.2f} s on "
+              f"{r['matrices_nodes']} node(s) ({r['blocks']} block tasks of {r['block_size']} "
+              f"keys, {sum(bl):.2f} s inside them, mean {sum(bl) / max(len(bl), 1):.3f} s, "
+              f"busy {sum(bl) / (k * r['matrices_s']):.0%})  (load {B.loadavg()})", flush=True)
 
     rows = []
     for key, label in (("sql1", "single-process SQL, 1 thread (layer_corr)"),
@@ -140,20 +159,21 @@ def body(work: str, n: int, shard_size: int, block_size) -> None:
     print()
     for k, v in r.items():
         print(f"{k}: {v:.2f}x (throughput ratio)")
-    print(f"load average now {B.loadavg()}: on a loaded machine a second worker has no free core",
-          flush=True)
+    print(f"SIMD {info['simd']}; load average at start {info['loadavg_start']}, now "
+          f"{B.loadavg()} (on a loaded machine a second worker has no free core)", flush=True)
     B.write_json("cluster.json", {"machine": info, "images": n, "layers": LAYERS,
                                   "shard_size": shard_size, "block_size": block_size,
-                                  "seconds": res, "ratios": r})
+                                  "seconds": res, "runs": runs, "ratios": r,
+                                  "loadavg_end": B.loadavg()})
     print("BENCH-OK", flush=True)
 
 
 def main() -> int:
     p = argparse.ArgumentParser()
-    p.add_argument("--images", type=int, default=64)
-    p.add_argument("--shard-size", type=int, default=8)
+    p.add_argument("--images", type=int, default=200)
+    p.add_argument("--shard-size", type=int, default=25)
     p.add_argument("--block-size", type=int, default=None,
-                   help="keys per matrices block (default: half the images, 3 block tasks per layer)")
+                   help="keys per matrices block (default: a quarter of the images, 10 block tasks per layer)")
     p.add_argument("--body", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.body:
@@ -161,6 +181,12 @@ def main() -> int:
         return 0
     if os.geteuid() != 0 or shutil.which("unshare") is None:
         raise SystemExit("bench_cluster needs root and `unshare` (network namespace, as the tests)")
+    # the namespace sees only its own processes: say here what else is running
+    import benchlib as B
+
+    busy = B.busy_processes()
+    print(f"before the namespace: load average {B.loadavg()}"
+          + (f"; busy: {', '.join(busy)}" if busy else "; no other busy process"), flush=True)
     work = tempfile.mkdtemp(prefix="lcbench")
     try:
         cmd = (f"ip link set lo up && exec {sys.executable} {Path(__file__).resolve()} "

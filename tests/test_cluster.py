@@ -163,6 +163,11 @@ def body(work: str) -> None:
         assert len(carried) == 8 and all(c == 2 for _, _, c in carried), carried
         assert {p: lab for p, lab, _ in carried} == {
             p: ("even" if i % 2 == 0 else "odd") for i, p in enumerate(photos)}
+        # shard rows ordered by (layer, path), so that a block task's filter skips row groups
+        for i in range(4):
+            order = con.execute(f"SELECT layer, path FROM read_parquet('{acts}/shard-{i:05d}.parquet')"
+                                ).fetchall()
+            assert order == sorted(order) and len(order) == 4, (i, order)
 
         t = time.perf_counter()
         mx = cluster.matrices(acts, mats_dir, address=ADDRESS)

@@ -173,3 +173,55 @@ def test_write_matrix_round_trip(ext_path, tmp_path, arrow):
     layer, k, m, method = con.execute(f"SELECT * FROM '{dest}'").fetchone()
     assert layer == "x" and k == keys and method == "gram"
     assert np.array_equal(np.array(m, dtype=np.float32), full)
+
+
+def _dataset(con, folder, rows, writer="duckdb"):
+    """Writes rows (path, layer, activation or None) as two shard files; returns their paths."""
+    files = []
+    for i, part in enumerate((rows[: len(rows) // 2], rows[len(rows) // 2:])):
+        f = str(folder / f"shard-{i:05d}.parquet")
+        if writer == "duckdb":
+            con.execute("COPY (SELECT unnest(?::VARCHAR[]) AS path, unnest(?::VARCHAR[]) AS layer, "
+                        "unnest(?::FLOAT[][]) AS activation) TO '" + f + "' (FORMAT parquet)",
+                        [[r[0] for r in part], [r[1] for r in part], [r[2] for r in part]])
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.table({"path": [r[0] for r in part], "layer": [r[1] for r in part],
+                                     "activation": pa.array([r[2] for r in part],
+                                                            type=pa.list_(pa.float32()))}), f)
+        files.append(f)
+    return files
+
+
+@pytest.mark.parametrize("case", ["clean", "null", "empty", "pyarrow"])
+def test_layer_keys_and_null_footers(ext_path, tmp_path, case):
+    """The matrices driver's key listing: from the footers when they prove no NULL
+    activation, else from the column; both equal the keys read from the data."""
+    from layercorr import _ray as R
+    from layercorr.blocks import _source, layer_keys
+
+    con = layercorr.connect(extension=str(ext_path))
+    rng = np.random.default_rng(3)
+    rows = [(f"img{i:02d}", layer, rng.normal(size=5).tolist())
+            for i in range(8)[::-1] for layer in ("a", "b")]
+    if case == "null":
+        rows[3] = (rows[3][0], rows[3][1], None)  # a skipped bad image in one layer
+    if case == "empty":
+        rows[5] = (rows[5][0], rows[5][1], [])
+    files = _dataset(con, tmp_path, rows, "pyarrow" if case == "pyarrow" else "duckdb")
+    # what the footers may claim, against the data itself
+    nulls = sum(r[2] is None for r in rows)
+    assert R.no_null_activations(con, files) == (case == "clean")
+    assert nulls == (1 if case == "null" else 0)
+    _source(con, files, str(tmp_path))
+    keys = layer_keys(con, files, ["a", "b"], str(tmp_path))
+    want = {lay: sorted(p for p, x, a in rows if x == lay and a is not None) for lay in "ab"}
+    assert keys == want
+    # a key twice in a layer is named
+    dup = _dataset(con, tmp_path, rows + [("img03", "b", [1.0] * 5)])
+    _source(con, dup, str(tmp_path))
+    with pytest.raises(ValueError, match="duplicate key 'img03' in layer b"):
+        layer_keys(con, dup, ["a", "b"], str(tmp_path))
+    con.close()

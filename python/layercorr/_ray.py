@@ -2,6 +2,7 @@
 writes, the extension on a worker, the test-only fault hook, progress."""
 from __future__ import annotations
 
+import atexit
 import glob as _glob
 import os
 import sys
@@ -98,8 +99,56 @@ def worker_extension(driver_ext: str) -> str:
     return driver_ext
 
 
+# One DuckDB database per worker process, with the extension loaded: Ray reuses
+# its worker processes across tasks, so the first task pays for LOAD (and the
+# extension's per-database caches, e.g. an opened model) and later ones do not.
+_worker_db = {"key": None, "db": None}
+
+
+def _close_worker_db() -> None:
+    if _worker_db["db"] is not None:
+        _worker_db["db"].close()
+        _worker_db.update(key=None, db=None)
+
+
 def connect_worker(driver_ext: str):
-    return layercorr.connect(extension=worker_extension(driver_ext), threads=task_threads())
+    """A fresh connection (cursor) to this worker process's cached database.
+
+    The cursor has its own temporary tables and variables, so a task sees
+    nothing another task created; closing it leaves the database open for the
+    next task. A different extension path or thread count opens a new
+    database. A killed worker takes its database with it: a retried task
+    starts from a new one.
+    """
+    key = (worker_extension(driver_ext), task_threads())
+    if _worker_db["key"] != key:
+        _close_worker_db()
+        _worker_db.update(key=key, db=layercorr.connect(extension=key[0], threads=key[1]))
+        if not _worker_db.get("atexit"):
+            atexit.register(_close_worker_db)
+            _worker_db["atexit"] = True
+    return _worker_db["db"].cursor()
+
+
+def no_null_activations(con, files) -> bool:
+    """True when the Parquet footers prove that no `activation` is NULL.
+
+    DuckDB's writer counts a NULL list (and an empty one) in the null count
+    of the list's element column, so a total of 0 over every row group of
+    files written by DuckDB means every activation is a non-empty list. Any
+    other writer, or missing statistics, gives False (then the caller reads
+    the column). Reads only the footers.
+    """
+    con.execute("SET VARIABLE lc_meta_files = ?::VARCHAR[]", [list(files)])
+    writers = con.execute("SELECT bool_and(coalesce(created_by, '') LIKE 'DuckDB%') "
+                          "FROM parquet_file_metadata(getvariable('lc_meta_files'))").fetchone()[0]
+    if not writers:
+        return False
+    nulls, chunks, missing = con.execute(
+        "SELECT sum(stats_null_count), count(*), count(*) FILTER (WHERE stats_null_count IS NULL) "
+        "FROM parquet_metadata(getvariable('lc_meta_files')) "
+        "WHERE path_in_schema = 'activation, list, element'").fetchone()
+    return bool(chunks) and not missing and nulls == 0
 
 
 def node_id() -> str:

@@ -71,6 +71,27 @@ def _source(con, files, where):
                 "FROM read_parquet(getvariable('lc_files'), union_by_name := true)")
 
 
+def layer_keys(con, files, layers, where) -> dict[str, list[str]]:
+    """{layer: its keys (paths) with a non-NULL activation, sorted}; needs the view `acts`.
+
+    When the Parquet footers show that no activation is NULL, only `path`
+    and `layer` are read, not the activations. A key twice in a layer is an
+    error naming it.
+    """
+    present_only = "" if R.no_null_activations(con, files) else " AND activation IS NOT NULL"
+    keys = {}
+    for layer, k, distinct in con.execute(
+            "SELECT layer, list(path ORDER BY path), count(DISTINCT path) FROM acts "
+            f"WHERE list_contains(?::VARCHAR[], layer){present_only} GROUP BY layer",
+            [list(layers)]).fetchall():
+        if distinct != len(k):
+            dup = next(a for a, b in zip(k, k[1:]) if a == b)  # sorted: neighbours
+            raise ValueError(f"duplicate key '{dup}' in layer {layer} of {where}; "
+                             "keys must be unique")
+        keys[layer] = k
+    return keys
+
+
 def _check_method(con, method):
     try:
         con.execute("SELECT layer_corr_block('a', [1, 2]::FLOAT[], 'both', ?)", [method]).fetchall()
@@ -99,6 +120,7 @@ def _block_task(driver_ext, files, layer, method, bi, bj, ri, rj, center, dest, 
     """One block of one layer: layer_corr_block on keys ri=(lo, hi) x rj=(lo, hi)."""
     import numpy as np
 
+    t0 = time.perf_counter()
     con = R.connect_worker(driver_ext)
     con.execute("SET VARIABLE files = ?::VARCHAR[]", [files])
     side = ("CASE WHEN path BETWEEN $li AND $hi THEN "
@@ -124,7 +146,8 @@ def _block_task(driver_ext, files, layer, method, bi, bj, ri, rj, center, dest, 
         {"layer": layer, "bi": bi, "bj": bj, "rs": row_sums, "cs": col_sums}, crash_marker)
     con.close()
     return {"layer": layer, "bi": bi, "bj": bj, "file": dest, "rows": r, "cols": c,
-            "node": R.node_id(), "pid": os.getpid(), "label": f"{layer} {bi},{bj}"}
+            "node": R.node_id(), "pid": os.getpid(), "label": f"{layer} {bi},{bj}",
+            "seconds": time.perf_counter() - t0}
 
 
 def _read_block(con, file):
@@ -249,17 +272,7 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, b
                                  f"(layers there: {', '.join(present)})")
         if not layers:
             raise ValueError(f"no layers in {activations}")
-        dup = con.execute(
-            "SELECT layer, path FROM acts WHERE list_contains(?::VARCHAR[], layer) "
-            "AND activation IS NOT NULL GROUP BY ALL HAVING count(*) > 1 LIMIT 1",
-            [layers]).fetchone()
-        if dup:
-            raise ValueError(f"duplicate key '{dup[1]}' in layer {dup[0]} of {activations}; "
-                             "keys must be unique")
-        keys = {layer: k for layer, k in con.execute(
-            "SELECT layer, list(path ORDER BY path) FROM acts "
-            "WHERE list_contains(?::VARCHAR[], layer) AND activation IS NOT NULL GROUP BY layer",
-            [layers]).fetchall()}
+        keys = layer_keys(con, files, layers, activations)
     finally:
         con.close()
     for x in layers:
@@ -301,7 +314,7 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, b
             centers[x] = (total / n).tolist()
 
     bt = R.remote(ray, _block_task, runtime_env)
-    refs, plan = [], {}
+    work, plan = [], {}
     for x in layers:
         k = keys[x]
         nb = math.ceil(len(k) / block_size)
@@ -309,8 +322,15 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, b
         plan[x] = {"n": len(k), "blocks": nb, "dir": os.path.join("blocks", _stem(x))}
         for bi in range(nb):
             for bj in range(bi, nb):
-                refs.append(bt.remote(ext, files, x, method, bi, bj, ranges[bi], ranges[bj],
-                                      centers[x], _block_path(out, x, bi, bj), _crash_marker))
+                rows = (min(block_size, len(k) - bi * block_size)
+                        + (min(block_size, len(k) - bj * block_size) if bi != bj else 0))
+                work.append((rows, x, bi, bj, ranges[bi], ranges[bj]))
+    # off-diagonal blocks (2B rows to read) first, the diagonal ones (B rows)
+    # last, so the workers end close together (stable: layers keep their order)
+    work.sort(key=lambda w: -w[0])
+    refs = [bt.remote(ext, files, x, method, bi, bj, ri, rj, centers[x],
+                      _block_path(out, x, bi, bj), _crash_marker)
+            for _, x, bi, bj, ri, rj in work]
     res = R.wait_all(ray, refs, progress, "matrices blocks")
     tasks += res
     for r in res:

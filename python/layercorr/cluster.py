@@ -34,6 +34,7 @@ __all__ = ["extract", "matrices", "similarity", "feature_cka"]
 
 MANIFEST = "_manifest.parquet"
 DEFAULT_SHARD_SIZE = 256
+ROW_GROUP_BYTES = 2 << 20  # shard files: small enough to skip, large enough to compress
 _q, _abs, _is_url = R.q, R.absolute, R.is_url
 
 
@@ -94,6 +95,7 @@ def _read_manifest(con, images) -> tuple[list[str], bool]:
 
 def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, shard,
                    crash_marker=None):
+    t0 = time.perf_counter()
     con = R.connect_worker(ext)
     con.execute("SET VARIABLE paths = ?::VARCHAR[]", [paths])
     acts = (f"FROM nn_activations({_q(model)}, getvariable('paths'), layers := ?::VARCHAR[], "
@@ -106,10 +108,18 @@ def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, sh
     counts = {}
 
     def write(tmp):
-        con.execute(f"COPY ({query}) TO {_q(tmp)} (FORMAT parquet)", [layers])
-        rows, bad = con.execute(
-            "SELECT count(*), count(DISTINCT path) FILTER (WHERE activation IS NULL) "
-            f"FROM read_parquet({_q(tmp)})").fetchone()
+        # rows ordered by (layer, path) in row groups of about ROW_GROUP_BYTES: a
+        # block task's `layer = ? AND path BETWEEN ...` then skips, by the row
+        # groups' min/max statistics, the other layers and keys of the shard
+        con.execute(f"COPY (SELECT * FROM ({query}) ORDER BY layer, path) TO {_q(tmp)} "
+                    f"(FORMAT parquet, ROW_GROUP_SIZE_BYTES {ROW_GROUP_BYTES})", [layers])
+        if R.no_null_activations(con, [tmp]):  # the footer says: no failed image
+            rows = con.execute(f"SELECT num_rows FROM parquet_file_metadata({_q(tmp)})").fetchone()[0]
+            bad = 0
+        else:
+            rows, bad = con.execute(
+                "SELECT count(*), count(DISTINCT path) FILTER (WHERE activation IS NULL) "
+                f"FROM read_parquet({_q(tmp)})").fetchone()
         if bad == len(paths):
             raise ValueError(
                 f"every image of shard {shard} failed ({len(paths)} images, the first "
@@ -120,7 +130,7 @@ def _extract_shard(ext, model, paths, layers, pool, skip_bad, manifest, dest, sh
     con.close()
     return {"shard": shard, "file": dest, "images": len(paths), "rows": counts["rows"],
             "bad": counts["bad"], "node": R.node_id(), "pid": os.getpid(),
-            "label": os.path.basename(dest)}
+            "label": os.path.basename(dest), "seconds": time.perf_counter() - t0}
 
 
 def extract(model, images, layers, out, *, pool="none", address=None,
