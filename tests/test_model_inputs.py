@@ -200,11 +200,11 @@ def test_pool_on_an_nhwc_input_gives_channel_means(con, photos, tmp_path):
     want = np.stack([[x[:112, :112].mean(axis=(0, 1)), x[:112, 112:].mean(axis=(0, 1))],
                      [x[112:, :112].mean(axis=(0, 1)), x[112:, 112:].mean(axis=(0, 1))]])
     np.testing.assert_allclose(np.asarray(grid).reshape(2, 2, 3), want, rtol=1e-5)
-    # The layer that follows (an NCHW-agnostic Relu on [224, 224, 3]) pools
-    # as ONNX lays tensors out, channels first: 224 values.
+    # The Relu that follows keeps the input's layout: its 3 channel means
+    # (the pixels are not negative, so they are the input's).
     y = con.execute(f"SELECT activation FROM nn_activations({lit(model)}, [{p}], layers := ['y'], "
                     "pool := 'avg')").fetchone()[0]
-    assert len(y) == 224
+    np.testing.assert_allclose(y, x.mean(axis=(0, 1)), rtol=1e-5)
 
 
 def test_shape_errors_point_to_nn_model(con, photos, tmp_path):
@@ -228,3 +228,31 @@ def test_shape_errors_point_to_nn_model(con, photos, tmp_path):
         with pytest.raises(duckdb.Error) as e:
             con.execute(q).fetchall()
         assert f"nn_model('{path}')" in str(e.value), str(e.value)
+
+
+def test_pool_follows_layouts_through_transposes(con, photos, tmp_path):
+    """x [1, 16, 16, 3] -> Transpose to NCHW -> Relu -> Transpose back to NHWC -> Relu:
+    every layer pools to its 3 channels, whichever axis holds them."""
+    import onnx
+    from onnx import TensorProto, helper
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 16, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16, 16, 3])
+    nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 3, 1, 2]),
+             helper.make_node("Relu", ["t"], ["r"]),
+             helper.make_node("Transpose", ["r"], ["back"], perm=[0, 2, 3, 1]),
+             helper.make_node("Relu", ["back"], ["y"])]
+    g = helper.make_graph(nodes, "g", [x], [y])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    for k, v in {"mean": "0", "std": "1"}.items():
+        e = m.metadata_props.add()
+        e.key, e.value = f"layercorr.{k}", v
+    path = tmp_path / "transposes.onnx"
+    onnx.save(m, str(path))
+    p = lit(photos[1])
+    raw = con.execute(f"SELECT activation FROM nn_activations({lit(path)}, [{p}], layers := ['input'])").fetchone()[0]
+    want = np.asarray(raw, dtype=np.float64).reshape(16, 16, 3).mean(axis=(0, 1))
+    rows = dict(con.execute(f"SELECT layer, activation FROM nn_activations({lit(path)}, [{p}], "
+                            "layers := ['input', 't', 'r', 'back', 'y'], pool := 'avg')").fetchall())
+    for layer in ("input", "t", "r", "back", "y"):
+        np.testing.assert_allclose(rows[layer], want, rtol=1e-5, err_msg=layer)

@@ -16,10 +16,10 @@ use std::sync::{mpsc, Arc};
 use rayon::prelude::*;
 
 use crate::files::{too_large, FileError, FileSource, MAX_IMAGE_BYTES};
-use crate::image::{decode_for, preprocess, ImageError, Layout, DEFAULT_MAX_PIXELS};
+use crate::image::{decode_for, preprocess, ImageError, DEFAULT_MAX_PIXELS};
 use crate::model::{
     cached_model_with, cached_plan, select_layers, ImageActivations, LoadedModel, ModelError,
-    ModelKey, Overrides, INPUT_LAYER,
+    ModelKey, Overrides,
 };
 use crate::pooling::Pooling;
 
@@ -55,7 +55,8 @@ pub struct Prepared {
     /// Per-image shape of each resolved layer (before pooling).
     pub shapes: Vec<Vec<i64>>,
     /// Whether each resolved layer is laid out channels last (`[H, W, C]`:
-    /// the `input` of an NHWC model), which pooling follows.
+    /// the `input` of an NHWC model and what keeps its layout), which
+    /// pooling follows.
     pub channels_last: Vec<bool>,
 }
 
@@ -83,8 +84,8 @@ pub fn prepare(
                 .unwrap_or_default()
         })
         .collect();
-    let nhwc = model.preprocessing.layout == Layout::Nhwc;
-    let channels_last = layers.iter().map(|l| nhwc && l == INPUT_LAYER).collect();
+    let last = model.channels_last_layers();
+    let channels_last = layers.iter().map(|l| last.contains(l)).collect();
     Ok(Prepared {
         files,
         model_path: model_path.to_path_buf(),

@@ -7,7 +7,7 @@
 //! graph, positions from its topological order. `input` is a pseudo-layer:
 //! the preprocessed pixels fed to the network.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
@@ -18,7 +18,7 @@ use tract_onnx::tract_hir::infer::Factoid;
 
 use super::metadata::{preprocessing_from_keys, report_keys, DeclaredInput, Keys, Overrides};
 use super::ModelError;
-use crate::image::Preprocessing;
+use crate::image::{Layout, Preprocessing};
 
 /// The pseudo-layer holding the preprocessed input pixels.
 pub const INPUT_LAYER: &str = "input";
@@ -37,6 +37,42 @@ pub struct LayerInfo {
     /// Topological position, `input` first.
     pub position: i32,
 }
+
+/// What layout tracking needs of one ONNX node.
+#[derive(Debug, Clone)]
+struct LayoutNode {
+    op: String,
+    inputs: Vec<String>,
+    outputs: Vec<String>,
+    /// A Transpose's permutation.
+    perm: Option<Vec<i64>>,
+}
+
+/// ONNX operators whose output has their first input's layout.
+const KEEPS_LAYOUT: [&str; 22] = [
+    "Relu",
+    "Clip",
+    "Sigmoid",
+    "Tanh",
+    "LeakyRelu",
+    "HardSigmoid",
+    "HardSwish",
+    "Elu",
+    "Selu",
+    "Softplus",
+    "Mish",
+    "Gelu",
+    "PRelu",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Identity",
+    "Cast",
+    "Neg",
+    "Abs",
+    "Dropout",
+];
 
 /// Facts about the ONNX file itself, as `nn_model` reports them.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -91,6 +127,9 @@ pub struct LoadedModel {
     /// ONNX operator type (`Conv`, `Relu`...) of the node producing each
     /// tensor, by output name.
     onnx_ops: HashMap<String, String>,
+    /// The graph's nodes in file (topological) order, as far as layout
+    /// tracking needs them.
+    layout_nodes: Vec<LayoutNode>,
     /// What the graph declares about its input.
     declared: DeclaredInput,
     /// The query's preprocessing overrides this model was prepared with.
@@ -156,6 +195,21 @@ impl LoadedModel {
         } = onnx
             .parse(&proto, folder)
             .map_err(|e| not_onnx(format!("{e:#}")))?;
+        let layout_nodes: Vec<LayoutNode> = proto
+            .graph
+            .iter()
+            .flat_map(|g| g.node.iter())
+            .map(|n| LayoutNode {
+                op: n.op_type.clone(),
+                inputs: n.input.clone(),
+                outputs: n.output.clone(),
+                perm: n
+                    .attribute
+                    .iter()
+                    .find(|a| a.name == "perm")
+                    .map(|a| a.ints.clone()),
+            })
+            .collect();
         let onnx_ops: HashMap<String, String> = proto
             .graph
             .iter()
@@ -242,6 +296,7 @@ impl LoadedModel {
             info,
             preprocessing_sources,
             onnx_ops,
+            layout_nodes,
             declared,
             overrides,
             inference,
@@ -270,6 +325,7 @@ impl LoadedModel {
             info: self.info.clone(),
             preprocessing_sources,
             onnx_ops: self.onnx_ops.clone(),
+            layout_nodes: self.layout_nodes.clone(),
             declared: self.declared.clone(),
             overrides: overrides.clone(),
             inference: self.inference.clone(),
@@ -280,6 +336,40 @@ impl LoadedModel {
             model.list_layers()?
         };
         Ok(model)
+    }
+
+    /// The layers laid out channels last (`[H, W, C]` per image): the
+    /// `input` of an NHWC model and what follows it until a Transpose
+    /// brings the channels first. Layouts are followed through Transpose
+    /// and through operators that keep their input's layout (activations,
+    /// elementwise arithmetic); ONNX's spatial operators (Conv, pooling,
+    /// normalisation) are channels first by definition, and anything else
+    /// is taken to be.
+    pub fn channels_last_layers(&self) -> HashSet<String> {
+        let mut last: HashSet<String> = HashSet::new();
+        if self.preprocessing.layout != Layout::Nhwc {
+            return last;
+        }
+        last.insert(INPUT_LAYER.to_string());
+        last.insert(self.info.input_name.clone());
+        for node in &self.layout_nodes {
+            let first_last = node.inputs.first().is_some_and(|i| last.contains(i));
+            let out_last = match node.op.as_str() {
+                "Transpose" => match node.perm.as_deref() {
+                    Some([0, 2, 3, 1]) => !first_last,
+                    Some([0, 3, 1, 2]) => false,
+                    Some([0, 1, 2, 3]) => first_last,
+                    _ => false,
+                },
+                op if KEEPS_LAYOUT.contains(&op) => first_last,
+                _ => false,
+            };
+            if out_last {
+                last.extend(node.outputs.iter().cloned());
+            }
+        }
+        last.remove(&self.info.input_name);
+        last
     }
 
     /// The layer called `name`, if any.
