@@ -12,7 +12,8 @@
 //! NULL model or layer list is an error; an unreadable image is an error
 //! naming the file, or — when `skip_bad_images` is true — its layers with a
 //! NULL activation (as the table form gives). `pool` (`none`, `avg`, `max`,
-//! `avg2x2`, ...) pools `[C, H, W]` layers over space at capture time. A
+//! `avg2x2`, ...) pools `[C, H, W]` layers (and `[H, W, C]`
+//! ones, such as an NHWC model's `input`) over space at capture time. A
 //! chunk's images run in parallel on every core. DuckDB hands a scalar
 //! function a whole chunk (up to 2,048 rows) whose results must sit in
 //! memory at once: a chunk whose results would pass `memory_limit` is an
