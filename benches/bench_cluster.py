@@ -18,11 +18,13 @@ tests/test_cluster.py: first one node, then two. Each does
   `layer_corr_block`, then one assembly task per layer writing the whole
   N x N matrix, as `layer_corr`'s result;
 
-after a warm-up task per node (worker processes started, extension and
-model loaded, photos in the page cache). The same work is timed in one
+after a warm-up shard per node (worker processes started, extension and
+model loaded, the task's memory touched once, photos in the page cache). The same work is timed in one
 process without Ray, the SQL a user would run: `COPY (FROM
 nn_activations(...)) TO parquet` and `layer_corr` per layer, with DuckDB
-threads = 1 and = 2. Prints the machine (SIMD level, load), images/s, the
+threads = 1 and = 2 (in a child process whose RAYON_NUM_THREADS, the
+extension's own kernel threads, is the same number; a one-CPU Ray task
+gets one such thread too). Prints the machine (SIMD level, load), images/s, the
 ratios and the time inside the tasks (their sum over the workers' wall
 time is how busy the workers were); JSON in out/bench/cluster.json. Not
 part of `make test`; `make bench-cluster` runs it. Run it on a quiet
@@ -84,6 +86,18 @@ def sql_run(paths, work, threads):
     return t_ex, t_mx
 
 
+def sql_child(n, work, threads):
+    """sql_run in a child process whose rayon pool (the extension's kernels) has `threads`
+    threads, as DuckDB: the pool is sized once per process, from RAYON_NUM_THREADS."""
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    p = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--images", str(n),
+                        "--sql", str(threads), "--body", work],
+                       env=env, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"single-process SQL run failed:\n{p.stdout}\n{p.stderr}")
+    return tuple(json.loads(p.stdout.strip().splitlines()[-1]))
+
+
 def cluster_run(paths, work, nodes, shard_size, block_size):
     from layercorr import cluster
     from test_cluster import ADDRESS, start_two_nodes, stop_cluster
@@ -91,9 +105,11 @@ def cluster_run(paths, work, nodes, shard_size, block_size):
     tag = f"k{nodes}"
     try:
         start_two_nodes(os.path.join(work, f"r{nodes}"), num_cpus=1, nodes=nodes)
-        # warm-up: one tiny shard per node (worker processes, model and extension opened once)
-        cluster.extract(MODEL, paths[:nodes], LAYERS[:1], os.path.join(work, f"w{tag}"),
-                        address=ADDRESS, shard_size=1)
+        # warm-up: one full shard per node (worker processes started, extension and model
+        # loaded, the task's memory touched once), as in the steady state of a long run
+        cluster.extract(MODEL, paths[:nodes * shard_size], LAYERS, os.path.join(work, f"w{tag}"),
+                        address=ADDRESS, shard_size=shard_size)
+        shutil.rmtree(os.path.join(work, f"w{tag}"), ignore_errors=True)
         acts, mats = os.path.join(work, f"a{tag}"), os.path.join(work, f"m{tag}")
         t = time.perf_counter()
         ex = cluster.extract(MODEL, paths, LAYERS, acts, address=ADDRESS, shard_size=shard_size)
@@ -123,7 +139,7 @@ def body(work: str, n: int, shard_size: int, block_size) -> None:
         block_size = max(1, (n + 3) // 4)  # the same 4 x 4 blocks per layer for 1 and 2 workers
     res = {}
     for th in (1, 2):
-        res[f"sql{th}"] = sql_run(paths, work, th)
+        res[f"sql{th}"] = sql_child(n, work, th)
         print(f"single-process SQL, {th} thread(s): extract {res[f'sql{th}'][0]:.2f} s, "
               f"matrices {res[f'sql{th}'][1]:.2f} s  (load {B.loadavg()})", flush=True)
     runs = {}
@@ -175,7 +191,11 @@ def main() -> int:
     p.add_argument("--block-size", type=int, default=None,
                    help="keys per matrices block (default: a quarter of the images, 10 block tasks per layer)")
     p.add_argument("--body", help=argparse.SUPPRESS)
+    p.add_argument("--sql", type=int, help=argparse.SUPPRESS)
     a = p.parse_args()
+    if a.sql:
+        print(json.dumps(sql_run(photos(a.images), a.body, a.sql)))
+        return 0
     if a.body:
         body(a.body, a.images, a.shard_size, a.block_size)
         return 0

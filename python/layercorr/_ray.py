@@ -12,6 +12,7 @@ import uuid
 import layercorr
 
 TMP_PREFIX = ".tmp-"
+RAYON_ENV = "RAYON_NUM_THREADS"
 
 
 def q(s) -> str:
@@ -122,6 +123,13 @@ def connect_worker(driver_ext: str):
     """
     key = (worker_extension(driver_ext), task_threads())
     if _worker_db["key"] != key:
+        # The extension's own parallel kernels (forward passes, matrix
+        # products) run on one rayon pool per process, by default as wide as
+        # the machine; a task holding k CPUs gets k threads, or k tasks on a
+        # node would each use all its cores. Read once, when the pool starts
+        # (the first task of this process); a value set for the node or in
+        # runtime_env wins.
+        os.environ.setdefault(RAYON_ENV, str(key[1]))
         _close_worker_db()
         _worker_db.update(key=key, db=layercorr.connect(extension=key[0], threads=key[1]))
         if not _worker_db.get("atexit"):
