@@ -49,6 +49,23 @@ def test_where_op_filters_relu(mcon, inception_path):
     assert n == want and n > 0
 
 
+@pytest.mark.parametrize("which", ["demo", "inception"])
+def test_node_is_the_onnx_node_name(mcon, model_path, inception_path, which):
+    path = model_path if which == "demo" else inception_path
+    m = onnx.load(str(path), load_external_data=False)
+    want = {out: n.name for n in m.graph.node for out in n.output}
+    rows = mcon.execute(
+        f"SELECT layer, node, tract_op FROM nn_layers({lit(path)}) ORDER BY position").fetchall()
+    assert rows[0][:2] == ("input", None)
+    named = 0
+    for layer, node, tract_op in rows[1:]:
+        assert tract_op, layer
+        # ONNX node names are optional; an unnamed node gives ''.
+        assert (node or "") == want[layer], f"{layer}: node {node!r}, the file says {want[layer]!r}"
+        named += bool(node)
+    assert named > 0, "no node of the model has a name"
+
+
 def _facts(con, path):
     cur = con.execute(f"FROM nn_model({lit(path)})")
     names = [d[0] for d in cur.description]

@@ -3,8 +3,10 @@
 //! any) gives.
 //!
 //! Columns `layer VARCHAR, op VARCHAR, shape BIGINT[] (per image, no batch
-//! axis), size BIGINT, position INTEGER`, topological order, with the
-//! pseudo-layer `input` first. Use it to pick layers for `nn_activations`
+//! axis), size BIGINT, position INTEGER, node VARCHAR, tract_op VARCHAR`,
+//! topological order, with the pseudo-layer `input` first. `op` is the ONNX
+//! operator type and `node` the ONNX node name that writes the tensor
+//! (NULL for `input`); `tract_op` is what tract made of it. Use it to pick layers for `nn_activations`
 //! and to order layers by depth in `layer_similarity(... ORDER BY position)`.
 //!
 //! ```sql
@@ -16,7 +18,7 @@ use std::sync::Arc;
 
 use ::duckdb::ffi;
 
-use super::ffi::{column, set_list, set_str, set_value, LogicalType};
+use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType};
 use super::preprocess_arg::overrides_from_value;
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::model::{cached_model_with, LoadedModel};
@@ -49,6 +51,8 @@ impl TableFunction for NnLayers {
             ("shape", LogicalType::list(&LogicalType::bigint())),
             ("size", LogicalType::bigint()),
             ("position", LogicalType::integer()),
+            ("node", LogicalType::varchar()),
+            ("tract_op", LogicalType::varchar()),
         ];
         Ok((loaded, columns))
     }
@@ -63,12 +67,14 @@ impl TableFunction for NnLayers {
         output: ffi::duckdb_data_chunk,
     ) -> Result<usize, String> {
         let rows = next_page(&bind.layers, next_row);
-        let (name, op, shape, size, position) = (
+        let (name, op, shape, size, position, node, tract_op) = (
             column(output, 0),
             column(output, 1),
             column(output, 2),
             column(output, 3),
             column(output, 4),
+            column(output, 5),
+            column(output, 6),
         );
         for (i, layer) in rows.iter().enumerate() {
             set_str(name, i, &layer.name)?;
@@ -76,6 +82,12 @@ impl TableFunction for NnLayers {
             set_list(shape, i, &layer.shape)?;
             set_value(size, i, layer.size);
             set_value(position, i, layer.position);
+            if layer.node.is_empty() {
+                set_null(node, i);
+            } else {
+                set_str(node, i, &layer.node)?;
+            }
+            set_str(tract_op, i, &layer.tract_op)?;
         }
         Ok(rows.len())
     }

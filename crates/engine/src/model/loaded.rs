@@ -28,8 +28,12 @@ pub const INPUT_LAYER: &str = "input";
 pub struct LayerInfo {
     /// ONNX output tensor name (or `input`).
     pub name: String,
-    /// ONNX operator that produces it.
+    /// ONNX operator type of the node that produces it (`Relu`, `Conv`...).
     pub op: String,
+    /// Name of that ONNX node; empty for a tensor tract made up.
+    pub node: String,
+    /// tract's operator for it, after tract's own translation.
+    pub tract_op: String,
     /// Per-image shape, without the batch axis.
     pub shape: Vec<i64>,
     /// Number of elements per image.
@@ -124,9 +128,9 @@ pub struct LoadedModel {
     pub info: ModelInfo,
     /// Every preprocessing value in force with its origin.
     pub preprocessing_sources: Vec<PreprocessingSource>,
-    /// ONNX operator type (`Conv`, `Relu`...) of the node producing each
-    /// tensor, by output name.
-    onnx_ops: HashMap<String, String>,
+    /// ONNX operator type (`Conv`, `Relu`...) and node name of the node
+    /// producing each tensor, by output name.
+    onnx_ops: HashMap<String, (String, String)>,
     /// The graph's nodes in file (topological) order, as far as layout
     /// tracking needs them.
     layout_nodes: Vec<LayoutNode>,
@@ -210,11 +214,15 @@ impl LoadedModel {
                     .map(|a| a.ints.clone()),
             })
             .collect();
-        let onnx_ops: HashMap<String, String> = proto
+        let onnx_ops: HashMap<String, (String, String)> = proto
             .graph
             .iter()
             .flat_map(|g| g.node.iter())
-            .flat_map(|n| n.output.iter().map(|o| (o.clone(), n.op_type.clone())))
+            .flat_map(|n| {
+                n.output
+                    .iter()
+                    .map(|o| (o.clone(), (n.op_type.clone(), n.name.clone())))
+            })
             .collect();
         let mut info = ModelInfo {
             sha256: Sha256::digest(bytes)
@@ -409,6 +417,8 @@ impl LoadedModel {
         let mut layers = vec![LayerInfo {
             name: INPUT_LAYER.to_string(),
             op: "Input".to_string(),
+            node: String::new(),
+            tract_op: "Source".to_string(),
             size: input_shape.iter().product(),
             shape: input_shape,
             position: 0,
@@ -463,16 +473,19 @@ impl LoadedModel {
                     continue;
                 };
                 let shape: Vec<i64> = dims.iter().skip(1).map(|d| *d as i64).collect();
-                // The ONNX operator type from the file; tract's own name only
-                // for nodes tract made up.
-                let op = self
+                // The ONNX operator type and node name from the file;
+                // tract's own name only for nodes tract made up.
+                let tract_op = op.trim_end_matches("Hir").to_string();
+                let (op, node) = self
                     .onnx_ops
                     .get(&name)
                     .cloned()
-                    .unwrap_or_else(|| op.trim_end_matches("Hir").to_string());
+                    .unwrap_or_else(|| (tract_op.clone(), String::new()));
                 layers.push(LayerInfo {
                     name,
                     op,
+                    node,
+                    tract_op,
                     size: shape.iter().product(),
                     shape,
                     position: layers.len() as i32,

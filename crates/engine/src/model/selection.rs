@@ -86,6 +86,8 @@ mod tests {
             .map(|(i, n)| LayerInfo {
                 name: n.to_string(),
                 op: "Conv".into(),
+                node: String::new(),
+                tract_op: "Conv".into(),
                 shape: vec![1],
                 size: 1,
                 position: i as i32,
