@@ -16,7 +16,9 @@ use tract_onnx::model::ParseResult;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
-use super::metadata::{preprocessing_from_keys, report_keys, DeclaredInput, Keys, Overrides};
+use super::metadata::{
+    preprocessing_from_keys, report_keys, DeclaredInput, Keys, Overrides, PreprocessingSource,
+};
 use super::ModelError;
 use crate::image::{Layout, Preprocessing};
 
@@ -95,16 +97,6 @@ pub struct ModelInfo {
     pub input_name: String,
     pub input_type: String,
     pub input_shape: String,
-}
-
-/// One preprocessing value in force and where it came from: `override`
-/// (the query's), `metadata` (a `layercorr.*` key), `declared shape`,
-/// `declared type` or `default`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PreprocessingSource {
-    pub key: String,
-    pub value: String,
-    pub source: String,
 }
 
 /// A parsed model with its preprocessing and layer list, shared by every

@@ -28,7 +28,6 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::{DatumType, Tensor};
 
-use super::loaded::PreprocessingSource;
 use super::ModelError;
 use crate::image::{
     Alpha, ChannelOrder, InputValues, Interpolation, Layout, Preprocessing, ResizeMode,
@@ -39,6 +38,16 @@ const PREFIX: &str = "onnx.metadata_props.layercorr.";
 
 /// The valid values of `layercorr.layout`.
 const LAYOUT_NAMES: &str = "NCHW, NHWC";
+
+/// One preprocessing value in force and where it came from: `override`
+/// (the query's), `metadata` (a `layercorr.*` key), `declared shape`,
+/// `declared type` or `default`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessingSource {
+    pub key: String,
+    pub value: String,
+    pub source: String,
+}
 
 /// Every preprocessing key (without the `layercorr.` prefix).
 pub const PREPROCESSING_KEYS: [&str; 12] = [

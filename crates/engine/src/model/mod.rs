@@ -21,8 +21,8 @@ pub use cache::{
     cached_model, cached_model_with, cached_plan, own_depthwise, set_own_depthwise, ModelKey,
 };
 pub use error::ModelError;
-pub use loaded::{LayerInfo, LoadedModel, ModelInfo, PreprocessingSource, INPUT_LAYER};
-pub use metadata::{Overrides, PREPROCESSING_KEYS};
+pub use loaded::{LayerInfo, LoadedModel, ModelInfo, INPUT_LAYER};
+pub use metadata::{Overrides, PreprocessingSource, PREPROCESSING_KEYS};
 pub use plan::{ImageActivations, Plan};
 pub use selection::select_layers;
 pub use weights::{WeightInfo, NEAR_ZERO};
