@@ -27,7 +27,7 @@
 //! ```
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 
 use ::duckdb::ffi;
 use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
@@ -37,6 +37,7 @@ use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalTyp
 use super::host::Settings;
 use super::method_arg::{merge_method, method_at};
 use super::register::Aggregate;
+use super::reservation::Reservation;
 
 /// The `layer_corr` aggregate.
 pub struct LayerCorr;
@@ -48,63 +49,39 @@ pub struct CorrState {
     keys: Vec<String>,
     acc: Option<CorrAccumulator>,
     method: Option<CorrMethod>,
-    /// Bytes of working memory this group has counted in [`RESERVED`].
-    reserved: u64,
+    /// Working memory this group has counted in [`RESERVED`].
+    reservation: Reservation,
 }
 
 /// Working memory counted by every live `layer_corr` group of the process.
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 
-impl Drop for CorrState {
-    fn drop(&mut self) {
-        RESERVED.fetch_sub(self.reserved, Ordering::Relaxed);
-    }
-}
-
 impl CorrState {
     /// Counts the working memory of this group at `n` rows of `d` values,
     /// or refuses when all groups together would pass `memory_limit`.
     fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<(), String> {
-        let settings = Settings::latest();
-        let spill_limit = settings
-            .spill_mb
-            .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX));
+        let spill_limit = spill_limit_bytes(&Settings::latest());
         // The kernels' working memory and the result DuckDB receives.
         let need = layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
             .saturating_add(layercorr_kernels::memory::result_bytes(n));
-        if need <= self.reserved {
-            return Ok(());
-        }
-        let limit = settings.memory_limit;
-        let others = RESERVED
-            .load(Ordering::Relaxed)
-            .saturating_sub(self.reserved);
-        if need.saturating_add(others) > limit {
-            let with_others = if others > 0 {
-                format!(" (other layer_corr groups in progress hold {others} bytes)")
-            } else {
-                String::new()
-            };
-            return Err(format!(
-                "{}: a group of N = {n} rows of {d} values needs {need} bytes of working memory{with_others}, above memory_limit ({limit} bytes); raise memory_limit or split the group",
-                method.name()
-            ));
-        }
-        RESERVED.fetch_add(need - self.reserved, Ordering::Relaxed);
-        self.reserved = need;
-        Ok(())
+        self.reservation.reserve(&RESERVED, need, || {
+            format!("{}: a group of N = {n} rows of {d} values", method.name())
+        })
     }
+}
+
+/// `layercorr_spill_mb` in bytes (`None`: never spill).
+fn spill_limit_bytes(settings: &Settings) -> Option<usize> {
+    settings
+        .spill_mb
+        .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX))
 }
 
 /// The spill limit and folder, from `layercorr_spill_mb` and DuckDB's
 /// `temp_directory` (the system's temporary folder when none is set).
 fn spill_policy() -> Result<SpillPolicy, String> {
     let settings = Settings::latest();
-    let mut policy = SpillPolicy::in_temp_dir(
-        settings
-            .spill_mb
-            .map(|mb| usize::try_from(mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)),
-    );
+    let mut policy = SpillPolicy::in_temp_dir(spill_limit_bytes(&settings));
     if let Some(dir) = settings.temp_directory {
         // DuckDB makes its temp_directory when it first spills; so do we,
         // but only the last folder of the path.
@@ -264,14 +241,14 @@ impl Aggregate for LayerCorr {
             // the merged group.
             let (n, d) = (dst.n() + src.n(), dst.d());
             let method = target.method.unwrap_or(CorrMethod::Pearson);
-            RESERVED.fetch_sub(std::mem::take(&mut source.reserved), Ordering::Relaxed);
+            source.reservation.release();
             target.reserve(n, d, method)?;
         }
         match &mut target.acc {
             None => {
                 target.acc = Some(src);
                 target.keys = std::mem::take(&mut source.keys);
-                target.reserved += std::mem::take(&mut source.reserved);
+                target.reservation.absorb(&mut source.reservation);
             }
             Some(dst) => {
                 if dst.d() != src.d() {

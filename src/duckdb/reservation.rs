@@ -1,8 +1,8 @@
-//! Working memory counted against `memory_limit` by the cluster
-//! aggregates (`layer_corr_block`, `layer_cross`): every live group holds a
-//! [`Reservation`] in one process-wide counter per function, and a group
-//! that would take all of them past the limit is refused before it
-//! allocates.
+//! Working memory counted against `memory_limit` by the aggregates that
+//! hold large groups (`layer_corr`, `layer_corr_block`, `layer_cross`):
+//! every live group holds a [`Reservation`] in one process-wide counter per
+//! function, and a group that would take all of them past the limit is
+//! refused before it allocates.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
