@@ -83,6 +83,17 @@ def remove_stale(folder: str) -> None:
         os.remove(stale)
 
 
+def choose_layers(present, layers, where) -> list[str]:
+    """The layers asked for (a name, a list, or None for all `present`), in
+    that order; a layer not in `present` is an error naming `where`."""
+    order = list(present) if layers is None else ([layers] if isinstance(layers, str) else list(layers))
+    missing = [x for x in order if x not in present]
+    if missing:
+        raise ValueError(f"layer {missing[0]} is not in {where} "
+                         f"(layers there: {', '.join(present)})")
+    return order
+
+
 def worker_extension(driver_ext: str) -> str:
     """The extension a task loads.
 

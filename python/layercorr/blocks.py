@@ -262,14 +262,7 @@ def matrices(activations, out, *, method="pearson", layers=None, address=None, b
         _check_method(con, method)
         present = [r[0] for r in con.execute(
             "SELECT DISTINCT layer FROM acts ORDER BY layer").fetchall()]
-        if layers is None:
-            layers = present
-        else:
-            layers = [layers] if isinstance(layers, str) else list(layers)
-            missing = [x for x in layers if x not in present]
-            if missing:
-                raise ValueError(f"layer {missing[0]} is not in {activations} "
-                                 f"(layers there: {', '.join(present)})")
+        layers = R.choose_layers(present, layers, activations)
         if not layers:
             raise ValueError(f"no layers in {activations}")
         keys = layer_keys(con, files, layers, activations)
@@ -444,11 +437,7 @@ def similarity(matrices, *, method="pearson", layers=None, address=None, runtime
         return _similarity_sql(where, method, layers, con)
 
     present = sorted(index["layers"])
-    order = present if layers is None else ([layers] if isinstance(layers, str) else list(layers))
-    missing = [x for x in order if x not in present]
-    if missing:
-        raise ValueError(f"layer {missing[0]} is not in {matrices} "
-                         f"(layers there: {', '.join(present)})")
+    order = R.choose_layers(present, layers, matrices)
     if len(order) < 2:
         raise ValueError(f"similarity needs at least 2 layers, got {len(order)}")
     ext = layercorr.extension_path()
@@ -507,11 +496,7 @@ def _similarity_sql(where, method, layers, con):
         src = "read_parquet(getvariable('lc_files'), union_by_name := true)"
         cols = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()]
         present = [r[0] for r in con.execute(f"SELECT layer FROM {src} ORDER BY layer").fetchall()]
-        order = present if layers is None else ([layers] if isinstance(layers, str) else list(layers))
-        missing = [x for x in order if x not in present]
-        if missing:
-            raise ValueError(f"layer {missing[0]} is not in {where} "
-                             f"(layers there: {', '.join(present)})")
+        order = R.choose_layers(present, layers, where)
         mat = ("{'keys': keys, 'matrix': matrix, 'method': method}" if "method" in cols
                else "{'keys': keys, 'matrix': matrix}")
         row = con.execute(

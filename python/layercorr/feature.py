@@ -66,11 +66,7 @@ def feature_cka(activations, *, layers=None, address=None, runtime_env=None, pro
             "SELECT DISTINCT layer FROM acts ORDER BY layer").fetchall()]
     finally:
         con.close()
-    order = present if layers is None else ([layers] if isinstance(layers, str) else list(layers))
-    missing = [x for x in order if x not in present]
-    if missing:
-        raise ValueError(f"layer {missing[0]} is not in {activations} "
-                         f"(layers there: {', '.join(present)})")
+    order = R.choose_layers(present, layers, activations)
     if len(order) < 2:
         raise ValueError(f"feature_cka needs at least 2 layers, got {len(order)}")
     pairs = [(a, b) for i, a in enumerate(order) for b in order[i:]]
