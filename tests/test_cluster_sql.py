@@ -154,6 +154,40 @@ def test_named_errors(con):
     err("SELECT layer_cross(a, a) FROM (SELECT range(20000)::FLOAT[] AS a)", "2^27")
 
 
+def test_nulls_and_empty_groups(con):
+    """NULL activations are left out, a NULL key or NULL element is a named
+    error, an empty group gives n = 0 sums (nothing to divide) and an empty
+    block an error; the host answers afterwards, each function named once."""
+    con, _ = con
+    rows = ("(VALUES ('x', [1, 2, 3]::FLOAT[]), ('y', NULL), ('z', [3, 1, 2]::FLOAT[])) t(k, a)")
+    b = con.execute(f"SELECT layer_corr_block(k, a, 'both', 'pearson') FROM {rows}").fetchone()[0]
+    assert b["row_keys"] == ["x", "z"] and b["col_keys"] == ["x", "z"]
+    assert np.allclose(b["matrix"], np.corrcoef([[1, 2, 3], [3, 1, 2]]), atol=1e-6)
+    s = con.execute(f"SELECT activation_sum(a) FROM {rows}").fetchone()[0]
+    assert s["n"] == 2 and s["sum"] == [4.0, 3.0, 5.0]
+    empty = con.execute("SELECT activation_sum(a), layer_cross(a, a) FROM "
+                        "(VALUES ([1, 2]::FLOAT[])) t(a) WHERE false").fetchone()
+    assert empty[0]["n"] == 0 and empty[0]["sum"] is None
+    assert empty[1]["n"] == 0 and empty[1]["cross"] is None
+    for sql, words in [
+        ("SELECT layer_corr_block(k, a, 'both', 'pearson') FROM (VALUES ('x', [1, 2, 3]::FLOAT[])) "
+         "t(k, a) WHERE false", ["0 row keys"]),
+        ("SELECT layer_corr_block(k, a, 'both', 'pearson') FROM (VALUES ('x', [1, 2, 3]::FLOAT[]), "
+         "(NULL, [1, 3, 2]::FLOAT[])) t(k, a)", ["key is NULL"]),
+        ("SELECT activation_sum(a) FROM (VALUES ([1, NULL, 2]::FLOAT[])) t(a)", ["element 2"]),
+        ("SELECT layer_cross(a, b) FROM (VALUES ([1, 2]::FLOAT[], NULL::FLOAT[]), "
+         "([1, 2]::FLOAT[], [3]::FLOAT[])) t(a, b)", ["NULL and the other is not"]),
+    ]:
+        with pytest.raises(duckdb.Error) as e:
+            con.execute(sql).fetchall()
+        msg = str(e.value)
+        for w in words:
+            assert w in msg, (w, msg)
+        name = sql.split("SELECT ")[1].split("(")[0]
+        assert msg.count(name + ":") == 1, f"{name} named more than once: {msg}"
+    assert con.execute("SELECT 42").fetchone()[0] == 42
+
+
 @pytest.mark.parametrize("arrow", [True, False])
 def test_write_matrix_round_trip(ext_path, tmp_path, arrow):
     """The assembly's writer, with and without pyarrow: layer_corr's fields, values exact."""

@@ -30,7 +30,7 @@ pub struct SumState {
 
 fn length_error(expected: usize, got: usize) -> String {
     format!(
-        "activation_sum: an activation has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
+        "an activation has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
     )
 }
 

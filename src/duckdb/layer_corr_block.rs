@@ -76,7 +76,7 @@ impl BlockState {
         let need = block_bytes(method, m, rows, cols, d);
         self.reservation.reserve(&RESERVED, need, || {
             format!(
-                "layer_corr_block ({}): a block of {rows} x {cols} keys of {d} values",
+                "{}: a block of {rows} x {cols} keys of {d} values",
                 method.name()
             )
         })
@@ -213,7 +213,7 @@ impl Aggregate for LayerCorrBlock {
             state
                 .values
                 .try_reserve(v.len())
-                .map_err(|_| "layer_corr_block: cannot allocate the rows".to_string())?;
+                .map_err(|_| "cannot allocate the rows".to_string())?;
             state.values.extend_from_slice(v);
         }
         Ok(())
@@ -279,7 +279,7 @@ impl Aggregate for LayerCorrBlock {
             .collect();
         if row_idx.is_empty() || col_idx.is_empty() {
             return Err(format!(
-                "layer_corr_block ({}): the group has {} row keys and {} col keys; a block needs at least one of each (side 'row', 'col' or 'both')",
+                "{}: the group has {} row keys and {} col keys; a block needs at least one of each (side 'row', 'col' or 'both')",
                 method.name(),
                 row_idx.len(),
                 col_idx.len()
@@ -294,11 +294,8 @@ impl Aggregate for LayerCorrBlock {
             state.center.as_deref(),
         )
         .map_err(|e| match e.row().and_then(|r| keys.get(r)) {
-            Some(key) => format!(
-                "layer_corr_block: {e} (row {} is key '{key}')",
-                e.row().unwrap_or(0)
-            ),
-            None => format!("layer_corr_block: {e}"),
+            Some(key) => format!("{e} (row {} is key '{key}')", e.row().unwrap_or(0)),
+            None => e.to_string(),
         })?;
         state.values = Vec::new();
         let row_keys: Vec<&str> = row_idx.iter().map(|&i| keys[i].as_str()).collect();

@@ -52,20 +52,17 @@ impl CrossState {
             // The sums and the copy DuckDB receives at the end.
             let need = cross_bytes(d_a, d_b)
                 .saturating_add((d_a as u64).saturating_mul(d_b as u64).saturating_mul(8));
-            self.reservation.reserve(&RESERVED, need, || {
-                format!("layer_cross: a {d_a} x {d_b} cross product")
-            })?;
+            self.reservation
+                .reserve(&RESERVED, need, || format!("a {d_a} x {d_b} cross product"))?;
             self.sums = Some(CrossSums::new(d_a, d_b).map_err(|e| e.to_string())?);
         }
-        self.sums
-            .as_mut()
-            .ok_or_else(|| "layer_cross: no sums".to_string())
+        self.sums.as_mut().ok_or_else(|| "no sums".to_string())
     }
 }
 
 fn length_error(which: &str, expected: usize, got: usize) -> String {
     format!(
-        "layer_cross: activation {which} has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
+        "activation {which} has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
     )
 }
 
@@ -100,14 +97,10 @@ impl Aggregate for LayerCross {
             let (va, vb) = match (va, vb) {
                 (None, None) => continue,
                 (Some(x), Some(y)) => (x, y),
-                _ => {
-                    return Err(
-                        "layer_cross: one activation of a pair is NULL and the other is not".into(),
-                    )
-                }
+                _ => return Err("one activation of a pair is NULL and the other is not".into()),
             };
             if va.is_empty() || vb.is_empty() {
-                return Err("layer_cross: empty activation (0 values)".into());
+                return Err("empty activation (0 values)".into());
             }
             let state = state_of(row);
             match groups.iter_mut().find(|g| g.0 == state) {
@@ -128,8 +121,7 @@ impl Aggregate for LayerCross {
             if let Some(y) = gb.iter().find(|y| y.len() != sums.d_b) {
                 return Err(length_error("b", sums.d_b, y.len()));
             }
-            sums.push(&ga, &gb)
-                .map_err(|e| format!("layer_cross: {e}"))?;
+            sums.push(&ga, &gb).map_err(|e| e.to_string())?;
         }
         Ok(())
     }
@@ -146,11 +138,11 @@ impl Aggregate for LayerCross {
             Some(dst) => {
                 if (dst.d_a, dst.d_b) != (src.d_a, src.d_b) {
                     return Err(format!(
-                        "layer_cross: a group has activations of {} x {} values and of {} x {}",
+                        "a group has activations of {} x {} values and of {} x {}",
                         dst.d_a, dst.d_b, src.d_a, src.d_b
                     ));
                 }
-                dst.merge(&src).map_err(|e| format!("layer_cross: {e}"))?;
+                dst.merge(&src).map_err(|e| e.to_string())?;
                 source.reservation.release();
             }
         }
