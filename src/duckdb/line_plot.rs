@@ -58,7 +58,7 @@ unsafe fn band_end(
         Ok(v)
     } else {
         Err(format!(
-            "line_plot: {what} is {v} for series '{series}' at x '{x}' (use NULL for no band there)"
+            "{what} is {v} for series '{series}' at x '{x}' (use NULL for no band there)"
         ))
     }
 }
@@ -123,7 +123,7 @@ impl Aggregate for LinePlot {
                 let high = band_end(column(input, 4), row, "high", &series, &x)?;
                 if low > high {
                     return Err(format!(
-                        "line_plot: low {low} is above high {high} for series '{series}' at x '{x}'"
+                        "low {low} is above high {high} for series '{series}' at x '{x}'"
                     ));
                 }
                 (low, high)
