@@ -10,7 +10,7 @@
 //! SELECT layer, activation_sum(activation) FROM activations GROUP BY layer;
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::try_zeroed_vec;
 
 use super::ffi::{

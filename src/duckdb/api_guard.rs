@@ -11,7 +11,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::OnceLock;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 type ListSizeFn = unsafe extern "C" fn(ffi::duckdb_vector, ffi::idx_t) -> ffi::duckdb_state;
 type AssignFn = unsafe extern "C" fn(ffi::duckdb_vector, ffi::idx_t, *const c_char, ffi::idx_t);

@@ -10,7 +10,7 @@
 //! SELECT write_png('out/input.png', corr_heatmap(m, NULL, 'input')) FROM matrices WHERE layer = 'input';
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
 
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};

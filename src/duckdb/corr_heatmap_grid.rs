@@ -9,7 +9,7 @@
 //! FROM matrices JOIN layers USING (layer);
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
 
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};

@@ -7,7 +7,7 @@
 //! SELECT corr_order(m) FROM matrices WHERE layer = 'logits';
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::cluster::leaf_order;
 
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};

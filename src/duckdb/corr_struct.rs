@@ -16,7 +16,7 @@
 
 use std::ffi::CStr;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::CorrMethod;
 
 use super::api_guard::list_reserve;

@@ -8,7 +8,7 @@
 //! registers every function, and reports any failure through
 //! `access.set_error` instead of unwinding into the host.
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::c_string;
 

@@ -10,7 +10,7 @@
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::api_guard;
 

@@ -13,7 +13,7 @@
 use std::ffi::{c_void, CStr};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{c_string, Value};
 use super::settings::{parse_depthwise, parse_spill_mb, DEFAULT_SPILL_MB, DEPTHWISE, SPILL_MB};

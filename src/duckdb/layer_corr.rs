@@ -29,7 +29,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
 
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};

@@ -30,7 +30,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::block::{block_bytes, block_matrix};
 use layercorr_kernels::CorrMethod;
 

@@ -19,7 +19,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::cross::{cross_bytes, CrossSums};
 
 use super::api_guard::list_reserve;

@@ -22,7 +22,7 @@
 //! SELECT layer_similarity(layer, m ORDER BY position) FROM matrices JOIN layers USING (layer);
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod, KernelError};
 
 use super::corr_struct::{

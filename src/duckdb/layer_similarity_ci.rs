@@ -23,7 +23,7 @@
 //! SELECT layer_similarity_ci(layer, m, 'cka_debiased', 1000 ORDER BY position) FROM matrices;
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::resample::{bootstrap, BootstrapOptions};
 use layercorr_kernels::{CompareMethod, SquareMatrix};
 

@@ -11,7 +11,7 @@
 //! FROM layercorr_settings();
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{column, set_str, LogicalType};
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};

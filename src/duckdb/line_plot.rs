@@ -12,7 +12,7 @@
 //! SELECT write_png('out/ci.png', line_plot('to input', layer, ci.estimate, ci.ci_low, ci.ci_high ORDER BY position)) FROM boot;
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_render::{line_plot, LinePlotOptions, Series};
 
 use super::ffi::{chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity};

@@ -5,7 +5,7 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{str_at, LogicalType, TypeFn, Validity};
 

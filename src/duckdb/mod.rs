@@ -36,7 +36,7 @@ mod rsa_permutation;
 mod similarity_heatmap;
 mod write_png;
 
-use ::duckdb::ffi::duckdb_connection;
+use libduckdb_sys::duckdb_connection;
 
 use register::{register_aggregate, register_scalar, register_table};
 

@@ -28,7 +28,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{
     append_list, bytes_at, chunk_len, column, column_count, set_list, set_null, set_str, str_at,

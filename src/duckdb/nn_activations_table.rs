@@ -25,7 +25,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::api_guard::list_reserve;
 use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType, Value};

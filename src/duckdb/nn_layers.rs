@@ -16,7 +16,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType};
 use super::preprocess_arg::overrides_from_value;

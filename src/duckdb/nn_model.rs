@@ -20,7 +20,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{
     append_list, column, set_str, set_str_list, set_value, struct_child, LogicalType,

@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{column, set_list, set_str, set_value, LogicalType};
 use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};

@@ -2,7 +2,7 @@
 //! order, choosing the colour range, short display names for keys, and
 //! reading optional text arguments.
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::corr_struct::KeyedMatrix;
 use super::ffi::{str_at, str_list_at, Validity};

@@ -11,7 +11,7 @@
 
 use std::ffi::CStr;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{list_entries, str_at, struct_child, LogicalType, Validity, Value};
 use layercorr_engine::model::Overrides;

@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::corr_struct::with_legacy_overloads;
 use super::ffi::{c_string, guard, LogicalType, TypeFn, Value};

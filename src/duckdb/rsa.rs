@@ -12,7 +12,7 @@
 //! SELECT a.layer, b.layer, rsa(a.m, b.m) FROM lite0 a, lite1 b;
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
 use super::corr_struct::{

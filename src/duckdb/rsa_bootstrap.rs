@@ -16,7 +16,7 @@
 //! WHERE a.layer = 'input' AND b.layer = 'logits';
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::resample::bootstrap;
 
 use super::ffi::{set_value, struct_child, LogicalType};

@@ -17,7 +17,7 @@
 //! WHERE i.layer = 'input' AND a.layer = 'blocks.3' AND b.layer = 'blocks.4';
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::resample::bootstrap_difference;
 
 use super::corr_struct::corr_matrix_type;

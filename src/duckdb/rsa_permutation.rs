@@ -13,7 +13,7 @@
 //! WHERE a.layer = 'block3' AND b.layer = 'block4';
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_kernels::resample::permutation_test;
 
 use super::ffi::{set_value, struct_child, LogicalType};

@@ -10,7 +10,7 @@
 //! Values are checked where they are read (`host.rs` calls the parsers
 //! here), with an error naming the bad value.
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{c_string, LogicalType, Value};
 

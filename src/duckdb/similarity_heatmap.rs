@@ -6,7 +6,7 @@
 //! SELECT write_png('out/similarity.png', similarity_heatmap(s, 'Pearson')) FROM sim;
 //! ```
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
 
 use super::corr_struct::{read_similarity, similarity_type};

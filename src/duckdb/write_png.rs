@@ -11,7 +11,7 @@
 
 use std::path::Path;
 
-use ::duckdb::ffi;
+use libduckdb_sys as ffi;
 
 use super::ffi::{bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity};
 use super::register::{CallContext, ScalarFunction};
