@@ -10,13 +10,13 @@
 //! SELECT layer, activation_sum(activation) FROM activations GROUP BY layer;
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::try_zeroed_vec;
+use libduckdb_sys as ffi;
 
-use super::ffi::{
+use super::capi::old_ffi::{
     chunk_len, column, set_list, set_null, set_value, struct_child, FloatLists, LogicalType,
 };
-use super::register::Aggregate;
+use super::capi::raw_register::Aggregate;
 
 /// The `activation_sum` aggregate.
 pub struct ActivationSum;

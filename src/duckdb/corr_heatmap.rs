@@ -10,13 +10,13 @@
 //! SELECT write_png('out/input.png', corr_heatmap(m, NULL, 'input')) FROM matrices WHERE layer = 'input';
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
+use super::capi::raw_register::{CallContext, ScalarFunction};
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
-use super::ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
 use super::picture::{display_key, optional_list, optional_text, reorder, value_range};
-use super::register::{CallContext, ScalarFunction};
 
 /// The `corr_heatmap` scalar function.
 pub struct CorrHeatmap;

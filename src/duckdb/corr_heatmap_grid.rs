@@ -9,13 +9,15 @@
 //! FROM matrices JOIN layers USING (layer);
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{
+    chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity,
+};
+use super::capi::raw_register::Aggregate;
 use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
-use super::ffi::{chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity};
 use super::picture::{optional_list, optional_text, reorder, value_range};
-use super::register::Aggregate;
 
 /// The `corr_heatmap_grid` aggregate.
 pub struct CorrHeatmapGrid;

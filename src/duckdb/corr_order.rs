@@ -7,12 +7,12 @@
 //! SELECT corr_order(m) FROM matrices WHERE layer = 'logits';
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::cluster::leaf_order;
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{chunk_len, column, set_null, set_str_list, LogicalType};
+use super::capi::raw_register::{CallContext, ScalarFunction};
 use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
-use super::ffi::{chunk_len, column, set_null, set_str_list, LogicalType};
-use super::register::{CallContext, ScalarFunction};
 
 /// The `corr_order` scalar function.
 pub struct CorrOrder;

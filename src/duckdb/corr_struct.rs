@@ -16,11 +16,11 @@
 
 use std::ffi::CStr;
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::CorrMethod;
+use libduckdb_sys as ffi;
 
-use super::api_guard::list_reserve;
-use super::ffi::{
+use super::capi::api_guard::list_reserve;
+use super::capi::old_ffi::{
     append_list, list_entries, set_list, set_str, set_str_list, str_at, str_list_at, struct_child,
     FloatLists, LogicalType, Validity,
 };

@@ -29,14 +29,16 @@
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
+use libduckdb_sys as ffi;
 
+use super::capi::host::Settings;
+use super::capi::old_ffi::{
+    chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity,
+};
+use super::capi::raw_register::Aggregate;
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
-use super::ffi::{chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity};
-use super::host::Settings;
 use super::method_arg::{merge_method, method_at};
-use super::register::Aggregate;
 use super::reservation::Reservation;
 
 /// The `layer_corr` aggregate.

@@ -30,17 +30,17 @@
 
 use std::sync::atomic::AtomicU64;
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::block::{block_bytes, block_matrix};
 use layercorr_kernels::CorrMethod;
+use libduckdb_sys as ffi;
 
-use super::api_guard::list_reserve;
-use super::ffi::{
+use super::capi::api_guard::list_reserve;
+use super::capi::old_ffi::{
     append_list, chunk_len, column, column_count, list_entries, set_list, set_str, set_str_list,
     str_at, struct_child, FloatLists, LogicalType, Validity,
 };
+use super::capi::raw_register::Aggregate;
 use super::method_arg::{merge_method, method_at};
-use super::register::Aggregate;
 use super::reservation::Reservation;
 
 /// The `layer_corr_block` aggregate.

@@ -19,15 +19,15 @@
 
 use std::sync::atomic::AtomicU64;
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::cross::{cross_bytes, CrossSums};
+use libduckdb_sys as ffi;
 
-use super::api_guard::list_reserve;
-use super::ffi::{
+use super::capi::api_guard::list_reserve;
+use super::capi::old_ffi::{
     append_list, chunk_len, column, set_list, set_null, set_value, struct_child, FloatLists,
     LogicalType,
 };
-use super::register::Aggregate;
+use super::capi::raw_register::Aggregate;
 use super::reservation::Reservation;
 
 /// The `layer_cross` aggregate.

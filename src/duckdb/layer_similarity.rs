@@ -22,19 +22,19 @@
 //! SELECT layer_similarity(layer, m ORDER BY position) FROM matrices JOIN layers USING (layer);
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod, KernelError};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{
+    append_list, chunk_len, column, column_count, set_list, set_str_list, str_at, struct_child,
+    LogicalType, Validity,
+};
+use super::capi::raw_register::Aggregate;
 use super::corr_struct::{
     check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, similarity_type,
     KeyedMatrix,
 };
-use super::ffi::{
-    append_list, chunk_len, column, column_count, set_list, set_str_list, str_at, struct_child,
-    LogicalType, Validity,
-};
 use super::method_arg::{merge_method, method_at};
-use super::register::Aggregate;
 
 /// The `layer_similarity` aggregate.
 pub struct LayerSimilarity;

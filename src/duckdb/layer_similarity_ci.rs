@@ -23,15 +23,17 @@
 //! SELECT layer_similarity_ci(layer, m, 'cka_debiased', 1000 ORDER BY position) FROM matrices;
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::resample::{bootstrap, BootstrapOptions};
 use layercorr_kernels::{CompareMethod, SquareMatrix};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{
+    append_list, chunk_len, set_list, set_str_list, struct_child, LogicalType,
+};
+use super::capi::raw_register::{trailing_optional, Aggregate};
 use super::corr_struct::corr_matrix_type;
-use super::ffi::{append_list, chunk_len, set_list, set_str_list, struct_child, LogicalType};
 use super::layer_similarity::{name_matrix, SimilarityState};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
-use super::register::{trailing_optional, Aggregate};
 
 /// The `layer_similarity_ci` aggregate.
 pub struct LayerSimilarityCi;

@@ -13,8 +13,8 @@
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{column, set_str, LogicalType};
-use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+use super::capi::old_ffi::{column, set_str, LogicalType};
+use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 
 /// The `layercorr_settings` table function.
 pub struct LayercorrSettings;
@@ -41,11 +41,11 @@ impl TableFunction for LayercorrSettings {
                 s.external_access.to_string(),
             ),
             (
-                super::settings::SPILL_MB.to_string(),
+                super::capi::settings::SPILL_MB.to_string(),
                 s.spill_mb.map_or("off".to_string(), |mb| mb.to_string()),
             ),
             (
-                super::settings::DEPTHWISE.to_string(),
+                super::capi::settings::DEPTHWISE.to_string(),
                 if s.own_depthwise {
                     "layercorr"
                 } else {

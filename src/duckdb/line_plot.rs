@@ -12,12 +12,14 @@
 //! SELECT write_png('out/ci.png', line_plot('to input', layer, ci.estimate, ci.ci_low, ci.ci_high ORDER BY position)) FROM boot;
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_render::{line_plot, LinePlotOptions, Series};
+use libduckdb_sys as ffi;
 
-use super::ffi::{chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity};
+use super::capi::old_ffi::{
+    chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity,
+};
+use super::capi::raw_register::Aggregate;
 use super::picture::optional_text;
-use super::register::Aggregate;
 
 /// The `line_plot` aggregate.
 pub struct LinePlot;

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{str_at, LogicalType, TypeFn, Validity};
+use super::capi::old_ffi::{str_at, LogicalType, TypeFn, Validity};
 
 /// Reads the method at `row` of `vector` (`None`: the argument was not
 /// given, so `default`), reusing the last parse when the text repeats.
@@ -123,8 +123,9 @@ pub unsafe fn resample_options(
     count_name: &'static str,
 ) -> Result<layercorr_kernels::resample::BootstrapOptions, String> {
     use layercorr_kernels::resample::{check_count, check_level, BootstrapOptions};
-    let columns = super::ffi::column_count(input);
-    let col = |i: usize| (columns > first + i).then(|| super::ffi::column(input, first + i));
+    let columns = super::capi::old_ffi::column_count(input);
+    let col =
+        |i: usize| (columns > first + i).then(|| super::capi::old_ffi::column(input, first + i));
     let mut opts = BootstrapOptions::default();
     if let Some(count) = bigint_at(col(0), row, count_name)? {
         opts.resamples = check_count(what, count_name, count).map_err(|e| e.to_string())?;

@@ -28,14 +28,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use libduckdb_sys as ffi;
-
-use super::ffi::{
-    append_list, bytes_at, chunk_len, column, column_count, set_list, set_null, set_str, str_at,
-    str_list_at, struct_child, LogicalType, Validity,
-};
+use super::capi::{CallContext, Chunk, Kind, LogicalType, Output, ScalarFunction};
+use super::error::{Error, Result};
 use super::preprocess_arg::{map_type, overrides_at};
-use super::register::{CallContext, ScalarFunction};
 use layercorr_engine::files::FileSource;
 use layercorr_engine::model::Overrides;
 use layercorr_engine::pipeline::{prepare, ImageInput, Prefetch};
@@ -59,18 +54,18 @@ pub fn activation_list_type() -> LogicalType {
 pub fn check_forward_memory(
     prepared: &layercorr_engine::pipeline::Prepared,
     limit: u64,
-) -> Result<(), String> {
+) -> Result<()> {
     let threads = rayon::current_num_threads().max(1) as u64;
     let bytes = prepared
         .forward_values()
         .saturating_mul(4)
         .saturating_mul(threads);
     if bytes > limit {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "model '{}' has {} values over all its layers per image; {threads} forward passes at once may need {bytes} bytes, above memory_limit ({limit} bytes)",
             prepared.model_path.display(),
             prepared.forward_values()
-        ));
+        )));
     }
     Ok(())
 }
@@ -84,15 +79,6 @@ struct Group {
     overrides: Overrides,
     rows: Vec<usize>,
     images: Vec<ImageInput>,
-}
-
-/// The type id of a chunk column.
-///
-/// # Safety
-/// `vector` must be a live vector.
-unsafe fn type_of(vector: ffi::duckdb_vector) -> ffi::DUCKDB_TYPE {
-    let ty = LogicalType(ffi::duckdb_vector_get_column_type(vector));
-    ffi::duckdb_get_type_id(ty.0)
 }
 
 impl ScalarFunction for NnActivations {
@@ -133,64 +119,55 @@ impl ScalarFunction for NnActivations {
         out
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        ctx: &CallContext,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let columns = column_count(input);
-        let (model_vec, path_vec) = (column(input, 0), column(input, 1));
-        let (model_ok, path_ok) = (Validity::of(model_vec), Validity::of(path_vec));
-        let blobs = type_of(path_vec) == ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB;
-        let layers_vec = (columns >= 3).then(|| column(input, 2));
+    fn invoke(input: &Chunk, output: &mut Output, ctx: &CallContext) -> Result<()> {
+        let rows = input.rows();
+        let columns = input.columns();
+        let (model_col, image_col) = (input.column(0)?, input.column(1)?);
+        let (models, images) = (model_col.strings()?, image_col.strings()?);
+        let blobs = image_col.kind() == Kind::Blob;
+        let layer_lists = input.optional(2).map(|c| c.lists()).transpose()?;
         // The override MAP comes last: 4th after layers, or 6th after pool.
-        let map_vec = match columns {
-            4 if type_of(column(input, 3)) == ffi::DUCKDB_TYPE_DUCKDB_TYPE_MAP => {
-                Some(column(input, 3))
-            }
-            6 => Some(column(input, 5)),
+        let map_col = match columns {
+            4 => input.optional(3).filter(|c| c.kind() == Kind::Map),
+            6 => input.optional(5),
             _ => None,
         };
-        let skip_vec =
-            (columns >= 4 && !(columns == 4 && map_vec.is_some())).then(|| column(input, 3));
-        let pool_vec = (columns >= 5).then(|| column(input, 4));
+        let skips = (columns >= 4 && !(columns == 4 && map_col.is_some()))
+            .then(|| input.column(3).and_then(|c| c.values::<bool>()))
+            .transpose()?;
+        let pools = input.optional(4).map(|c| c.strings()).transpose()?;
 
         let mut groups: Vec<Group> = Vec::new();
         for row in 0..rows {
-            if !path_ok.is_valid(row) {
-                set_null(output, row);
+            let Some(image_bytes) = images.bytes(row) else {
+                output.set_null(row)?;
                 continue;
-            }
-            if !model_ok.is_valid(row) {
-                return Err("model is NULL".into());
-            }
-            let model = str_at(model_vec, row).into_owned();
-            let layers = match layers_vec {
+            };
+            let model = models
+                .text(row)
+                .ok_or_else(|| Error::invalid("model is NULL"))?
+                .into_owned();
+            let layers = match &layer_lists {
                 None => None,
-                Some(v) => Some(str_list_at(v, rows, row)?.ok_or("layer list is NULL")?),
+                Some(lists) => Some(
+                    lists
+                        .strings_at(row)?
+                        .ok_or_else(|| Error::invalid("layer list is NULL"))?,
+                ),
             };
-            let skip_bad_images = match skip_vec {
-                Some(v) if Validity::of(v).is_valid(row) => {
-                    *(ffi::duckdb_vector_get_data(v) as *const bool).add(row)
-                }
-                _ => false,
+            let skip_bad_images = skips.and_then(|v| v.get(row)).unwrap_or(false);
+            let pooling = match pools.and_then(|p| p.text(row)) {
+                Some(text) => text.parse::<Pooling>()?,
+                None => Pooling::None,
             };
-            let pooling = match pool_vec {
-                Some(v) if Validity::of(v).is_valid(row) => str_at(v, row).parse::<Pooling>()?,
-                _ => Pooling::None,
-            };
-            let overrides = match map_vec {
-                Some(v) => overrides_at(v, rows, row)?,
+            let overrides = match &map_col {
+                Some(c) => overrides_at(c, row)?,
                 None => Overrides::none(),
             };
             let image = if blobs {
-                ImageInput::from_bytes(
-                    format!("BLOB in row {} of the chunk", row + 1),
-                    bytes_at(path_vec, row),
-                )
+                ImageInput::from_bytes(format!("BLOB in row {} of the chunk", row + 1), image_bytes)
             } else {
-                ImageInput::Path(str_at(path_vec, row).into_owned())
+                ImageInput::Path(String::from_utf8_lossy(image_bytes).into_owned())
             };
             match groups.iter_mut().find(|g| {
                 g.model == model
@@ -226,9 +203,8 @@ impl ScalarFunction for NnActivations {
                     g.pooling,
                     &g.overrides,
                 )
-                .map_err(|e| e.to_string())
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<std::result::Result<_, _>>()?;
         // The whole chunk's results live in DuckDB's vectors at once.
         let result_bytes = groups
             .iter()
@@ -241,9 +217,9 @@ impl ScalarFunction for NnActivations {
             check_forward_memory(p, limit)?;
         }
         if result_bytes > limit {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "the results of this chunk of {rows} images need {result_bytes} bytes, above memory_limit ({limit} bytes); use the table form nn_activations(model, [paths], layers := [...]), which streams, or fewer layers, or pool := 'avg'"
-            ));
+            )));
         }
 
         // Each group's images compute in background steps while earlier
@@ -255,17 +231,19 @@ impl ScalarFunction for NnActivations {
             while let Some((first, result)) = steps.next_step() {
                 for (i, act) in result?.into_iter().enumerate() {
                     let row = group.rows[first + i];
-                    let (entries, offset) = append_list(output, row, names.len())?;
-                    let (name_vec, values_vec) =
-                        (struct_child(entries, 0), struct_child(entries, 1));
+                    let (mut entries, offset) = output.append_list(row, names.len())?;
+                    let mut fields = entries.fields()?;
+                    let [name_col, values_col] = fields.as_mut_slice() else {
+                        return Err(Error::internal("an activation entry without two fields"));
+                    };
                     for (k, name) in names.iter().enumerate() {
-                        set_str(name_vec, offset + k, name)?;
+                        name_col.set_str(offset + k, name)?;
                         // A skipped bad image keeps its layers, NULL.
                         match &act {
-                            Some(acts) => set_list(values_vec, offset + k, &acts.layers[k])?,
+                            Some(acts) => values_col.set_list(offset + k, &acts.layers[k])?,
                             None => {
-                                set_list::<f32>(values_vec, offset + k, &[])?;
-                                set_null(values_vec, offset + k);
+                                values_col.set_list::<f32>(offset + k, &[])?;
+                                values_col.set_null(offset + k)?;
                             }
                         }
                     }

@@ -25,13 +25,12 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 
-use libduckdb_sys as ffi;
-
-use super::api_guard::list_reserve;
-use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType, Value};
-use super::host::HostFiles;
+use super::capi::host::HostFiles;
+use super::capi::{
+    BindArgs, Bound, CallContext, Kind, LogicalType, OutputChunk, TableFunction, Value,
+};
+use super::error::{Error, Result};
 use super::preprocess_arg::overrides_from_value;
-use super::register::{BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
 use layercorr_engine::pipeline::{
     prepare, ImageInput, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT,
@@ -71,40 +70,10 @@ enum Images {
 /// The BLOBs of a `BLOB[]` value (`None` for a NULL element), or `None`
 /// when the value is not a list of BLOBs.
 fn blob_list(value: &Value) -> Option<Vec<Option<Vec<u8>>>> {
-    if value.is_null() || value.type_id() != ffi::DUCKDB_TYPE_DUCKDB_TYPE_LIST {
+    if value.list_child_kind() != Some(Kind::Blob) {
         return None;
     }
-    // SAFETY: the value is a live LIST value; its type belongs to it, the
-    // child type we create is destroyed by `LogicalType`'s drop, and every
-    // blob DuckDB hands out is copied, then freed.
-    unsafe {
-        let child_type = LogicalType(ffi::duckdb_list_type_child_type(
-            ffi::duckdb_get_value_type(value.0),
-        ));
-        if ffi::duckdb_get_type_id(child_type.0) != ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB {
-            return None;
-        }
-        let len = ffi::duckdb_get_list_size(value.0);
-        Some(
-            (0..len)
-                .map(|i| {
-                    let item = Value(ffi::duckdb_get_list_child(value.0, i));
-                    if item.is_null() {
-                        return None;
-                    }
-                    let blob = ffi::duckdb_get_blob(item.0);
-                    let bytes = if blob.data.is_null() {
-                        Vec::new()
-                    } else {
-                        std::slice::from_raw_parts(blob.data as *const u8, blob.size as usize)
-                            .to_vec()
-                    };
-                    ffi::duckdb_free(blob.data);
-                    Some(bytes)
-                })
-                .collect(),
-        )
-    }
+    Some(value.list_items()?.iter().map(Value::as_blob).collect())
 }
 
 /// The images of a `BLOB[]`, named by position in errors.
@@ -139,33 +108,35 @@ pub struct Progress {
     next_null: usize,
 }
 
-fn expand_paths(value: &Value, files: &HostFiles) -> Result<Vec<String>, String> {
+fn expand_paths(value: &Value, files: &HostFiles) -> Result<Vec<String>> {
     if value.is_null() {
-        return Err("paths is NULL".into());
+        return Err(Error::invalid("paths is NULL"));
     }
     if let Some(items) = value.list_strings() {
         return items
             .into_iter()
             .enumerate()
-            .map(|(i, p)| p.ok_or_else(|| format!("path {} of the list is NULL", i + 1)))
+            .map(|(i, p)| {
+                p.ok_or_else(|| Error::invalid(format!("path {} of the list is NULL", i + 1)))
+            })
             .collect();
     }
-    let text = value.as_string().ok_or("paths is NULL")?;
+    let text = value
+        .as_string()
+        .ok_or_else(|| Error::invalid("paths is NULL"))?;
     if !has_glob(&text) {
         return Ok(vec![text]);
     }
     if !is_local(&text) {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "cannot expand the glob '{text}': globs work on local paths; pass a VARCHAR[] of paths for other file systems"
-        ));
+        )));
     }
     // Listing a folder is reading it: ask DuckDB's sandbox first.
-    files
-        .sandbox_allows(&glob_base(&text))
-        .map_err(|e| e.to_string())?;
-    let paths = expand_local_glob(&text).map_err(|e| e.to_string())?;
+    files.sandbox_allows(&glob_base(&text))?;
+    let paths = expand_local_glob(&text)?;
     if paths.is_empty() {
-        return Err(format!("no files match '{text}'"));
+        return Err(Error::invalid(format!("no files match '{text}'")));
     }
     Ok(paths)
 }
@@ -189,7 +160,10 @@ impl TableFunction for NnActivationsTable {
     }
 
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
-        let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let model = args
+            .positional(0)
+            .as_string()
+            .ok_or_else(|| Error::invalid("model is NULL"))?;
         let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
         let images_arg = args.positional(1);
@@ -199,14 +173,14 @@ impl TableFunction for NnActivationsTable {
         };
         let layers: Option<Vec<String>> = match args.named("layers") {
             None => None,
-            Some(v) if v.is_null() => return Err("layers is NULL".into()),
+            Some(v) if v.is_null() => return Err(Error::invalid("layers is NULL")),
             Some(v) => Some(
                 v.list_strings()
-                    .ok_or("layers must be a VARCHAR[]")?
+                    .ok_or_else(|| Error::invalid("layers must be a VARCHAR[]"))?
                     .into_iter()
                     .enumerate()
                     .map(|(i, l)| l.ok_or_else(|| format!("layer {} of the list is NULL", i + 1)))
-                    .collect::<Result<_, _>>()?,
+                    .collect::<std::result::Result<_, _>>()?,
             ),
         };
         let skip_bad_images = args
@@ -224,18 +198,17 @@ impl TableFunction for NnActivationsTable {
             layers.as_deref(),
             pooling,
             &overrides,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         // The steps in flight, the one being emitted and DuckDB's chunk.
         let step_bytes = prepared
             .values_per_image()
             .saturating_mul(4 * (IMAGES_PER_STEP * (STEPS_IN_FLIGHT + 2)) as u64);
         let limit = ctx.settings.memory_limit;
         if step_bytes > limit {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "model '{model}' gives {} values per image over the requested layers; a few images of them need {step_bytes} bytes, above memory_limit ({limit} bytes): request fewer layers or pool := 'avg'",
                 prepared.values_per_image()
-            ));
+            )));
         }
         super::nn_activations::check_forward_memory(&prepared, limit)?;
         let key = match images {
@@ -257,7 +230,7 @@ impl TableFunction for NnActivationsTable {
         ))
     }
 
-    fn init(req: &Self::Bind) -> Result<Self::State, String> {
+    fn init(req: &Self::Bind) -> Result<Self::State> {
         let (prepared, skip) = (req.prepared.clone(), req.skip_bad_images);
         let steps = match &req.images {
             Images::Paths(paths) => Prefetch::new(prepared, paths.clone(), skip),
@@ -270,11 +243,11 @@ impl TableFunction for NnActivationsTable {
         })
     }
 
-    unsafe fn next(
+    fn next(
         req: &Self::Bind,
         progress: &mut Self::State,
-        output: ffi::duckdb_data_chunk,
-    ) -> Result<usize, String> {
+        output: &mut OutputChunk,
+    ) -> Result<usize> {
         let layers = req.prepared.layers.len();
         while progress.pending.is_empty() {
             let Some((first, result)) = progress.steps.next_step() else {
@@ -322,27 +295,29 @@ impl TableFunction for NnActivationsTable {
                 }
             }
         }
-        let (path_vec, layer_vec, act_vec) =
-            (column(output, 0), column(output, 1), column(output, 2));
+        let max_rows = output.capacity().min(MAX_ROWS);
+        let mut columns = output.columns();
+        let [key_col, layer_col, act_col] = columns.as_mut_slice() else {
+            return Err(Error::internal(
+                "nn_activations output without three columns",
+            ));
+        };
         // Room for every value of this chunk at once: growing the list one
         // row at a time would copy what is already there at every doubling.
         let values: usize = progress
             .pending
             .iter()
-            .take(MAX_ROWS)
+            .take(max_rows)
             .map(|(_, _, v)| v.as_ref().map_or(0, Vec::len))
             .sum();
-        list_reserve(
-            act_vec,
-            ffi::duckdb_list_vector_get_size(act_vec) as usize + values,
-        )?;
+        act_col.reserve_list(act_col.list_len()? + values)?;
         let mut row = 0;
-        while row < MAX_ROWS {
+        while row < max_rows {
             let Some((image, layer, values)) = progress.pending.pop_front() else {
                 break;
             };
             match &req.images {
-                Images::Paths(paths) => set_str(path_vec, row, &paths[image])?,
+                Images::Paths(paths) => key_col.set_str(row, &paths[image])?,
                 Images::Blobs {
                     positions, nulls, ..
                 } => {
@@ -350,15 +325,15 @@ impl TableFunction for NnActivationsTable {
                         Some(k) => nulls[k],
                         None => positions[image],
                     };
-                    set_value(path_vec, row, position);
+                    key_col.set_value(row, position)?;
                 }
             }
-            set_str(layer_vec, row, &req.prepared.layers[layer])?;
+            layer_col.set_str(row, &req.prepared.layers[layer])?;
             match values {
-                Some(values) => set_list(act_vec, row, &values)?,
+                Some(values) => act_col.set_list(row, &values)?,
                 None => {
-                    set_list::<f32>(act_vec, row, &[])?;
-                    set_null(act_vec, row);
+                    act_col.set_list::<f32>(row, &[])?;
+                    act_col.set_null(row)?;
                 }
             }
             row += 1;

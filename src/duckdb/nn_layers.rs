@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{column, set_list, set_null, set_str, set_value, LogicalType};
+use super::capi::old_ffi::{column, set_list, set_null, set_str, set_value, LogicalType};
+use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 use super::preprocess_arg::overrides_from_value;
-use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::model::{cached_model_with, LoadedModel};
 
 /// The `nn_layers` table function.

@@ -22,11 +22,11 @@ use std::sync::Arc;
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{
+use super::capi::old_ffi::{
     append_list, column, set_str, set_str_list, set_value, struct_child, LogicalType,
 };
+use super::capi::raw_register::{BindArgs, Bound, CallContext, TableFunction};
 use super::preprocess_arg::overrides_from_value;
-use super::register::{BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::model::{cached_model_with, LoadedModel};
 
 /// The `nn_model` table function.

@@ -12,8 +12,8 @@ use std::path::Path;
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{column, set_list, set_str, set_value, LogicalType};
-use super::register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+use super::capi::old_ffi::{column, set_list, set_str, set_value, LogicalType};
+use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
 use layercorr_engine::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.

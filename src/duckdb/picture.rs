@@ -4,8 +4,8 @@
 
 use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{str_at, str_list_at, Validity};
 use super::corr_struct::KeyedMatrix;
-use super::ffi::{str_at, str_list_at, Validity};
 
 /// `m` with rows and columns in `order` (a permutation of its keys, e.g.
 /// from `corr_order` of another layer); errors name a missing key.
@@ -80,7 +80,7 @@ pub unsafe fn optional_text(
     if index >= columns {
         return None;
     }
-    let v = super::ffi::column(input, index);
+    let v = super::capi::old_ffi::column(input, index);
     Validity::of(v)
         .is_valid(row)
         .then(|| str_at(v, row).into_owned())
@@ -100,5 +100,5 @@ pub unsafe fn optional_list(
     if index >= columns {
         return Ok(None);
     }
-    str_list_at(super::ffi::column(input, index), rows, row)
+    str_list_at(super::capi::old_ffi::column(input, index), rows, row)
 }

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::host::Settings;
+use super::capi::host::Settings;
 
 /// Bytes one group has counted in its function's counter.
 #[derive(Default)]

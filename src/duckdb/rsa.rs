@@ -12,16 +12,18 @@
 //! SELECT a.layer, b.layer, rsa(a.m, b.m) FROM lite0 a, lite1 b;
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{
+    chunk_len, column, column_count, set_null, set_value, LogicalType, TypeFn,
+};
+use super::capi::raw_register::{trailing_optional, CallContext, ScalarFunction};
 use super::corr_struct::{
     check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, KeyedMatrix,
 };
-use super::ffi::{chunk_len, column, column_count, set_null, set_value, LogicalType, TypeFn};
 use super::layer_similarity::name_matrix;
 use super::method_arg::method_at;
-use super::register::{trailing_optional, CallContext, ScalarFunction};
 
 /// The `rsa` scalar function.
 pub struct Rsa;

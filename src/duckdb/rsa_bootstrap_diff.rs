@@ -17,14 +17,14 @@
 //! WHERE i.layer = 'input' AND a.layer = 'blocks.3' AND b.layer = 'blocks.4';
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::resample::bootstrap_difference;
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{set_value, struct_child, LogicalType};
+use super::capi::raw_register::{trailing_optional, CallContext, ScalarFunction};
 use super::corr_struct::corr_matrix_type;
-use super::ffi::{set_value, struct_child, LogicalType};
 use super::layer_similarity::name_matrix;
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
-use super::register::{trailing_optional, CallContext, ScalarFunction};
 use super::rsa::for_each_row;
 use super::rsa_bootstrap::interval_type;
 

@@ -13,13 +13,13 @@
 //! WHERE a.layer = 'block3' AND b.layer = 'block4';
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_kernels::resample::permutation_test;
+use libduckdb_sys as ffi;
 
-use super::ffi::{set_value, struct_child, LogicalType};
+use super::capi::old_ffi::{set_value, struct_child, LogicalType};
+use super::capi::raw_register::{CallContext, ScalarFunction};
 use super::layer_similarity::name_matrix;
 use super::method_arg::resample_options;
-use super::register::{CallContext, ScalarFunction};
 use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
 /// The `rsa_permutation` scalar function.

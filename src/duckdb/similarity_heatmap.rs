@@ -6,13 +6,13 @@
 //! SELECT write_png('out/similarity.png', similarity_heatmap(s, 'Pearson')) FROM sim;
 //! ```
 
-use libduckdb_sys as ffi;
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
+use libduckdb_sys as ffi;
 
+use super::capi::old_ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
+use super::capi::raw_register::{CallContext, ScalarFunction};
 use super::corr_struct::{read_similarity, similarity_type};
-use super::ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
 use super::picture::{optional_text, value_range};
-use super::register::{CallContext, ScalarFunction};
 
 /// The `similarity_heatmap` scalar function.
 pub struct SimilarityHeatmap;

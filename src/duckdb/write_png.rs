@@ -13,8 +13,10 @@ use std::path::Path;
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity};
-use super::register::{CallContext, ScalarFunction};
+use super::capi::old_ffi::{
+    bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity,
+};
+use super::capi::raw_register::{CallContext, ScalarFunction};
 use layercorr_engine::files::is_local;
 
 /// The last 12 bytes of every PNG: the empty `IEND` chunk and its CRC.

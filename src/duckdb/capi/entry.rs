@@ -10,7 +10,7 @@
 
 use libduckdb_sys as ffi;
 
-use super::ffi::c_string;
+use super::c_string;
 
 /// Minimum C API version; must equal the footer's (see `scripts/append_footer.py`).
 const MIN_DUCKDB_VERSION: &str = "v1.5.6";
@@ -43,7 +43,7 @@ unsafe fn init(
     if ffi::duckdb_connect(*db_ptr, &mut con) != ffi::DuckDBSuccess {
         return Err("cannot open a connection to register functions".into());
     }
-    let result = super::register_all(con);
+    let result = crate::duckdb::register_all(con);
     // The settings in force at load time, for the aggregates (which get no
     // client context of their own).
     let mut context: ffi::duckdb_client_context = std::ptr::null_mut();

@@ -7,105 +7,13 @@
 //! vectors (DuckDB flattens C API inputs), appending lists to result
 //! vectors, and turning panics into errors before they reach C.
 
-use std::ffi::{c_char, CStr, CString};
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use libduckdb_sys as ffi;
 
 use super::api_guard;
 
-/// A logical type's constructor, so that argument lists can be declared
-/// once as constants.
-pub type TypeFn = fn() -> LogicalType;
-
-/// A logical type we created and must destroy.
-pub struct LogicalType(pub ffi::duckdb_logical_type);
-
-impl LogicalType {
-    fn of(id: ffi::DUCKDB_TYPE) -> LogicalType {
-        // SAFETY: creating a primitive logical type has no preconditions.
-        LogicalType(unsafe { ffi::duckdb_create_logical_type(id) })
-    }
-    /// `VARCHAR`.
-    pub fn varchar() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_VARCHAR)
-    }
-    /// `FLOAT`.
-    pub fn float() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_FLOAT)
-    }
-    /// `DOUBLE`.
-    pub fn double() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_DOUBLE)
-    }
-    /// `BIGINT`.
-    pub fn bigint() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BIGINT)
-    }
-    /// `INTEGER`.
-    pub fn integer() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_INTEGER)
-    }
-    /// `BOOLEAN`.
-    pub fn boolean() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BOOLEAN)
-    }
-    /// `BLOB`.
-    pub fn blob() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_BLOB)
-    }
-    /// `ANY` (table function parameters that accept several types).
-    pub fn any() -> LogicalType {
-        Self::of(ffi::DUCKDB_TYPE_DUCKDB_TYPE_ANY)
-    }
-    /// `child[]`.
-    pub fn list(child: &LogicalType) -> LogicalType {
-        // SAFETY: `child` is a live logical type; DuckDB copies it.
-        LogicalType(unsafe { ffi::duckdb_create_list_type(child.0) })
-    }
-    /// `STRUCT(name type, ...)`.
-    pub fn structure(fields: &[(&str, &LogicalType)]) -> LogicalType {
-        let names: Vec<CString> = fields.iter().map(|(n, _)| c_string(n)).collect();
-        let mut name_ptrs: Vec<*const c_char> = names.iter().map(|n| n.as_ptr()).collect();
-        let mut types: Vec<ffi::duckdb_logical_type> = fields.iter().map(|(_, t)| t.0).collect();
-        // SAFETY: both arrays hold `fields.len()` live entries; DuckDB copies them.
-        LogicalType(unsafe {
-            ffi::duckdb_create_struct_type(
-                types.as_mut_ptr(),
-                name_ptrs.as_mut_ptr(),
-                fields.len() as u64,
-            )
-        })
-    }
-}
-
-impl Drop for LogicalType {
-    fn drop(&mut self) {
-        // SAFETY: we own this type.
-        unsafe { ffi::duckdb_destroy_logical_type(&mut self.0) };
-    }
-}
-
-/// A C string for DuckDB, with interior NULs replaced so it never fails.
-pub fn c_string(text: &str) -> CString {
-    CString::new(text.replace('\0', "\u{FFFD}")).unwrap_or_default()
-}
-
-/// Runs `body`, turning a panic into an error message so that it never
-/// unwinds into DuckDB (which would abort the host process).
-pub fn guard<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => result,
-        Err(payload) => {
-            let what = payload
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "unknown panic".to_string());
-            Err(format!("layercorr internal error: {what}"))
-        }
-    }
-}
+pub use super::types::{LogicalType, TypeFn};
+pub use super::value::Value;
+pub use super::{c_string, guard};
 
 /// Number of rows in a data chunk.
 ///
@@ -357,72 +265,6 @@ pub unsafe fn set_str_list<S: AsRef<str>>(
 /// `vector` must be a live STRUCT vector with more than `index` fields.
 pub unsafe fn struct_child(vector: ffi::duckdb_vector, index: usize) -> ffi::duckdb_vector {
     ffi::duckdb_struct_vector_get_child(vector, index as u64)
-}
-
-/// An owned `duckdb_value` (bind-time parameters).
-pub struct Value(pub ffi::duckdb_value);
-
-impl Drop for Value {
-    fn drop(&mut self) {
-        if !self.0.is_null() {
-            // SAFETY: we own this value.
-            unsafe { ffi::duckdb_destroy_value(&mut self.0) };
-        }
-    }
-}
-
-impl Value {
-    /// Whether the value is missing or SQL NULL.
-    pub fn is_null(&self) -> bool {
-        // SAFETY: checked for null pointer first.
-        self.0.is_null() || unsafe { ffi::duckdb_is_null_value(self.0) }
-    }
-
-    /// The DuckDB type id of the value.
-    pub fn type_id(&self) -> ffi::DUCKDB_TYPE {
-        // SAFETY: the value is live; the returned type is owned by the value.
-        unsafe { ffi::duckdb_get_type_id(ffi::duckdb_get_value_type(self.0)) }
-    }
-
-    /// The value as text (any type is cast), `None` for NULL.
-    pub fn as_string(&self) -> Option<String> {
-        if self.is_null() {
-            return None;
-        }
-        // SAFETY: the value is live; DuckDB returns a malloc'd C string we free.
-        unsafe {
-            let raw = ffi::duckdb_get_varchar(self.0);
-            if raw.is_null() {
-                return None;
-            }
-            let text = CStr::from_ptr(raw).to_string_lossy().into_owned();
-            ffi::duckdb_free(raw as *mut std::ffi::c_void);
-            Some(text)
-        }
-    }
-
-    /// The value as a boolean, `None` for NULL.
-    pub fn as_bool(&self) -> Option<bool> {
-        if self.is_null() {
-            return None;
-        }
-        // SAFETY: the value is live.
-        Some(unsafe { ffi::duckdb_get_bool(self.0) })
-    }
-
-    /// The elements of a LIST value as strings; NULL elements are `None`.
-    pub fn list_strings(&self) -> Option<Vec<Option<String>>> {
-        if self.is_null() || self.type_id() != ffi::DUCKDB_TYPE_DUCKDB_TYPE_LIST {
-            return None;
-        }
-        // SAFETY: the value is a live LIST value.
-        let len = unsafe { ffi::duckdb_get_list_size(self.0) };
-        Some(
-            (0..len)
-                .map(|i| Value(unsafe { ffi::duckdb_get_list_child(self.0, i) }).as_string())
-                .collect(),
-        )
-    }
 }
 
 /// The `VARCHAR[]` at `row` of a flat list vector: `Ok(None)` for NULL, an

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{c_string, Value};
 use super::settings::{parse_depthwise, parse_spill_mb, DEFAULT_SPILL_MB, DEPTHWISE, SPILL_MB};
+use super::{c_string, Value};
 use layercorr_engine::files::{is_local, special_file_reason, too_large, FileError, FileSource};
 use layercorr_engine::model::set_own_depthwise;
 

@@ -1,70 +1,14 @@
-//! The three shapes of SQL function we register through the raw C API —
-//! table, scalar and aggregate — each as a trait plus `extern "C"`
-//! trampolines that catch panics and report errors through DuckDB.
-//!
-//! A function file implements one trait and `mod.rs` lists it; no function
-//! file touches callbacks, state pointers or error plumbing.
+//! The unsafe function traits over raw handles, for the function files not
+//! yet on the typed views of [`super::register`].
 
-use std::collections::HashSet;
 use std::ffi::c_void;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use libduckdb_sys as ffi;
 
-use super::corr_struct::with_legacy_overloads;
-use super::ffi::{c_string, guard, LogicalType, TypeFn, Value};
-use super::host::{Host, HostFiles, Settings};
-
-/// What a scalar or table function call may use of its host: the settings
-/// in force and DuckDB's file system (opened on first use).
-pub struct CallContext {
-    host: Host,
-    /// The host's settings when the call started.
-    pub settings: Settings,
-    files: OnceLock<Arc<HostFiles>>,
-}
-
-impl CallContext {
-    fn new(context: ffi::duckdb_client_context) -> Result<CallContext, String> {
-        let host = Host::new(context)?;
-        let settings = host.settings()?;
-        Ok(CallContext {
-            host,
-            settings,
-            files: OnceLock::new(),
-        })
-    }
-
-    /// DuckDB's file system, through which every file is read and written.
-    pub fn files(&self) -> Result<Arc<HostFiles>, String> {
-        if let Some(files) = self.files.get() {
-            return Ok(files.clone());
-        }
-        let files = self.host.files()?;
-        Ok(self.files.get_or_init(|| files).clone())
-    }
-}
-
-/// The arguments a table function was called with, at bind time.
-pub struct BindArgs(ffi::duckdb_bind_info);
-
-impl BindArgs {
-    /// Positional argument `index`.
-    pub fn positional(&self, index: usize) -> Value {
-        // SAFETY: bind info is live during bind; DuckDB returns an owned value.
-        Value(unsafe { ffi::duckdb_bind_get_parameter(self.0, index as u64) })
-    }
-    /// Named argument `name`, if given.
-    pub fn named(&self, name: &str) -> Option<Value> {
-        let c_name = c_string(name);
-        // SAFETY: bind info is live during bind; a missing parameter is NULL.
-        let value = unsafe { ffi::duckdb_bind_get_named_parameter(self.0, c_name.as_ptr()) };
-        (!value.is_null()).then_some(Value(value))
-    }
-}
-
-/// What a table function's bind returns: its bind data and result columns.
-pub type Bound<B> = Result<(B, Vec<(&'static str, LogicalType)>), String>;
+use super::register::{agg_init, agg_state_size, live_states};
+pub use super::register::{next_page, trailing_optional, BindArgs, Bound, CallContext};
+use super::{c_string, guard, LogicalType};
+use crate::duckdb::corr_struct::with_legacy_overloads;
 
 /// A table function: bind once per query, then produce chunks until done.
 pub trait TableFunction {
@@ -95,15 +39,6 @@ pub trait TableFunction {
     ) -> Result<usize, String>;
 }
 
-/// The next page (at most one 2048-row vector) of an in-memory result,
-/// advancing `next_row`; for table functions that list precomputed rows.
-pub fn next_page<'a, T>(rows: &'a [T], next_row: &mut usize) -> &'a [T] {
-    let rest = &rows[(*next_row).min(rows.len())..];
-    let page = &rest[..rest.len().min(2048)];
-    *next_row += page.len();
-    page
-}
-
 unsafe extern "C" fn drop_box<T>(ptr: *mut c_void) {
     if !ptr.is_null() {
         drop(Box::from_raw(ptr as *mut T));
@@ -114,8 +49,8 @@ unsafe extern "C" fn table_bind<T: TableFunction>(info: ffi::duckdb_bind_info) {
     let result = guard(|| {
         let mut context: ffi::duckdb_client_context = std::ptr::null_mut();
         ffi::duckdb_table_function_get_client_context(info, &mut context);
-        let ctx = CallContext::new(context)?;
-        T::bind(&BindArgs(info), &ctx)
+        let ctx = CallContext::new(context).map_err(String::from)?;
+        T::bind(&BindArgs::from_raw(info), &ctx).map_err(String::from)
     });
     match result {
         Ok((bind, columns)) => {
@@ -192,22 +127,6 @@ pub fn register_table<T: TableFunction>(con: ffi::duckdb_connection) -> Result<(
 }
 
 /// A scalar function with one implementation for all its overloads.
-/// The overloads of a function whose trailing arguments are optional in
-/// order: `fixed`, then `fixed` with each prefix of `optional` (none, the
-/// first, the first two, ...), all returning `result`.
-pub fn trailing_optional(
-    fixed: &[TypeFn],
-    optional: &[TypeFn],
-    result: TypeFn,
-) -> Vec<(Vec<LogicalType>, LogicalType)> {
-    (0..=optional.len())
-        .map(|k| {
-            let params = fixed.iter().chain(&optional[..k]).map(|t| t()).collect();
-            (params, result())
-        })
-        .collect()
-}
-
 pub trait ScalarFunction {
     /// SQL name.
     const NAME: &'static str;
@@ -235,7 +154,7 @@ unsafe extern "C" fn scalar_init<T: ScalarFunction>(info: ffi::duckdb_init_info)
     let result = guard(|| {
         let mut context: ffi::duckdb_client_context = std::ptr::null_mut();
         ffi::duckdb_scalar_function_init_get_client_context(info, &mut context);
-        CallContext::new(context)
+        CallContext::new(context).map_err(String::from)
     });
     match result {
         Ok(ctx) => {
@@ -328,32 +247,6 @@ pub trait Aggregate {
     ) -> Result<(), String>;
 }
 
-unsafe extern "C" fn agg_state_size(_: ffi::duckdb_function_info) -> u64 {
-    std::mem::size_of::<*mut c_void>() as u64
-}
-
-/// Addresses of the aggregate states DuckDB has initialised and not yet
-/// destroyed.
-///
-/// DuckDB 1.5's sorted-aggregate wrapper (`agg(x ORDER BY y)`) calls the
-/// C API update with a *constant* state vector — one state for every row —
-/// but the C API reads it as a flat array, so entries past the first are
-/// garbage and dereferencing them crashes the host. A state address that
-/// DuckDB never initialised therefore means "constant vector": all rows
-/// belong to the first state.
-static LIVE_STATES: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
-
-fn live_states() -> std::sync::MutexGuard<'static, Option<HashSet<usize>>> {
-    LIVE_STATES.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-unsafe extern "C" fn agg_init(_: ffi::duckdb_function_info, state: ffi::duckdb_aggregate_state) {
-    (state as *mut *mut c_void).write(std::ptr::null_mut());
-    live_states()
-        .get_or_insert_with(HashSet::new)
-        .insert(state as usize);
-}
-
 unsafe fn agg_state<T: Aggregate>(state: ffi::duckdb_aggregate_state) -> *mut T::State {
     let slot = state as *mut *mut T::State;
     if (*slot).is_null() {
@@ -368,7 +261,7 @@ unsafe extern "C" fn agg_update<T: Aggregate>(
     states: *mut ffi::duckdb_aggregate_state,
 ) {
     let result = guard(|| {
-        let rows = super::ffi::chunk_len(input);
+        let rows = super::old_ffi::chunk_len(input);
         let constant = rows > 1 && {
             let second = *states.add(1) as usize;
             !live_states()
@@ -390,7 +283,7 @@ unsafe extern "C" fn agg_combine<T: Aggregate>(
     target: *mut ffi::duckdb_aggregate_state,
     count: u64,
 ) {
-    let result = guard(|| {
+    let result = guard(|| -> Result<(), String> {
         for i in 0..count as usize {
             let src = agg_state::<T>(*source.add(i));
             let dst = agg_state::<T>(*target.add(i));
@@ -411,7 +304,7 @@ unsafe extern "C" fn agg_finalize<T: Aggregate>(
     count: u64,
     offset: u64,
 ) {
-    let outcome = guard(|| {
+    let outcome = guard(|| -> Result<(), String> {
         for i in 0..count as usize {
             let state = agg_state::<T>(*source.add(i));
             T::finalize(&mut *state, result, offset as usize + i)?;
@@ -428,7 +321,7 @@ unsafe extern "C" fn agg_destroy<T: Aggregate>(
     states: *mut ffi::duckdb_aggregate_state,
     count: u64,
 ) {
-    let _ = guard(|| {
+    let _ = guard(|| -> Result<(), String> {
         let mut live = live_states();
         for i in 0..count as usize {
             if let Some(live) = live.as_mut() {

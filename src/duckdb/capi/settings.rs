@@ -12,7 +12,7 @@
 
 use libduckdb_sys as ffi;
 
-use super::ffi::{c_string, LogicalType, Value};
+use super::{c_string, LogicalType, Value};
 
 /// Name of the spill threshold option.
 pub const SPILL_MB: &str = "layercorr_spill_mb";
