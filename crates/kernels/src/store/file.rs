@@ -3,7 +3,8 @@
 //!
 //! The format is a flat run of rows. Rows of wide layers are padded to a
 //! multiple of 4096 bytes so that a block of them can be written with
-//! `O_DIRECT` from an aligned buffer ([`FileAppend::write_rows`]), past the
+//! `O_DIRECT` from an aligned buffer, or from the caller's memory when its
+//! rows are aligned ([`FileAppend::write_rows`]), past the
 //! page cache; shorter rows are packed. Everything else goes through the
 //! page cache, which keeps the file in RAM while there is room. Written by
 //! hand: `std::fs::File` with positional reads and writes does all of it,
@@ -354,6 +355,22 @@ impl FileAppend<'_> {
             }
             return Ok(());
         };
+        let write = |bytes: &[u8], at: u64| -> Result<()> {
+            if direct.write_all_at(bytes, at).is_err() {
+                self.file
+                    .write_all_at(bytes, at)
+                    .map_err(|e| self.io_error(e))?;
+            }
+            Ok(())
+        };
+        if rows.iter().all(|row| self.writable_in_place(row)) {
+            // Each row goes to the disk straight from the caller's memory:
+            // no copy at all.
+            for (i, row) in rows.iter().enumerate() {
+                write(as_bytes(row), offset(i))?;
+            }
+            return Ok(());
+        }
         let per_write = (DIRECT_STAGING_BYTES / self.stride).clamp(1, rows.len().max(1));
         let mut staging = AlignedBytes::zeroed(per_write * self.stride)?;
         for (k, group) in rows.chunks(per_write).enumerate() {
@@ -363,15 +380,19 @@ impl FileAppend<'_> {
             for (slot, row) in buf.chunks_mut(self.stride).zip(group) {
                 slot[..row.len() * 4].copy_from_slice(as_bytes(row));
             }
-            let bytes = &buf[..group.len() * self.stride];
-            let at = offset(k * per_write);
-            if direct.write_all_at(bytes, at).is_err() {
-                self.file
-                    .write_all_at(bytes, at)
-                    .map_err(|e| self.io_error(e))?;
-            }
+            write(&buf[..group.len() * self.stride], offset(k * per_write))?;
         }
         Ok(())
+    }
+
+    /// Whether `row` can be written with `O_DIRECT` from where it is: it
+    /// fills its stride exactly (a multiple of [`DIRECT_ALIGN`] bytes) and
+    /// starts on an aligned address, as rows of a page-aligned buffer of
+    /// wide activations do.
+    fn writable_in_place(&self, row: &[f32]) -> bool {
+        std::mem::size_of_val(row) == self.stride
+            && self.stride.is_multiple_of(DIRECT_ALIGN)
+            && (row.as_ptr() as usize).is_multiple_of(DIRECT_ALIGN)
     }
 }
 
@@ -476,6 +497,43 @@ mod tests {
             store.finish().unwrap();
             let all: Vec<Vec<f32>> = first.iter().chain(&later).cloned().collect();
             assert_eq!(read_all(store.source()), all, "bypass_cache {bypass_cache}");
+        }
+    }
+
+    #[test]
+    fn aligned_rows_written_in_place_read_back() {
+        // 16384 values = 64 KiB: a stride with no padding, so rows of an
+        // aligned buffer go to the disk from where they are; one row out
+        // of line sends the whole block through the staging buffer.
+        let d = 16_384;
+        assert_eq!(row_stride(d), d * 4);
+        let n = 6;
+        let mut raw = vec![0f32; (n + 1) * d + DIRECT_ALIGN / 4];
+        let skip = raw.as_ptr().align_offset(DIRECT_ALIGN);
+        let data = wide_rows(n + 1, d, 3.0);
+        for (i, row) in data.iter().enumerate() {
+            raw[skip + i * d..skip + (i + 1) * d].copy_from_slice(row);
+        }
+        let aligned: Vec<&[f32]> = (0..n)
+            .map(|i| &raw[skip + i * d..skip + (i + 1) * d])
+            .collect();
+        let mut misaligned = aligned.clone();
+        let shifted = &raw[skip + n * d - 1..skip + (n + 1) * d - 1];
+        misaligned[2] = shifted;
+        for (rows, in_place) in [(&aligned, true), (&misaligned, false)] {
+            let p = policy(Some(0));
+            let mut store = RowStore::new(d);
+            {
+                let (_, places) = store.extend_rows(rows.len(), &p).unwrap();
+                let NewRowPlaces::File(append) = places else {
+                    panic!("a store past its limit hands out file places");
+                };
+                assert_eq!(rows.iter().all(|r| append.writable_in_place(r)), in_place);
+                append.write_rows(rows, true).unwrap();
+            }
+            store.finish().unwrap();
+            let want: Vec<Vec<f32>> = rows.iter().map(|r| r.to_vec()).collect();
+            assert_eq!(read_all(store.source()), want, "in place {in_place}");
         }
     }
 

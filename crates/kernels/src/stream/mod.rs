@@ -41,12 +41,17 @@ use block::{Block, Copies, NewRows};
 pub const MIN_DIRECT_ROWS: usize = 128;
 /// Rows waiting in the store are multiplied once there are this many.
 pub const MIN_SETTLE_ROWS: usize = 256;
-/// Blocks of at least this many rows are written to a spill file past the
-/// page cache: such a block is most of a host chunk (2048 rows), so later
-/// blocks of its group, if any, are as large and read it back rarely.
-/// Smaller blocks come from chunks shared by many groups and are read
-/// back by the next few blocks, so they stay in the page cache.
+/// Blocks of at least this many rows, or of [`DIRECT_WRITE_MIN_BYTES`],
+/// are written to a spill file past the page cache, on a writer thread
+/// while the products run: such a block is most of a host chunk (2048
+/// rows) or a large group arriving whole, so later blocks of its group, if
+/// any, read it back rarely, and a copy into the page cache would cost
+/// more than the write. Smaller blocks come from chunks shared by many
+/// groups and are read back by the next few blocks, so they stay in the
+/// page cache.
 const DIRECT_WRITE_MIN_ROWS: usize = 1024;
+/// See [`DIRECT_WRITE_MIN_ROWS`].
+const DIRECT_WRITE_MIN_BYTES: usize = 64 << 20;
 /// The pearson shift of a row is the mean of its first this many values.
 const SHIFT_SPAN: usize = 2048;
 
@@ -220,7 +225,10 @@ impl StreamingGram {
         // that reads them, while each piece is in cache.
         let (copies, writer) = match places {
             NewRowPlaces::Memory(m) => (Copies::Memory(m), None),
-            NewRowPlaces::File(append) if r >= DIRECT_WRITE_MIN_ROWS => {
+            NewRowPlaces::File(append)
+                if r >= DIRECT_WRITE_MIN_ROWS
+                    || r.saturating_mul(d).saturating_mul(4) >= DIRECT_WRITE_MIN_BYTES =>
+            {
                 (Copies::Elsewhere, Some(append))
             }
             NewRowPlaces::File(append) => (Copies::File(append), None),
