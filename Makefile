@@ -56,9 +56,10 @@ test-rust:
 test-python: build assets
 	$(PY) -m pytest -q tests
 
-bench: build assets $(VENV)/.bench-installed
+bench: build assets
 	$(PY) benches/bench_inference.py
-	$(PY) benches/bench_corr.py
+	$(PY) benches/bench_corr.py --shapes 1000x100352,2000x200704
+	$(PY) benches/summary.py
 
 # Ray: 1 vs 2 workers beside single-process SQL (needs root for its network namespace).
 bench-cluster: build assets
