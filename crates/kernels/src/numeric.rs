@@ -2,9 +2,10 @@
 //! spans, the copy-and-shift of a row piece, and the power-of-two rescaling
 //! of rows too small or too large for `f32` products.
 //!
-//! The loops keep eight independent lanes so that the compiler vectorises
-//! them; they run over every value of every row once per column chunk, so
-//! they are on the hot path next to the matrix products.
+//! The loops keep independent lanes (eight, sixteen in [`shift_sum`]) so
+//! that the compiler vectorises them; they run over every value of every
+//! row once per column chunk, so they are on the hot path next to the
+//! matrix products.
 
 use rayon::prelude::*;
 
@@ -96,21 +97,58 @@ pub(crate) fn span_of(x: &[f32]) -> Span {
 
 /// `dst = src − s`, returns `Σ dst` in `f64`; `span` is set to `src`'s
 /// span (of the values as given).
+///
+/// One pass over every value of every row, so it runs at the widest
+/// vectors the CPU has: the same loop compiled for AVX-512 or AVX2 where
+/// the CPU reports them at run time, the portable build otherwise. Each
+/// lane adds its values in the same order in every build, so the results
+/// are identical bit for bit.
 pub(crate) fn shift_sum(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -> f64 {
-    let mut acc = [0f64; 8];
-    let mut lo = [f32::INFINITY; 8];
-    let mut hi = [f32::NEG_INFINITY; 8];
-    let mut sc = src.chunks_exact(8);
-    let mut dc = dst.chunks_exact_mut(8);
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512F, checked just above.
+            return unsafe { shift_sum_avx512(src, dst, s, span) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { shift_sum_avx2(src, dst, s, span) };
+        }
+    }
+    shift_sum_lanes(src, dst, s, span)
+}
+
+/// [`shift_sum_lanes`] compiled for AVX-512F.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn shift_sum_avx512(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -> f64 {
+    shift_sum_lanes(src, dst, s, span)
+}
+
+/// [`shift_sum_lanes`] compiled for AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn shift_sum_avx2(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -> f64 {
+    shift_sum_lanes(src, dst, s, span)
+}
+
+/// The portable body of [`shift_sum`], inlined into each build of it.
+#[inline(always)]
+fn shift_sum_lanes(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -> f64 {
+    const LANES: usize = 16;
+    let mut acc = [0f64; LANES];
+    let mut lo = [f32::INFINITY; LANES];
+    let mut hi = [f32::NEG_INFINITY; LANES];
+    let mut sc = src.chunks_exact(LANES);
+    let mut dc = dst.chunks_exact_mut(LANES);
     for (a, b) in (&mut sc).zip(&mut dc) {
-        for k in 0..8 {
+        let a: &[f32; LANES] = a.try_into().expect("chunks_exact");
+        let b: &mut [f32; LANES] = b.try_into().expect("chunks_exact");
+        for k in 0..LANES {
             let x = a[k];
-            if x < lo[k] {
-                lo[k] = x;
-            }
-            if x > hi[k] {
-                hi[k] = x;
-            }
+            // Selects rather than branches: one vector min and max.
+            lo[k] = if x < lo[k] { x } else { lo[k] };
+            hi[k] = if x > hi[k] { x } else { hi[k] };
             let v = x - s;
             b[k] = v;
             acc[k] += v as f64;
@@ -124,7 +162,7 @@ pub(crate) fn shift_sum(src: &[f32], dst: &mut [f32], s: f32, span: &mut Span) -
         *b = v;
         tail += v as f64;
     }
-    for k in 0..8 {
+    for k in 0..LANES {
         out = out.merge(Span {
             lo: lo[k],
             hi: hi[k],
@@ -259,6 +297,47 @@ pub(crate) fn rescale_rows(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One build of [`shift_sum`] with its shift fixed.
+    type ShiftSum = dyn Fn(&[f32], &mut [f32], &mut Span) -> f64;
+
+    #[test]
+    fn shift_sum_is_the_same_in_every_build_the_cpu_runs() {
+        // Values of every magnitude and sign, ragged lengths (tails), so
+        // that any reordering of the additions would show in the sum.
+        for len in [0, 1, 7, 8, 9, 63, 1000, 4099] {
+            let src: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919 % 1013) as f32 - 506.5) * 10f32.powi((i % 9) as i32 - 4))
+                .collect();
+            let run = |f: &ShiftSum| {
+                let mut dst = vec![0f32; len];
+                let mut span = Span::EMPTY;
+                let sum = f(&src, &mut dst, &mut span);
+                (sum.to_bits(), dst, span)
+            };
+            let portable = run(&|a, b, sp| shift_sum_lanes(a, b, 0.37, sp));
+            assert_eq!(run(&|a, b, sp| shift_sum(a, b, 0.37, sp)), portable);
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    let avx2 = run(&|a, b, sp| unsafe { shift_sum_avx2(a, b, 0.37, sp) });
+                    assert_eq!(avx2, portable, "len {len}");
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    let avx512 = run(&|a, b, sp| unsafe { shift_sum_avx512(a, b, 0.37, sp) });
+                    assert_eq!(avx512, portable, "len {len}");
+                }
+            }
+            let plain: f64 = src.iter().map(|&x| (x - 0.37) as f64).sum();
+            let got = f64::from_bits(portable.0);
+            assert!(
+                (got - plain).abs() <= 1e-9 * (1.0 + plain.abs()),
+                "{got} vs {plain}"
+            );
+        }
+    }
 
     #[test]
     fn sums_spans_and_shifts_match_plain_loops() {
