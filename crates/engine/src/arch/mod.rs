@@ -3,16 +3,17 @@
 //! it with.
 //!
 //! Callers use the dispatching functions here and never name an
-//! instruction set; `portable` is the definition, `x86` the AVX2+FMA
-//! version used when the CPU reports both features.
+//! instruction set; `portable` is the definition, `x86` the AVX-512 and
+//! AVX2+FMA versions, the widest the CPU reports used.
 
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-/// f32 values of one vector register the kernels are blocked for; callers
-/// size their buffers in whole multiples of it.
-pub const LANES: usize = 8;
+/// f32 values of the widest vector register the kernels are blocked for
+/// (AVX-512); callers size their buffers in whole multiples of it, which
+/// every narrower version divides.
+pub const LANES: usize = 16;
 
 /// `grid[i] = bias + sum over taps t of weights[t] * scratch[offsets[t] + i]`:
 /// one channel plane of a depthwise convolution whose input was laid out so
@@ -40,11 +41,18 @@ pub fn accumulate_taps(
         scratch.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if x86::available() {
+    {
         // SAFETY: the features were just detected, and the bounds the
-        // kernel relies on were asserted above.
-        unsafe { x86::accumulate_taps(offsets, weights, bias, scratch, grid) };
-        return;
+        // kernels rely on were asserted above (LANES is a multiple of
+        // both register widths).
+        if x86::avx512_available() {
+            unsafe { x86::accumulate_taps_avx512(offsets, weights, bias, scratch, grid) };
+            return;
+        }
+        if x86::avx2_available() {
+            unsafe { x86::accumulate_taps_avx2(offsets, weights, bias, scratch, grid) };
+            return;
+        }
     }
     portable::accumulate_taps(offsets, weights, bias, scratch, grid);
 }
@@ -82,13 +90,19 @@ mod tests {
     /// Tap offsets, weights, scratch and grid length of one case.
     type Case = (Vec<usize>, Vec<f32>, Vec<f32>, usize);
 
-    /// Grids of 1 to 20 registers (every block size of the AVX2 path and
-    /// their remainders), 9 and 25 taps.
-    fn cases() -> Vec<Case> {
+    /// Grids of 1 to 20 whole `LANES` and of 1 to 41 half ones (every
+    /// block size of the AVX-512 and AVX2 paths and their remainders), 9
+    /// and 25 taps; `whole` keeps only the whole ones.
+    fn cases_of(whole: bool) -> Vec<Case> {
         let mut out = Vec::new();
-        for registers in [1, 2, 3, 4, 5, 7, 8, 9, 15, 20] {
+        let halves = [1, 2, 3, 4, 5, 7, 8, 9, 15, 17, 20, 31, 40, 41];
+        let sizes = [1, 2, 3, 4, 5, 7, 8, 9, 15, 20]
+            .into_iter()
+            .map(|r| r * LANES)
+            .chain(halves.into_iter().map(|r| r * LANES / 2))
+            .filter(|n| !whole || n % LANES == 0);
+        for n in sizes {
             for taps in [9usize, 25] {
-                let n = registers * LANES;
                 let offsets: Vec<usize> = (0..taps).map(|t| (t * 7) % 31).collect();
                 let scratch = values(n + 31, taps as u32);
                 let weights = values(taps, 3);
@@ -98,9 +112,14 @@ mod tests {
         out
     }
 
+    /// Grid lengths that [`accumulate_taps`] accepts.
+    fn cases() -> Vec<Case> {
+        cases_of(true)
+    }
+
     #[test]
     fn the_portable_version_matches_the_definition() {
-        for (offsets, weights, scratch, n) in cases() {
+        for (offsets, weights, scratch, n) in cases_of(false) {
             let mut grid = vec![f32::NAN; n];
             portable::accumulate_taps(&offsets, &weights, 0.5, &scratch, &mut grid);
             let want = reference(&offsets, &weights, 0.5, &scratch, n);
@@ -119,6 +138,40 @@ mod tests {
             portable::accumulate_taps(&offsets, &weights, -0.25, &scratch, &mut plain);
             for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
                 assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    /// Each x86 version the CPU has against the portable one, on every
+    /// grid length it accepts, whatever version the dispatch picks.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn each_x86_version_matches_the_portable_one() {
+        type Kernel = unsafe fn(&[usize], &[f32], f32, &[f32], &mut [f32]);
+        let versions: [(bool, usize, Kernel); 2] = [
+            (x86::avx2_available(), 8, x86::accumulate_taps_avx2),
+            (x86::avx512_available(), 16, x86::accumulate_taps_avx512),
+        ];
+        for (available, width, kernel) in versions {
+            if !available {
+                continue;
+            }
+            for (offsets, weights, scratch, n) in cases_of(false) {
+                if n % width != 0 {
+                    continue;
+                }
+                let mut fast = vec![f32::NAN; n];
+                let mut plain = vec![f32::NAN; n];
+                // SAFETY: the feature was detected; offsets + n stay inside
+                // the scratch (cases_of) and n is a multiple of the width.
+                unsafe { kernel(&offsets, &weights, 0.75, &scratch, &mut fast) };
+                portable::accumulate_taps(&offsets, &weights, 0.75, &scratch, &mut plain);
+                for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                    assert!(
+                        (a - b).abs() < 1e-5,
+                        "width {width}, grid {n}, value {i}: {a} vs {b}"
+                    );
+                }
             }
         }
     }

@@ -1,10 +1,18 @@
-//! AVX2 + FMA versions of the kernels in `arch`.
+//! AVX-512 and AVX2 + FMA versions of the kernels in `arch`.
 
-use super::LANES;
+/// f32 values of one AVX2 register.
+const YMM_LANES: usize = 8;
+/// f32 values of one AVX-512 register.
+const ZMM_LANES: usize = 16;
 
-/// Whether this CPU runs the functions of this module.
-pub fn available() -> bool {
+/// Whether this CPU runs the AVX2 + FMA functions of this module.
+pub fn avx2_available() -> bool {
     std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Whether this CPU runs the AVX-512 functions of this module.
+pub fn avx512_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
 }
 
 /// See [`super::accumulate_taps`]. The grid goes in blocks of 8, 4, 2 and
@@ -13,11 +21,11 @@ pub fn available() -> bool {
 /// loads, not their latency, set the pace.
 ///
 /// # Safety
-/// [`available`] must be true; every `offset + grid.len()` must lie inside
-/// `scratch`, there must be a weight per offset, and `grid.len()` must be a
-/// multiple of [`LANES`].
+/// [`avx2_available`] must be true; every `offset + grid.len()` must lie
+/// inside `scratch`, there must be a weight per offset, and `grid.len()`
+/// must be a multiple of 8.
 #[target_feature(enable = "avx2,fma")]
-pub unsafe fn accumulate_taps(
+pub unsafe fn accumulate_taps_avx2(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
@@ -27,31 +35,31 @@ pub unsafe fn accumulate_taps(
     let n = grid.len();
     let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
     let mut i = 0;
-    while i + 8 * LANES <= n {
-        block::<8>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 8 * LANES;
+    while i + 8 * YMM_LANES <= n {
+        block_avx2::<8>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 8 * YMM_LANES;
     }
-    if i + 4 * LANES <= n {
-        block::<4>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 4 * LANES;
+    if i + 4 * YMM_LANES <= n {
+        block_avx2::<4>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 4 * YMM_LANES;
     }
-    if i + 2 * LANES <= n {
-        block::<2>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 2 * LANES;
+    if i + 2 * YMM_LANES <= n {
+        block_avx2::<2>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 2 * YMM_LANES;
     }
     if i < n {
-        block::<1>(src.add(i), dst.add(i), offsets, weights, bias);
+        block_avx2::<1>(src.add(i), dst.add(i), offsets, weights, bias);
     }
 }
 
-/// `V` registers of the grid from `dst` on, reading from `src` on.
+/// `V` AVX2 registers of the grid from `dst` on, reading from `src` on.
 ///
 /// # Safety
-/// As [`accumulate_taps`], for the `V * LANES` values at `src + offset`
+/// As [`accumulate_taps_avx2`], for the `V * 8` values at `src + offset`
 /// and `dst`.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn block<const V: usize>(
+unsafe fn block_avx2<const V: usize>(
     src: *const f32,
     dst: *mut f32,
     offsets: &[usize],
@@ -64,10 +72,74 @@ unsafe fn block<const V: usize>(
         let w = _mm256_set1_ps(*w);
         let p = src.add(*offset);
         for (v, a) in acc.iter_mut().enumerate() {
-            *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(v * LANES)), *a);
+            *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(v * YMM_LANES)), *a);
         }
     }
     for (v, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(dst.add(v * LANES), *a);
+        _mm256_storeu_ps(dst.add(v * YMM_LANES), *a);
+    }
+}
+
+/// See [`super::accumulate_taps`]: [`accumulate_taps_avx2`]'s blocking with
+/// registers twice as wide, so each tap needs half the loads and
+/// multiply-adds.
+///
+/// # Safety
+/// [`avx512_available`] must be true; every `offset + grid.len()` must lie
+/// inside `scratch`, there must be a weight per offset, and `grid.len()`
+/// must be a multiple of 16.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn accumulate_taps_avx512(
+    offsets: &[usize],
+    weights: &[f32],
+    bias: f32,
+    scratch: &[f32],
+    grid: &mut [f32],
+) {
+    let n = grid.len();
+    let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
+    let mut i = 0;
+    while i + 8 * ZMM_LANES <= n {
+        block_avx512::<8>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 8 * ZMM_LANES;
+    }
+    if i + 4 * ZMM_LANES <= n {
+        block_avx512::<4>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 4 * ZMM_LANES;
+    }
+    if i + 2 * ZMM_LANES <= n {
+        block_avx512::<2>(src.add(i), dst.add(i), offsets, weights, bias);
+        i += 2 * ZMM_LANES;
+    }
+    if i < n {
+        block_avx512::<1>(src.add(i), dst.add(i), offsets, weights, bias);
+    }
+}
+
+/// `V` AVX-512 registers of the grid from `dst` on, reading from `src` on.
+///
+/// # Safety
+/// As [`accumulate_taps_avx512`], for the `V * 16` values at
+/// `src + offset` and `dst`.
+#[target_feature(enable = "avx512f")]
+#[inline]
+unsafe fn block_avx512<const V: usize>(
+    src: *const f32,
+    dst: *mut f32,
+    offsets: &[usize],
+    weights: &[f32],
+    bias: f32,
+) {
+    use std::arch::x86_64::*;
+    let mut acc = [_mm512_set1_ps(bias); V];
+    for (offset, w) in offsets.iter().zip(weights) {
+        let w = _mm512_set1_ps(*w);
+        let p = src.add(*offset);
+        for (v, a) in acc.iter_mut().enumerate() {
+            *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(v * ZMM_LANES)), *a);
+        }
+    }
+    for (v, a) in acc.iter().enumerate() {
+        _mm512_storeu_ps(dst.add(v * ZMM_LANES), *a);
     }
 }
