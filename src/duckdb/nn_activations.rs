@@ -223,7 +223,11 @@ impl ScalarFunction for NnActivations {
         }
 
         // Each group's images compute in background steps while earlier
-        // steps are written into the output.
+        // steps are written into the output. The activation lists get room
+        // for the whole chunk at the first write: growing them image by
+        // image copies what is already there at every doubling, on the
+        // thread that also hands the images to the workers.
+        let mut unreserved = Some(result_bytes / 4);
         for (group, prepared) in groups.into_iter().zip(prepared) {
             let names = prepared.layers.clone();
             let mut steps =
@@ -236,6 +240,14 @@ impl ScalarFunction for NnActivations {
                     let [name_col, values_col] = fields.as_mut_slice() else {
                         return Err(Error::internal("an activation entry without two fields"));
                     };
+                    if let Some(values) = unreserved.take() {
+                        let values = usize::try_from(values).map_err(|_| {
+                            Error::invalid(format!(
+                                "{values} activation values do not fit in memory"
+                            ))
+                        })?;
+                        values_col.reserve_list(values_col.list_len()?.saturating_add(values))?;
+                    }
                     for (k, name) in names.iter().enumerate() {
                         name_col.set_str(offset + k, name)?;
                         // A skipped bad image keeps its layers, NULL.
