@@ -9,6 +9,15 @@ Per image (the 100 photos of data/photos/classification, EfficientNet-Lite0,
                 (Python client) with threads = all cores;
 * SQL table  -- `CREATE TABLE acts AS FROM nn_activations(model, 'glob',
                 layers := [...])`;
+* the same two, not stored -- the scalar as `SELECT sum(len(a)) FROM (SELECT
+                nn_activations(...) AS a FROM images)` (the function's
+                call alone: no unnest, no table), the table form as
+                `SELECT count(*), sum(len(activation)) FROM nn_activations(...)`;
+                the difference to the stored forms is what DuckDB spends
+                unnesting and storing, which for the scalar form follows the
+                call on one thread (DuckDB calls a scalar function once per
+                chunk of up to 2,048 rows), while the table form's storing
+                overlaps the next images' forward passes;
 * ORT        -- onnxruntime (Python), the same model with the 11 network
                 tensors added as graph outputs (onnx), batch 1, sequential
                 over the images, Pillow decode + bilinear resize of the
@@ -43,6 +52,7 @@ Every run is a fresh child process, model loading included; the two
 
 Prints the tables; writes out/bench/inference.json.
 Usage: python benches/bench_inference.py [--e2e | --no-e2e] [--repeats 3] [--e2e-runs 3]
+                                         [--extension FILE] [--json NAME]
 """
 from __future__ import annotations
 
@@ -102,11 +112,17 @@ def timed(fn, repeats: int) -> dict:
 # DuckDB side
 # --------------------------------------------------------------------------
 
+def extension() -> Path:
+    """The extension under test: `--extension` (passed to the children
+    through the environment), else the build's."""
+    return Path(os.environ.get("LAYERCORR_BENCH_EXTENSION", B.EXTENSION))
+
+
 def duckdb_connect():
     import duckdb
 
     con = duckdb.connect(config={"allow_unsigned_extensions": "true"})
-    con.execute(f"LOAD {sql_str(B.EXTENSION)}")
+    con.execute(f"LOAD {sql_str(extension())}")
     con.execute(f"SET threads = {os.cpu_count()}")
     con.execute("SET enable_progress_bar = false")
     return con
@@ -122,15 +138,27 @@ def worker_sql(form: str, repeats: int) -> dict:
     paths = photo_paths()
     con.execute("CREATE TABLE images AS SELECT unnest(?::VARCHAR[]) AS path",
                 [[str(p) for p in paths]])
-    if form == "scalar":
-        query = scalar_sql()
-    else:
-        query = (f"CREATE OR REPLACE TABLE acts AS FROM nn_activations({sql_str(MODEL)}, "
-                 f"{sql_str(PHOTOS / '*.jpg')}, layers := {sql_list(LAYERS)})")
-    rec = timed(lambda: con.execute(query), repeats)
-    rows, layers = con.execute("SELECT count(*), count(DISTINCT layer) FROM acts").fetchall()[0]
-    if (rows, layers) != (len(paths) * len(LAYERS), len(LAYERS)):
-        raise RuntimeError(f"acts has {rows} rows / {layers} layers")
+    table = (f"nn_activations({sql_str(MODEL)}, {sql_str(PHOTOS / '*.jpg')}, "
+             f"layers := {sql_list(LAYERS)})")
+    scalar = f"nn_activations({sql_str(MODEL)}, path, {sql_list(LAYERS)})"
+    # The "not stored" forms compute and hand over every activation (the
+    # sums read each list's length) without unnesting or storing them.
+    query, expect = {
+        "scalar": (scalar_sql(), None),
+        "table": (f"CREATE OR REPLACE TABLE acts AS FROM {table}", None),
+        "scalar-only": (f"SELECT sum(len(a)) FROM (SELECT {scalar} AS a FROM images)",
+                        len(paths) * len(LAYERS)),
+        "table-only": (f"SELECT count(*), sum(len(activation)) FROM {table}",
+                       len(paths) * len(LAYERS)),
+    }[form]
+    got = []
+    rec = timed(lambda: got.append(con.execute(query).fetchall()), repeats)
+    if expect is None:
+        rows, layers = con.execute("SELECT count(*), count(DISTINCT layer) FROM acts").fetchall()[0]
+        if (rows, layers) != (len(paths) * len(LAYERS), len(LAYERS)):
+            raise RuntimeError(f"acts has {rows} rows / {layers} layers")
+    elif got[-1][0][0] != expect:
+        raise RuntimeError(f"{form}: {got[-1]} (expected {expect} entries)")
     rec.update(images=len(paths), threads=int(con.execute(
         "SELECT current_setting('threads')").fetchall()[0][0]))
     return rec
@@ -415,6 +443,8 @@ def per_image(repeats: int) -> list[dict]:
     variants = [
         ("SQL scalar nn_activations", ["--kind", "sql", "--form", "scalar"]),
         ("SQL table nn_activations", ["--kind", "sql", "--form", "table"]),
+        ("call only: SQL scalar (no unnest, no table)", ["--kind", "sql", "--form", "scalar-only"]),
+        ("call only: SQL table form (no table)", ["--kind", "sql", "--form", "table-only"]),
         ("ORT intra_op=1, sequential", ["--kind", "ort", "--intra", "1", "--workers", "1"]),
         ("ORT intra_op=2, sequential", ["--kind", "ort", "--intra", "2", "--workers", "1"]),
         ("ORT 2 workers x 1 thread", ["--kind", "ort", "--intra", "1", "--workers", "2"]),
@@ -442,17 +472,41 @@ def report_per_image(results: list[dict], repeats: int) -> None:
     rows = []
     for r in results:
         rows.append([r["label"], B.fmt(r["images_per_second"], ".1f"), B.fmt(r["ms_per_image"], ".1f"),
-                     B.fmt(r["cpu_util"], ".2f"),
+                     B.fmt(r["cpu_util"], ".2f"), B.fmt(r["cpu_util"] * r["ms_per_image"], ".1f"),
                      B.fmt(B.ratio(r["ms_per_image"], ort1["ms_per_image"]), ".2f"),
                      B.fmt(B.ratio(r["ms_per_image"], ort2["ms_per_image"]), ".2f"),
                      f"{r['loadavg_start'][0]:.1f}", f"{r['other_busy_cores']:.2f}",
                      str(r["attempts"] - 1)])
-    B.print_table(["variant", "images/s", "ms/image", "CPU", "time/ORT1", "time/ORT2", "load",
+    B.print_table(["variant", "images/s", "ms/image", "CPU", "CPU ms/image", "time/ORT1", "time/ORT2", "load",
                    "others", "reruns"], rows)
     print("time/ORT1, time/ORT2 = this row's ms/image over onnxruntime's (sequential, 1 or 2 intra-op "
           "threads; decode + preprocess included);\nCPU = cores this variant kept busy during its "
-          "timed runs; load = 1-min load average before the row; others = cores kept busy by "
+          "timed runs; CPU ms/image = CPU x ms/image, the work per image (a steadier figure than "
+          "wall time when others load the machine); load = 1-min load average before the row; others = cores kept busy by "
           "other processes meanwhile (0 = quiet); reruns = repeated because others > 0.3")
+    report_goals(results)
+
+
+def report_goals(results: list[dict]) -> dict:
+    """The speed ratios the inference goals are stated in (peer's time over
+    ours: 1 = as fast, 0.5 = half as fast), from this run."""
+    by = {r["label"]: r for r in results}
+    table, scalar = by["SQL table nn_activations"], by["SQL scalar nn_activations"]
+    ort = [r for r in results if r["label"].startswith("ORT")]
+    best = min(ort, key=lambda r: r["ms_per_image"])
+    stored_scalar = scalar["ms_per_image"] - by["call only: SQL scalar (no unnest, no table)"]["ms_per_image"]
+    goals = {
+        "table_vs_best_ort": B.ratio(best["ms_per_image"], table["ms_per_image"]),
+        "best_ort": best["label"],
+        "scalar_vs_table": B.ratio(table["ms_per_image"], scalar["ms_per_image"]),
+        "scalar_cores": scalar["cpu_util"],
+        "scalar_unnest_store_ms_per_image": stored_scalar,
+    }
+    print(f"speed, table form / onnxruntime's best ({best['label']}): "
+          f"{B.fmt(goals['table_vs_best_ort'], '.2f')}x; scalar form / table form: "
+          f"{B.fmt(goals['scalar_vs_table'], '.2f')}x with {scalar['cpu_util']:.2f} cores busy; "
+          f"the scalar form's unnest + store after its call: {stored_scalar:.1f} ms/image")
+    return goals
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -544,6 +598,8 @@ def main() -> None:
     ap.add_argument("--e2e-runs", type=int, default=3,
                     help="end-to-end runs of each pipeline, alternating (default 3)")
     ap.add_argument("--json", default="inference.json", help="file name under out/bench/")
+    ap.add_argument("--extension", help="the extension file to load (default: the build's), "
+                    "e.g. a copy of an earlier build for a before/after comparison")
     # Child-process mode.
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--kind", help=argparse.SUPPRESS)
@@ -573,9 +629,12 @@ def main() -> None:
         print(json.dumps(rec))
         return
 
+    if args.extension:
+        os.environ["LAYERCORR_BENCH_EXTENSION"] = str(Path(args.extension).resolve())
     t_start = time.perf_counter()
     info = B.machine_header("layercorr: inference, nn_activations vs onnxruntime")
-    for what, path in (("extension", B.EXTENSION), ("model", MODEL), ("photos", PHOTOS)):
+    print(f"extension: {extension()}")
+    for what, path in (("extension", extension()), ("model", MODEL), ("photos", PHOTOS)):
         if not path.exists():
             sys.exit(f"{what} missing: {path}; run `make build` and `make assets` first")
     check_layers()
