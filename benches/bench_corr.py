@@ -49,6 +49,7 @@ import argparse
 import gc
 import json
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -142,11 +143,18 @@ def load_duckdb_table(con, x, threads) -> None:
             raise RuntimeError(f"row {i} differs after loading into DuckDB")
 
 
-def kernel_once(binary: str, n: int, d: int) -> float:
-    """Seconds of one corr_timing run (its own data, its own process)."""
+def kernel_once(binary: str, n: int, d: int) -> tuple[float, float]:
+    """Wall and CPU seconds of one corr_timing run (its own data, its own process)."""
     out = subprocess.run([binary, str(n), str(d), "pearson", "1"], capture_output=True,
                          text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds_median"]
+    rec = json.loads(out.stdout.strip().splitlines()[-1])
+    return rec["seconds_median"], rec.get("cpu_seconds_median", float("nan"))
+
+
+def cpu_seconds() -> float:
+    """User + system CPU time of every thread of this process so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 
 
 def worker_corr(impl: str, n: int, d: int, repeats: int, save: str | None,
@@ -195,21 +203,30 @@ def worker_corr(impl: str, n: int, d: int, repeats: int, save: str | None,
         if warm_up:
             run()
         times, in_db, scans, kernel, out = [], [], [], [], None
+        # CPU seconds of the in-database query and of the kernel, per round:
+        # steadier than wall time when other processes share the cores.
+        in_db_cpu, kernel_cpu, scan_cpu = [], [], []
         # Peak RSS per kind of query (the peak is reset before each): the
         # aggregate's, and the scan's alone, the floor of any aggregate
         # over the table (the table plus one scanned vector of lists).
         peaks = {"query": 0, "scan": 0}
         for _ in range(repeats):
             if kernel_binary:
-                kernel.append(kernel_once(kernel_binary, n, d))
+                wall, cpu = kernel_once(kernel_binary, n, d)
+                kernel.append(wall)
+                kernel_cpu.append(cpu)
             out = None
             for fn, acc, kind in ((run, times, "query"), (run_in_db, in_db, "query"),
                                   (scan, scans, "scan")):
                 gc.collect()
                 B.reset_peak_rss()
-                t = time.perf_counter()
+                t, c = time.perf_counter(), cpu_seconds()
                 res = fn()
                 acc.append(time.perf_counter() - t)
+                if fn is run_in_db:
+                    in_db_cpu.append(cpu_seconds() - c)
+                elif fn is scan:
+                    scan_cpu.append(cpu_seconds() - c)
                 peaks[kind] = max(peaks[kind], B.peak_rss_bytes())
                 if fn is run:
                     out = res
@@ -225,6 +242,11 @@ def worker_corr(impl: str, n: int, d: int, repeats: int, save: str | None,
             rec["paired_kernel_seconds_all"] = kernel
             rec["paired_ratio_median"] = B.median([t / k for t, k in zip(times, kernel)])
             rec["paired_in_db_ratio_median"] = B.median([t / k for t, k in zip(in_db, kernel)])
+            rec["paired_kernel_cpu_seconds_all"] = kernel_cpu
+            rec["in_db_cpu_seconds_all"] = in_db_cpu
+            rec["scan_cpu_seconds_all"] = scan_cpu
+            rec["paired_in_db_cpu_ratio_median"] = B.median(
+                [t / k for t, k in zip(in_db_cpu, kernel_cpu) if k > 0])
         rec["duckdb_version"] = duckdb.__version__
     elif impl == "np64":
         times, out = timed_runs(lambda: np.corrcoef(x), repeats, warm_up)
@@ -369,7 +391,7 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
     print("N x N Pearson correlation, float32 input, seconds (median) and ratios to the kernel")
     headers = ["N", "D", "runs", "kernel", "duckdb", "duckdb in-db", "scan", "np f64", "np f32"]
     headers += ["torch"] if has_torch else []
-    headers += ["duckdb/kern", "paired", "in-db paired", "np64/kern", "np32/kern"]
+    headers += ["duckdb/kern", "paired", "in-db paired", "in-db CPU", "np64/kern", "np32/kern"]
     headers += ["torch/kern"] if has_torch else []
     headers += ["err duckdb", "err np32"] + (["err torch"] if has_torch else [])
     headers += ["load", "others", "reruns"]
@@ -382,7 +404,9 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
                B.fmt(g("np64")), B.fmt(g("np32"))]
         row += [B.fmt(g("torch"))] if has_torch else []
         row += [B.fmt(B.ratio(g("duckdb"), k), ".2f"), B.fmt(g("duckdb", "paired_ratio_median"), ".2f"),
-                B.fmt(g("duckdb", "paired_in_db_ratio_median"), ".2f"), B.fmt(B.ratio(g("np64"), k), ".2f"),
+                B.fmt(g("duckdb", "paired_in_db_ratio_median"), ".2f"),
+                B.fmt(g("duckdb", "paired_in_db_cpu_ratio_median"), ".2f"),
+                B.fmt(B.ratio(g("np64"), k), ".2f"),
                 B.fmt(B.ratio(g("np32"), k), ".2f")]
         row += [B.fmt(B.ratio(g("torch"), k), ".2f")] if has_torch else []
         row += [B.fmt(g("duckdb", "max_abs_err_vs_f64"), ".1e"),
@@ -397,7 +421,7 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
     print("duckdb = query + fetchnumpy + np.vstack; duckdb in-db = same aggregate, only len(keys) "
           "fetched; paired = median over rounds of duckdb / kernel, where each round runs the "
           "kernel (corr_timing, 1 run) and then the queries, so both see the machine in the same "
-          "minute; scan = DuckDB reading the lists alone (max(len(activation))), the floor of "
+          "minute; in-db CPU = the same for CPU seconds (user + system, all threads) of the in-database query over the kernel's, steadier when other processes share the cores; scan = DuckDB reading the lists alone (max(len(activation))), the floor of "
           "any aggregate over the table; err = max |r - np.corrcoef float64|;\nload = 1-min load average before the "
           "shape (includes this benchmark's own 2 threads once it runs); others = CPU cores kept "
           "busy by other processes (or stolen by the hypervisor) during the row's runs, the worst "

@@ -86,11 +86,16 @@ def corr_rows(corr: dict) -> list[list[str]]:
                      f"(in the database {B.fmt(dq.get('in_db_seconds_median'), '.2f')} s)",
                      peer,
                      times(dq.get("paired_ratio_median"), "the kernel")
-                     + f" (in the database {times(dq.get('paired_in_db_ratio_median'), '')})"])
+                     + f" (in the database {times(dq.get('paired_in_db_ratio_median'), '')}; "
+                     + f"CPU time {times(dq.get('paired_in_db_cpu_ratio_median'), '')})"])
         scan = dq.get("scan_seconds_median")
         if scan and kernel:
+            k_cpu = B.median(dq.get("paired_kernel_cpu_seconds_all", []))
+            s_cpu = B.median(dq.get("scan_cpu_seconds_all", []))
+            cpu_floor = (k_cpu + s_cpu) / k_cpu if k_cpu == k_cpu and s_cpu == s_cpu and k_cpu else None
             rows.append(["  of which DuckDB scanning the lists alone", f"{B.fmt(scan, '.2f')} s",
-                         "", "floor: kernel + scan = " + times((kernel + scan) / kernel, "")])
+                         "", "floor: kernel + scan = " + times((kernel + scan) / kernel, "")
+                         + f" (CPU time {times(cpu_floor, '')})"])
     big = shape(corr, *CORR_SHAPES[-1])
     rates = corr.get("machine", {}).get("sgemm_gflops", {})
     k = big.get("kernel", {}).get("seconds_median")

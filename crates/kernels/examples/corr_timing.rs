@@ -24,7 +24,9 @@
 //! timed call gets its own copy of the input, since `correlation_matrix`
 //! consumes its rows (the copy is not timed; the last call takes the
 //! original, so a single run holds one copy). Output: one JSON line on
-//! stdout, `{n, d, method, seconds_median, seconds_all, peak_rss_bytes, ...}`,
+//! stdout, `{n, d, method, seconds_median, seconds_all, cpu_seconds_median,
+//! cpu_seconds_all, peak_rss_bytes, ...}` (CPU: user + system time of all
+//! threads during each timed run),
 //! where `peak_rss_bytes` is `VmHWM` of this process: the input (twice when
 //! repeated, since one copy is kept for the next run) plus the kernel's own
 //! memory.
@@ -172,8 +174,35 @@ fn parse<T: std::str::FromStr>(s: Option<&String>, what: &str) -> T {
     }
 }
 
-/// Runs `f` `repeats` times (after an optional warm-up) and returns the times.
-fn time_runs<I, S, F, R>(repeats: usize, warm_up: bool, mut input: S, mut f: F) -> Vec<f64>
+/// CPU time (user + system) of every thread of this process so far, in
+/// seconds: on a machine shared with other work, a steadier measure of the
+/// work done than the wall clock. 0 where `getrusage` is not at hand.
+#[cfg(not(target_os = "linux"))]
+fn cpu_seconds() -> f64 {
+    0.0
+}
+
+/// See the other build of this function.
+#[cfg(target_os = "linux")]
+fn cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage = std::mem::zeroed::<libc::rusage>();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    secs(usage.ru_utime) + secs(usage.ru_stime)
+}
+
+/// Runs `f` `repeats` times (after an optional warm-up) and returns the
+/// wall and CPU times of each run.
+fn time_runs<I, S, F, R>(
+    repeats: usize,
+    warm_up: bool,
+    mut input: S,
+    mut f: F,
+) -> (Vec<f64>, Vec<f64>)
 where
     S: FnMut() -> I,
     F: FnMut(I) -> R,
@@ -184,13 +213,13 @@ where
     (0..repeats)
         .map(|_| {
             let x = input();
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), cpu_seconds());
             let r = f(x);
-            let s = t.elapsed().as_secs_f64();
+            let times = (t.elapsed().as_secs_f64(), cpu_seconds() - c);
             drop(std::hint::black_box(r));
-            s
+            times
         })
-        .collect()
+        .unzip()
 }
 
 fn main() {
@@ -207,7 +236,7 @@ fn main() {
         let mats = layer_matrices(l, n, 42);
         let gen = t.elapsed().as_secs_f64();
         let refs: Vec<&[f32]> = mats.iter().map(|m| &m[..]).collect();
-        let times = time_runs(
+        let (times, _) = time_runs(
             repeats.max(1),
             true,
             || (),
@@ -246,7 +275,7 @@ fn main() {
     // repeat (the largest sizes) only one copy of the input ever exists.
     let mut data = Some(data);
     let mut calls_left = repeats + usize::from(warm_up);
-    let times = time_runs(
+    let (times, cpu) = time_runs(
         repeats,
         warm_up,
         || {
@@ -270,11 +299,14 @@ fn main() {
     );
     println!(
         "{{\"mode\":\"corr\",\"n\":{n},\"d\":{d},\"method\":\"{method}\",\
-         \"seconds_median\":{:.6},\"seconds_all\":{},\"peak_rss_bytes\":{},\
+         \"seconds_median\":{:.6},\"seconds_all\":{},\"cpu_seconds_median\":{:.6},\
+         \"cpu_seconds_all\":{},\"peak_rss_bytes\":{},\
          \"input_bytes\":{input_bytes},\"warm_up\":{warm_up},\"r01\":{check},\
          \"generate_seconds\":{gen:.3},\"threads\":{threads},\"stream\":{stream}}}",
         median(&times),
         json_list(&times),
+        median(&cpu),
+        json_list(&cpu),
         peak_rss_bytes(),
     );
 }
