@@ -382,17 +382,17 @@ impl<'a, S: Default> States<'a, S> {
         }
     }
 
-    /// `rows` grouped by state, groups in order of first appearance and
-    /// rows in their given order: each group's first row names its state.
-    pub fn groups(&self, rows: impl IntoIterator<Item = usize>) -> Vec<Vec<usize>> {
+    /// The positions in `rows` grouped by the rows' states, groups in
+    /// order of first appearance, positions ascending.
+    pub fn groups(&self, rows: &[usize]) -> Vec<Vec<usize>> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut index: std::collections::HashMap<usize, usize> = Default::default();
-        for row in rows {
+        for (i, &row) in rows.iter().enumerate() {
             let g = *index.entry(self.slot(row) as usize).or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1
             });
-            groups[g].push(row);
+            groups[g].push(i);
         }
         groups
     }
