@@ -13,7 +13,7 @@
 use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
 
 use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix};
 use super::error::Result;
 use super::picture::{display_key, optional_list, optional_text, reorder, value_range};
 
@@ -24,15 +24,11 @@ impl ScalarFunction for CorrHeatmap {
     const NAME: &'static str = "corr_heatmap";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let keys = || LogicalType::list(&LogicalType::varchar());
-        vec![
-            (vec![corr_matrix_type()], LogicalType::blob()),
-            (vec![corr_matrix_type(), keys()], LogicalType::blob()),
-            (
-                vec![corr_matrix_type(), keys(), LogicalType::varchar()],
-                LogicalType::blob(),
-            ),
-        ]
+        matrix_overloads(
+            &[corr_matrix_type],
+            &[key_list_type, LogicalType::varchar],
+            LogicalType::blob,
+        )
     }
 
     fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {

@@ -12,7 +12,10 @@
 use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
 
 use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
-use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
+use super::corr_struct::{
+    check_same_keys, corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix,
+    KeyedMatrix,
+};
 use super::error::{Error, Result};
 use super::picture::{optional_list, optional_text, reorder, value_range};
 
@@ -32,26 +35,11 @@ impl Aggregate for CorrHeatmapGrid {
     const NAME: &'static str = "corr_heatmap_grid";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let keys = || LogicalType::list(&LogicalType::varchar());
-        vec![
-            (
-                vec![LogicalType::varchar(), corr_matrix_type()],
-                LogicalType::blob(),
-            ),
-            (
-                vec![LogicalType::varchar(), corr_matrix_type(), keys()],
-                LogicalType::blob(),
-            ),
-            (
-                vec![
-                    LogicalType::varchar(),
-                    corr_matrix_type(),
-                    keys(),
-                    LogicalType::varchar(),
-                ],
-                LogicalType::blob(),
-            ),
-        ]
+        matrix_overloads(
+            &[LogicalType::varchar, corr_matrix_type],
+            &[key_list_type, LogicalType::varchar],
+            LogicalType::blob,
+        )
     }
 
     fn update(input: &Chunk, states: &mut States<GridState>) -> Result<()> {

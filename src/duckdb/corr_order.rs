@@ -10,7 +10,7 @@
 use layercorr_kernels::cluster::leaf_order;
 
 use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix};
 use super::error::Result;
 
 /// The `corr_order` scalar function.
@@ -20,10 +20,7 @@ impl ScalarFunction for CorrOrder {
     const NAME: &'static str = "corr_order";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![(
-            vec![corr_matrix_type()],
-            LogicalType::list(&LogicalType::varchar()),
-        )]
+        matrix_overloads(&[corr_matrix_type], &[], key_list_type)
     }
 
     fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {

@@ -16,8 +16,13 @@
 
 use layercorr_kernels::CorrMethod;
 
-use super::capi::{Column, LogicalType, Output};
+use super::capi::{trailing_optional, Column, LogicalType, Output, TypeFn};
 use super::error::{ArgumentContext, Error, Result};
+
+/// `VARCHAR[]`: a list of keys (a key order).
+pub fn key_list_type() -> LogicalType {
+    LogicalType::list(&LogicalType::varchar())
+}
 
 /// `STRUCT(keys VARCHAR[], matrix FLOAT[][], method VARCHAR)`.
 pub fn corr_matrix_type() -> LogicalType {
@@ -39,10 +44,21 @@ fn is_matrix_type(ty: &LogicalType) -> bool {
     ty.field_names() == ["keys", "matrix", "method"]
 }
 
+/// The overloads of a function that takes matrices: `fixed`, then each
+/// prefix of `optional` (see [`trailing_optional`]), each also with the
+/// legacy matrix type in any of its matrix positions.
+pub fn matrix_overloads(
+    fixed: &[TypeFn],
+    optional: &[TypeFn],
+    result: TypeFn,
+) -> Vec<(Vec<LogicalType>, LogicalType)> {
+    with_legacy_overloads(trailing_optional(fixed, optional, result))
+}
+
 /// Every signature once more for each combination of the legacy matrix
 /// type in the positions of [`corr_matrix_type`] parameters, so that
 /// stored matrices of both forms bind.
-pub fn with_legacy_overloads(
+fn with_legacy_overloads(
     signatures: Vec<(Vec<LogicalType>, LogicalType)>,
 ) -> Vec<(Vec<LogicalType>, LogicalType)> {
     let mut out = Vec::new();
@@ -156,6 +172,26 @@ fn read_square<T: super::capi::Plain>(
         out.extend_from_slice(slice);
     }
     Ok(Some(out))
+}
+
+/// Writes `layers` and one or more L x L matrices (row-major) at `row` of
+/// a `similarity_type()` output, or of a STRUCT that continues it with
+/// more matrices (`layer_similarity_ci`'s `ci_low`, `ci_high`).
+pub fn write_similarity(
+    output: &mut Output,
+    row: usize,
+    layers: &[String],
+    matrices: &[&[f64]],
+) -> Result<()> {
+    let mut fields = output.fields()?;
+    let Some((layers_out, rest)) = fields.split_first_mut() else {
+        return Err(Error::internal("a similarity STRUCT without fields"));
+    };
+    layers_out.set_str_list(row, layers)?;
+    for (out, values) in rest.iter_mut().zip(matrices) {
+        write_rows(out, row, layers.len(), values)?;
+    }
+    Ok(())
 }
 
 /// A keyed square matrix read from or written to DuckDB.

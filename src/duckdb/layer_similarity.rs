@@ -26,8 +26,8 @@ use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod
 
 use super::capi::{Aggregate, Chunk, Column, LogicalType, Output, States, Strings};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, similarity_type,
-    write_rows, KeyedMatrix,
+    check_same_keys, corr_matrix_type, matrix_overloads, read_keyed_matrix, read_matrix_method,
+    similarity_type, write_similarity, KeyedMatrix,
 };
 use super::error::{Error, Result};
 use super::method_arg::{merge_method, method_at};
@@ -149,44 +149,16 @@ impl SimilarityState {
     }
 }
 
-/// Writes `layers` and the L x L `values` at `row` of the first two
-/// fields of `output` (`similarity_type()` and the CI result).
-pub(super) fn write_layers_matrix(
-    output: &mut Output,
-    row: usize,
-    layers: &[String],
-    matrices: &[&[f64]],
-) -> Result<()> {
-    let mut fields = output.fields()?;
-    let Some((layers_out, rest)) = fields.split_first_mut() else {
-        return Err(Error::internal("a similarity STRUCT without fields"));
-    };
-    layers_out.set_str_list(row, layers)?;
-    for (out, values) in rest.iter_mut().zip(matrices) {
-        write_rows(out, row, layers.len(), values)?;
-    }
-    Ok(())
-}
-
 impl Aggregate for LayerSimilarity {
     type State = SimilarityState;
     const NAME: &'static str = "layer_similarity";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![
-            (
-                vec![LogicalType::varchar(), corr_matrix_type()],
-                similarity_type(),
-            ),
-            (
-                vec![
-                    LogicalType::varchar(),
-                    corr_matrix_type(),
-                    LogicalType::varchar(),
-                ],
-                similarity_type(),
-            ),
-        ]
+        matrix_overloads(
+            &[LogicalType::varchar, corr_matrix_type],
+            &[LogicalType::varchar],
+            similarity_type,
+        )
     }
 
     fn update(input: &Chunk, states: &mut States<SimilarityState>) -> Result<()> {
@@ -207,7 +179,7 @@ impl Aggregate for LayerSimilarity {
         let (views, kinds, n) = state.checked()?;
         let result = similarity_matrix_of(&views, kinds, n, method)
             .map_err(|e| Error::at_matrix(e, &state.layers))?;
-        write_layers_matrix(output, row, &state.layers, &[result.as_slice()])?;
+        write_similarity(output, row, &state.layers, &[result.as_slice()])?;
         state.matrices.clear();
         Ok(())
     }

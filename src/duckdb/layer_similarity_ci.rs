@@ -26,10 +26,11 @@
 use layercorr_kernels::resample::{bootstrap, BootstrapOptions};
 use layercorr_kernels::CompareMethod;
 
-use super::capi::{trailing_optional, Aggregate, Chunk, LogicalType, Output, States};
-use super::corr_struct::corr_matrix_type;
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::corr_struct::write_similarity;
+use super::corr_struct::{corr_matrix_type, matrix_overloads};
 use super::error::{Error, Result};
-use super::layer_similarity::{write_layers_matrix, SimilarityColumns, SimilarityState};
+use super::layer_similarity::{SimilarityColumns, SimilarityState};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
 
 /// The `layer_similarity_ci` aggregate.
@@ -72,7 +73,7 @@ impl Aggregate for LayerSimilarityCi {
     const NAME: &'static str = "layer_similarity_ci";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        trailing_optional(
+        matrix_overloads(
             &[LogicalType::varchar, corr_matrix_type],
             &RESAMPLE_ARGS,
             result_type,
@@ -109,7 +110,7 @@ impl Aggregate for LayerSimilarityCi {
             result.ci_low.as_slice(),
             result.ci_high.as_slice(),
         ];
-        write_layers_matrix(output, row, state.inner.layers(), &matrices)?;
+        write_similarity(output, row, state.inner.layers(), &matrices)?;
         state.inner.clear();
         Ok(())
     }

@@ -14,11 +14,10 @@
 
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
-use super::capi::{
-    trailing_optional, CallContext, Chunk, Column, LogicalType, Output, ScalarFunction, TypeFn,
-};
+use super::capi::{CallContext, Chunk, Column, LogicalType, Output, ScalarFunction, TypeFn};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, KeyedMatrix,
+    check_same_keys, corr_matrix_type, matrix_overloads, read_keyed_matrix, read_matrix_method,
+    KeyedMatrix,
 };
 use super::error::{Error, Result};
 use super::method_arg::method_at;
@@ -57,7 +56,7 @@ pub fn pair_names() -> [String; 2] {
 /// more optional trailing argument of `tail` at a time, all returning
 /// `result()`.
 pub fn pair_signatures(tail: &[TypeFn], result: TypeFn) -> Vec<(Vec<LogicalType>, LogicalType)> {
-    trailing_optional(&[corr_matrix_type, corr_matrix_type], tail, result)
+    matrix_overloads(&[corr_matrix_type, corr_matrix_type], tail, result)
 }
 
 /// Two matrices on the same keys, with the `layer_corr` method each records.

@@ -19,8 +19,8 @@
 
 use layercorr_kernels::resample::bootstrap_difference;
 
-use super::capi::{trailing_optional, CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::corr_matrix_type;
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::corr_struct::{corr_matrix_type, matrix_overloads};
 use super::error::{Error, Result};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
 use super::rsa::for_each_row;
@@ -36,7 +36,7 @@ impl ScalarFunction for RsaBootstrapDiff {
     const NAME: &'static str = "rsa_bootstrap_diff";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        trailing_optional(
+        matrix_overloads(
             &[corr_matrix_type, corr_matrix_type, corr_matrix_type],
             &RESAMPLE_ARGS,
             interval_type,

@@ -17,7 +17,6 @@ use super::output::{Output, OutputChunk};
 use super::types::{LogicalType, TypeFn};
 use super::value::Value;
 use super::{c_string, guard, message};
-use crate::duckdb::corr_struct::with_legacy_overloads;
 use crate::duckdb::error::{Error, Result};
 
 /// What a scalar or table function call may use of its host: the settings
@@ -273,7 +272,7 @@ pub fn register_scalar<T: ScalarFunction>(con: ffi::duckdb_connection) -> Result
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_scalar_function_set(name.as_ptr());
-        for (params, ret) in with_legacy_overloads(T::signatures()) {
+        for (params, ret) in T::signatures() {
             let mut f = ffi::duckdb_create_scalar_function();
             ffi::duckdb_scalar_function_set_name(f, name.as_ptr());
             for p in &params {
@@ -497,7 +496,7 @@ pub fn register_aggregate<T: Aggregate>(con: ffi::duckdb_connection) -> Result<(
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_aggregate_function_set(name.as_ptr());
-        for (params, ret) in with_legacy_overloads(T::signatures()) {
+        for (params, ret) in T::signatures() {
             let mut f = ffi::duckdb_create_aggregate_function();
             ffi::duckdb_aggregate_function_set_name(f, name.as_ptr());
             for p in &params {
