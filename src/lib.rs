@@ -8,6 +8,6 @@
 //! `layercorr-kernels` (correlation and comparison arithmetic) and
 //! `layercorr-render` (pictures). The entry point lives in `duckdb::entry`.
 
-#![warn(unsafe_code)]
+#![deny(unsafe_code)]
 
 mod duckdb;

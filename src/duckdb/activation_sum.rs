@@ -11,12 +11,9 @@
 //! ```
 
 use layercorr_kernels::try_zeroed_vec;
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{
-    chunk_len, column, set_list, set_null, set_value, struct_child, FloatLists, LogicalType,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::error::{ArgumentContext, Error, Result};
 
 /// The `activation_sum` aggregate.
 pub struct ActivationSum;
@@ -28,10 +25,10 @@ pub struct SumState {
     sum: Vec<f64>,
 }
 
-fn length_error(expected: usize, got: usize) -> String {
-    format!(
+fn length_error(expected: usize, got: usize) -> Error {
+    Error::invalid(format!(
         "an activation has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
-    )
+    ))
 }
 
 impl Aggregate for ActivationSum {
@@ -47,19 +44,15 @@ impl Aggregate for ActivationSum {
         )]
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut SumState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let acts = FloatLists::new(column(input, 0), rows);
-        for row in 0..rows {
-            let Some(v) = acts.get(row).map_err(|e| format!("activation: {e}"))? else {
+    fn update(input: &Chunk, states: &mut States<SumState>) -> Result<()> {
+        let acts = input.column(0)?.float_lists()?;
+        for row in 0..input.rows() {
+            let Some(v) = acts.get(row).of_argument("activation")? else {
                 continue;
             };
-            let state = &mut *state_of(row);
+            let state = states.get(row);
             if state.n == 0 {
-                state.sum = try_zeroed_vec(v.len(), "activation_sum").map_err(|e| e.to_string())?;
+                state.sum = try_zeroed_vec(v.len(), "activation_sum")?;
             } else if state.sum.len() != v.len() {
                 return Err(length_error(state.sum.len(), v.len()));
             }
@@ -71,7 +64,7 @@ impl Aggregate for ActivationSum {
         Ok(())
     }
 
-    fn combine(source: &mut SumState, target: &mut SumState) -> Result<(), String> {
+    fn combine(source: &mut SumState, target: &mut SumState) -> Result<()> {
         if source.n == 0 {
             return Ok(());
         }
@@ -89,16 +82,15 @@ impl Aggregate for ActivationSum {
         Ok(())
     }
 
-    unsafe fn finalize(
-        state: &mut SumState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
-        set_value::<i64>(struct_child(output, 0), row, state.n);
+    fn finalize(state: &mut SumState, output: &mut Output, row: usize) -> Result<()> {
+        let mut fields = output.fields()?;
+        let [n_out, sum_out] = fields.as_mut_slice() else {
+            return Err(Error::internal("activation_sum result without two fields"));
+        };
+        n_out.set_value::<i64>(row, state.n)?;
         if state.n == 0 {
-            set_null(struct_child(output, 1), row);
-            return Ok(());
+            return sum_out.set_null(row);
         }
-        set_list(struct_child(output, 1), row, &state.sum)
+        sum_out.set_list(row, &state.sum)
     }
 }

@@ -10,13 +10,13 @@
 //! ```
 
 use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{
-    chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity,
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::corr_struct::{
+    check_same_keys, corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix,
+    KeyedMatrix,
 };
-use super::capi::raw_register::Aggregate;
-use super::corr_struct::{check_same_keys, corr_matrix_type, read_keyed_matrix, KeyedMatrix};
+use super::error::{Error, Result};
 use super::picture::{optional_list, optional_text, reorder, value_range};
 
 /// The `corr_heatmap_grid` aggregate.
@@ -35,57 +35,34 @@ impl Aggregate for CorrHeatmapGrid {
     const NAME: &'static str = "corr_heatmap_grid";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        let keys = || LogicalType::list(&LogicalType::varchar());
-        vec![
-            (
-                vec![LogicalType::varchar(), corr_matrix_type()],
-                LogicalType::blob(),
-            ),
-            (
-                vec![LogicalType::varchar(), corr_matrix_type(), keys()],
-                LogicalType::blob(),
-            ),
-            (
-                vec![
-                    LogicalType::varchar(),
-                    corr_matrix_type(),
-                    keys(),
-                    LogicalType::varchar(),
-                ],
-                LogicalType::blob(),
-            ),
-        ]
+        matrix_overloads(
+            &[LogicalType::varchar, corr_matrix_type],
+            &[key_list_type, LogicalType::varchar],
+            LogicalType::blob,
+        )
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut GridState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let columns = column_count(input);
-        let panel_vec = column(input, 0);
-        for row in 0..rows {
-            let Some(m) = read_keyed_matrix(column(input, 1), rows, row, "matrix")? else {
+    fn update(input: &Chunk, states: &mut States<GridState>) -> Result<()> {
+        let names = input.column(0)?.strings()?;
+        let matrices = input.column(1)?;
+        for row in 0..input.rows() {
+            let Some(m) = read_keyed_matrix(&matrices, row, "matrix")? else {
                 continue;
             };
-            let name = if Validity::of(panel_vec).is_valid(row) {
-                str_at(panel_vec, row).into_owned()
-            } else {
-                String::new()
-            };
-            let state = &mut *state_of(row);
+            let name = names.text(row).unwrap_or_default().into_owned();
+            let state = states.get(row);
             if state.order.is_none() {
-                state.order = optional_list(input, columns, 2, rows, row)?;
+                state.order = optional_list(input, 2, row)?;
             }
             if state.title.is_none() {
-                state.title = optional_text(input, columns, 3, row);
+                state.title = optional_text(input, 3, row)?;
             }
             state.panels.push((name, m));
         }
         Ok(())
     }
 
-    fn combine(source: &mut GridState, target: &mut GridState) -> Result<(), String> {
+    fn combine(source: &mut GridState, target: &mut GridState) -> Result<()> {
         target.panels.append(&mut source.panels);
         if target.order.is_none() {
             target.order = source.order.take();
@@ -96,19 +73,15 @@ impl Aggregate for CorrHeatmapGrid {
         Ok(())
     }
 
-    unsafe fn finalize(
-        state: &mut GridState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut GridState, output: &mut Output, row: usize) -> Result<()> {
         let Some((first_name, first)) = state.panels.first() else {
-            return Err("the group has no non-NULL matrices".into());
+            return Err(Error::invalid("the group has no non-NULL matrices"));
         };
         let order = state.order.clone().unwrap_or_else(|| first.keys.clone());
         // Every panel is checked to be on the first panel's keys below, so
         // one check of the order against them covers all panels: a key
         // given twice or missing is an error naming it.
-        key_order(Self::NAME, &first.keys, &order).map_err(|e| e.to_string())?;
+        key_order(Self::NAME, &first.keys, &order)?;
         let mut ordered = Vec::with_capacity(state.panels.len());
         for (name, m) in &state.panels {
             check_same_keys(
@@ -136,8 +109,8 @@ impl Aggregate for CorrHeatmapGrid {
             value_range: value_range(&all),
             ..GridOptions::default()
         };
-        let png = heatmap_grid(&panels, &opts).map_err(|e| e.to_string())?;
-        set_blob(output, row, &png)?;
+        let png = heatmap_grid(&panels, &opts)?;
+        output.set_blob(row, &png)?;
         state.panels.clear();
         Ok(())
     }

@@ -8,11 +8,10 @@
 //! ```
 
 use layercorr_kernels::cluster::leaf_order;
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{chunk_len, column, set_null, set_str_list, LogicalType};
-use super::capi::raw_register::{CallContext, ScalarFunction};
-use super::corr_struct::{corr_matrix_type, read_keyed_matrix};
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix};
+use super::error::Result;
 
 /// The `corr_order` scalar function.
 pub struct CorrOrder;
@@ -21,27 +20,19 @@ impl ScalarFunction for CorrOrder {
     const NAME: &'static str = "corr_order";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![(
-            vec![corr_matrix_type()],
-            LogicalType::list(&LogicalType::varchar()),
-        )]
+        matrix_overloads(&[corr_matrix_type], &[], key_list_type)
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        _ctx: &CallContext,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let matrix_vec = column(input, 0);
-        for row in 0..rows {
-            let Some(m) = read_keyed_matrix(matrix_vec, rows, row, "matrix")? else {
-                set_null(output, row);
+    fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
+        let matrices = input.column(0)?;
+        for row in 0..input.rows() {
+            let Some(m) = read_keyed_matrix(&matrices, row, "matrix")? else {
+                output.set_null(row)?;
                 continue;
             };
-            let order = leaf_order(&m.values, m.n()).map_err(|e| e.to_string())?;
+            let order = leaf_order(&m.values, m.n())?;
             let keys: Vec<&str> = order.iter().map(|i| m.keys[*i].as_str()).collect();
-            set_str_list(output, row, &keys)?;
+            output.set_str_list(row, &keys)?;
         }
         Ok(())
     }

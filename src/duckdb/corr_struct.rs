@@ -14,16 +14,15 @@
 //! `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, written by the
 //! similarity aggregates and read by `similarity_heatmap`.
 
-use std::ffi::CStr;
-
 use layercorr_kernels::CorrMethod;
-use libduckdb_sys as ffi;
 
-use super::capi::api_guard::list_reserve;
-use super::capi::old_ffi::{
-    append_list, list_entries, set_list, set_str, set_str_list, str_at, str_list_at, struct_child,
-    FloatLists, LogicalType, Validity,
-};
+use super::capi::{trailing_optional, Column, LogicalType, Output, TypeFn};
+use super::error::{ArgumentContext, Error, Result};
+
+/// `VARCHAR[]`: a list of keys (a key order).
+pub fn key_list_type() -> LogicalType {
+    LogicalType::list(&LogicalType::varchar())
+}
 
 /// `STRUCT(keys VARCHAR[], matrix FLOAT[][], method VARCHAR)`.
 pub fn corr_matrix_type() -> LogicalType {
@@ -41,36 +40,25 @@ pub fn legacy_corr_matrix_type() -> LogicalType {
     LogicalType::structure(&[("keys", &keys), ("matrix", &rows)])
 }
 
-/// Names of the fields of STRUCT type `ty` (empty for other types).
-fn struct_fields(ty: ffi::duckdb_logical_type) -> Vec<String> {
-    // SAFETY: `ty` is a live logical type; child names are owned by us and
-    // freed with duckdb_free.
-    unsafe {
-        if ffi::duckdb_get_type_id(ty) != ffi::DUCKDB_TYPE_DUCKDB_TYPE_STRUCT {
-            return Vec::new();
-        }
-        (0..ffi::duckdb_struct_type_child_count(ty))
-            .map(|i| {
-                let name = ffi::duckdb_struct_type_child_name(ty, i);
-                if name.is_null() {
-                    return String::new();
-                }
-                let text = CStr::from_ptr(name).to_string_lossy().into_owned();
-                ffi::duckdb_free(name as *mut std::ffi::c_void);
-                text
-            })
-            .collect()
-    }
+fn is_matrix_type(ty: &LogicalType) -> bool {
+    ty.field_names() == ["keys", "matrix", "method"]
 }
 
-fn is_matrix_type(ty: &LogicalType) -> bool {
-    struct_fields(ty.0) == ["keys", "matrix", "method"]
+/// The overloads of a function that takes matrices: `fixed`, then each
+/// prefix of `optional` (see [`trailing_optional`]), each also with the
+/// legacy matrix type in any of its matrix positions.
+pub fn matrix_overloads(
+    fixed: &[TypeFn],
+    optional: &[TypeFn],
+    result: TypeFn,
+) -> Vec<(Vec<LogicalType>, LogicalType)> {
+    with_legacy_overloads(trailing_optional(fixed, optional, result))
 }
 
 /// Every signature once more for each combination of the legacy matrix
 /// type in the positions of [`corr_matrix_type`] parameters, so that
 /// stored matrices of both forms bind.
-pub fn with_legacy_overloads(
+fn with_legacy_overloads(
     signatures: Vec<(Vec<LogicalType>, LogicalType)>,
 ) -> Vec<(Vec<LogicalType>, LogicalType)> {
     let mut out = Vec::new();
@@ -84,53 +72,29 @@ pub fn with_legacy_overloads(
                 .enumerate()
                 .map(|(i, p)| match slots.iter().position(|&s| s == i) {
                     Some(bit) if mask & (1 << bit) != 0 => legacy_corr_matrix_type(),
-                    _ => copy_type(p),
+                    _ => p.copy(),
                 })
                 .collect();
-            out.push((variant, copy_type(&ret)));
+            out.push((variant, ret.copy()));
         }
         out.push((params, ret));
     }
     out
 }
 
-/// An owned copy of a logical type.
-fn copy_type(ty: &LogicalType) -> LogicalType {
-    // SAFETY: `ty` is live. The C API has no copy function: the child type
-    // of a list of `ty` is a new, owned copy; the list is destroyed.
-    unsafe {
-        let list = ffi::duckdb_create_list_type(ty.0);
-        let child = ffi::duckdb_list_type_child_type(list);
-        let mut list = list;
-        ffi::duckdb_destroy_logical_type(&mut list);
-        LogicalType(child)
-    }
-}
-
 /// The `layer_corr` method recorded in the matrix at `row`: `None` for a
 /// legacy matrix (no `method` field) or a NULL method.
-///
-/// # Safety
-/// `vector` must be a live flat STRUCT vector with more than `row` rows.
-pub unsafe fn read_matrix_method(
-    vector: ffi::duckdb_vector,
-    row: usize,
-    what: &str,
-) -> Result<Option<CorrMethod>, String> {
-    let mut ty = ffi::duckdb_vector_get_column_type(vector);
-    let fields = struct_fields(ty);
-    ffi::duckdb_destroy_logical_type(&mut ty);
-    let Some(index) = fields.iter().position(|f| f == "method") else {
+pub fn read_matrix_method(column: &Column, row: usize, what: &str) -> Result<Option<CorrMethod>> {
+    let Some(field) = column.field("method")? else {
         return Ok(None);
     };
-    let child = struct_child(vector, index);
-    if !Validity::of(child).is_valid(row) {
+    let Some(text) = field.strings()?.text(row) else {
         return Ok(None);
-    }
-    let text = str_at(child, row);
+    };
     text.parse::<CorrMethod>()
         .map(Some)
-        .map_err(|e| format!("{what}: method field: {e}"))
+        .map_err(|e| Error::invalid(format!("method field: {e}")))
+        .of_argument(what)
 }
 
 /// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, what `layer_similarity`
@@ -144,43 +108,90 @@ pub fn similarity_type() -> LogicalType {
 /// Layer names and the row-major L x L values.
 pub type LayerMatrix = (Vec<String>, Vec<f64>);
 
-/// Reads the L x L similarity at `row` of a flat vector of
+/// Reads the L x L similarity at `row` of a column of
 /// `similarity_type()`; `Ok(None)` for NULL.
-///
-/// # Safety
-/// `vector` must be a live flat vector of `similarity_type()`.
-pub unsafe fn read_similarity(
-    vector: ffi::duckdb_vector,
-    rows: usize,
-    row: usize,
-) -> Result<Option<LayerMatrix>, String> {
-    if !Validity::of(vector).is_valid(row) {
+pub fn read_similarity(column: &Column, row: usize) -> Result<Option<LayerMatrix>> {
+    if !column.is_valid(row) {
         return Ok(None);
     }
-    let layers = str_list_at(struct_child(vector, 0), rows, row)?.ok_or("layers are NULL")?;
-    let matrix_vec = struct_child(vector, 1);
-    let outer = list_entries(matrix_vec, rows)[row];
+    let fields = column.fields()?;
+    let [layers_col, matrix_col, ..] = fields.as_slice() else {
+        return Err(Error::internal("a similarity STRUCT without two fields"));
+    };
+    let layers = layers_col
+        .lists()?
+        .strings_at(row)?
+        .ok_or_else(|| Error::invalid("layers are NULL"))?;
     let l = layers.len();
-    if outer.length as usize != l {
-        return Err(format!("matrix has {} rows for {l} layers", outer.length));
-    }
-    let inner = ffi::duckdb_list_vector_get_child(matrix_vec);
-    let inner_rows = ffi::duckdb_list_vector_get_size(matrix_vec) as usize;
-    let entries = list_entries(inner, inner_rows);
-    let data = ffi::duckdb_vector_get_data(ffi::duckdb_list_vector_get_child(inner)) as *const f64;
-    let mut values = Vec::with_capacity(l * l);
-    for i in 0..l {
-        let e = entries[outer.offset as usize + i];
-        if e.length as usize != l {
-            return Err(format!(
-                "matrix row {} has {} values, expected {l}",
-                i + 1,
-                e.length
-            ));
-        }
-        values.extend_from_slice(std::slice::from_raw_parts(data.add(e.offset as usize), l));
-    }
+    let values = read_square(matrix_col, row, l, "layers")?
+        .ok_or_else(|| Error::invalid("matrix is NULL"))?;
     Ok(Some((layers, values)))
+}
+
+/// The `n` x `n` values at `row` of a `T[][]` column, row-major; `None`
+/// for NULL; errors name a row of the wrong length or a NULL (`per` says
+/// what the rows stand for).
+fn read_square<T: super::capi::Plain>(
+    column: &Column,
+    row: usize,
+    n: usize,
+    per: &str,
+) -> Result<Option<Vec<T>>> {
+    let outer = column.lists()?;
+    let Some(rows) = outer.range(row)? else {
+        return Ok(None);
+    };
+    if rows.len() != n {
+        return Err(Error::invalid(format!(
+            "matrix has {} rows for {n} {per}",
+            rows.len()
+        )));
+    }
+    let inner = outer.child.lists()?;
+    let values = inner.child.values::<T>()?;
+    let mut out = Vec::with_capacity(n.saturating_mul(n));
+    for (i, r) in rows.enumerate() {
+        let range = inner
+            .range(r)?
+            .ok_or_else(|| Error::invalid(format!("matrix row {} is NULL", i + 1)))?;
+        if range.len() != n {
+            return Err(Error::invalid(format!(
+                "matrix row {} has {} values, expected {n}",
+                i + 1,
+                range.len()
+            )));
+        }
+        let start = range.start;
+        let slice = values.slice(range).map_err(|bad| {
+            Error::invalid(format!(
+                "matrix row {}: element {} of the list is NULL",
+                i + 1,
+                bad - start + 1
+            ))
+        })?;
+        out.extend_from_slice(slice);
+    }
+    Ok(Some(out))
+}
+
+/// Writes `layers` and one or more L x L matrices (row-major) at `row` of
+/// a `similarity_type()` output, or of a STRUCT that continues it with
+/// more matrices (`layer_similarity_ci`'s `ci_low`, `ci_high`).
+pub fn write_similarity(
+    output: &mut Output,
+    row: usize,
+    layers: &[String],
+    matrices: &[&[f64]],
+) -> Result<()> {
+    let mut fields = output.fields()?;
+    let Some((layers_out, rest)) = fields.split_first_mut() else {
+        return Err(Error::internal("a similarity STRUCT without fields"));
+    };
+    layers_out.set_str_list(row, layers)?;
+    for (out, values) in rest.iter_mut().zip(matrices) {
+        write_rows(out, row, layers.len(), values)?;
+    }
+    Ok(())
 }
 
 /// A keyed square matrix read from or written to DuckDB.
@@ -199,108 +210,91 @@ impl KeyedMatrix {
     }
 }
 
-/// Reads the keyed matrix at `row` of a flat STRUCT vector of `rows` rows;
-/// `Ok(None)` for NULL. `what` names the argument in errors.
-///
-/// # Safety
-/// `vector` must be a live flat vector of `corr_matrix_type()`.
-pub unsafe fn read_keyed_matrix(
-    vector: ffi::duckdb_vector,
-    rows: usize,
-    row: usize,
-    what: &str,
-) -> Result<Option<KeyedMatrix>, String> {
-    if !Validity::of(vector).is_valid(row) {
+/// Reads the keyed matrix at `row` of a column of `corr_matrix_type()`
+/// (or the legacy form); `Ok(None)` for NULL. `what` names the argument
+/// in errors.
+pub fn read_keyed_matrix(column: &Column, row: usize, what: &str) -> Result<Option<KeyedMatrix>> {
+    if !column.is_valid(row) {
         return Ok(None);
     }
-    let keys_vec = struct_child(vector, 0);
-    let matrix_vec = struct_child(vector, 1);
-    let keys = str_list_at(keys_vec, rows, row)
-        .map_err(|e| format!("{what}: keys: {e}"))?
-        .ok_or_else(|| format!("{what}: keys are NULL"))?;
-    if !Validity::of(matrix_vec).is_valid(row) {
-        return Err(format!("{what}: matrix is NULL"));
-    }
-    let outer = list_entries(matrix_vec, rows)[row];
-    let n = keys.len();
-    if outer.length as usize != n {
-        return Err(format!(
-            "{what}: matrix has {} rows for {n} keys",
-            outer.length
-        ));
-    }
-    let inner_vec = ffi::duckdb_list_vector_get_child(matrix_vec);
-    let inner_rows = ffi::duckdb_list_vector_get_size(matrix_vec) as usize;
-    let inner = FloatLists::new(inner_vec, inner_rows);
-    let mut values = Vec::with_capacity(n * n);
-    for i in 0..n {
-        let r = inner
-            .get(outer.offset as usize + i)
-            .map_err(|e| format!("{what}: matrix row {}: {e}", i + 1))?
-            .ok_or_else(|| format!("{what}: matrix row {} is NULL", i + 1))?;
-        if r.len() != n {
-            return Err(format!(
-                "{what}: matrix row {} has {} values, expected {n}",
-                i + 1,
-                r.len()
-            ));
-        }
-        values.extend_from_slice(r);
-    }
-    Ok(Some(KeyedMatrix { keys, values }))
+    let read = || -> Result<KeyedMatrix> {
+        let fields = column.fields()?;
+        let [keys_col, matrix_col, ..] = fields.as_slice() else {
+            return Err(Error::internal("a matrix STRUCT without keys and matrix"));
+        };
+        let keys = keys_col
+            .lists()?
+            .strings_at(row)
+            .of_argument("keys")?
+            .ok_or_else(|| Error::invalid("keys are NULL"))?;
+        let values = read_square(matrix_col, row, keys.len(), "keys")?
+            .ok_or_else(|| Error::invalid("matrix is NULL"))?;
+        Ok(KeyedMatrix { keys, values })
+    };
+    read().map(Some).of_argument(what)
 }
 
-/// Writes a keyed matrix at `row` of a STRUCT output vector.
-///
-/// # Safety
-/// `vector` must be a live writable vector of `corr_matrix_type()`.
-pub unsafe fn write_keyed_matrix(
-    vector: ffi::duckdb_vector,
+/// Writes a keyed matrix at `row` of an output of `corr_matrix_type()`.
+pub fn write_keyed_matrix(
+    output: &mut Output,
     row: usize,
     keys: &[String],
     values: &[f32],
     method: CorrMethod,
-) -> Result<(), String> {
+) -> Result<()> {
     let n = keys.len();
-    let write = || -> Result<(), String> {
-        set_str(struct_child(vector, 2), row, method.name())?;
-        set_str_list(struct_child(vector, 0), row, keys)?;
-        let (rows_vec, offset) = append_list(struct_child(vector, 1), row, n)?;
-        let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + n * n;
-        list_reserve(rows_vec, total)?;
-        for i in 0..n {
-            set_list(rows_vec, offset + i, &values[i * n..(i + 1) * n])?;
-        }
-        Ok(())
+    let mut write = || -> Result<()> {
+        let mut fields = output.fields()?;
+        let [keys_out, matrix_out, method_out] = fields.as_mut_slice() else {
+            return Err(Error::internal("a matrix STRUCT without three fields"));
+        };
+        method_out.set_str(row, method.name())?;
+        keys_out.set_str_list(row, keys)?;
+        write_rows(matrix_out, row, n, values)
     };
     write().map_err(|e| {
         let mb = (n * n * 4) as f64 / (1 << 20) as f64;
-        format!("cannot hand the {n} x {n} matrix ({mb:.0} MB) to DuckDB: {e}")
+        Error::Host(format!(
+            "cannot hand the {n} x {n} matrix ({mb:.0} MB) to DuckDB: {e}"
+        ))
     })
+}
+
+/// Writes `r * c` row-major `values` as the `T[][]` list at `row`
+/// (`r` rows of `c`), reserving the room for all of them first.
+pub fn write_rows<T: super::capi::Plain>(
+    output: &mut Output,
+    row: usize,
+    r: usize,
+    values: &[T],
+) -> Result<()> {
+    let c = values.len().checked_div(r).unwrap_or(0);
+    let (mut rows_out, offset) = output.append_list(row, r)?;
+    let total = rows_out.list_len()?.saturating_add(values.len());
+    rows_out.reserve_list(total)?;
+    for i in 0..r {
+        rows_out.set_list(offset + i, &values[i * c..(i + 1) * c])?;
+    }
+    Ok(())
 }
 
 /// Checks that two matrices are on the same keys, naming the first
 /// difference.
-pub fn check_same_keys(
-    a: &[String],
-    a_name: &str,
-    b: &[String],
-    b_name: &str,
-) -> Result<(), String> {
+pub fn check_same_keys(a: &[String], a_name: &str, b: &[String], b_name: &str) -> Result<()> {
     if a.len() != b.len() {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{a_name} has {} keys but {b_name} has {}; matrices must be on the same keys",
             a.len(),
             b.len()
-        ));
+        )));
     }
     if let Some(i) = (0..a.len()).find(|i| a[*i] != b[*i]) {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "{a_name} and {b_name} are on different keys: key {} is '{}' in {a_name} but '{}' in {b_name}",
             i + 1,
             a[i],
             b[i]
-        ));
+        )));
     }
     Ok(())
 }

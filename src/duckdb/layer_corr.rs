@@ -26,18 +26,15 @@
 //! SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
 //! ```
 
-use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 
-use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, KernelError, SpillPolicy};
-use libduckdb_sys as ffi;
+use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, SpillPolicy};
 
 use super::capi::host::Settings;
-use super::capi::old_ffi::{
-    chunk_len, column, column_count, str_at, FloatLists, LogicalType, Validity,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, FloatLists, LogicalType, Output, States, Strings};
 use super::corr_struct::{corr_matrix_type, write_keyed_matrix};
+use super::error::{ArgumentContext, Error, Result};
+
 use super::method_arg::{merge_method, method_at};
 use super::reservation::Reservation;
 
@@ -61,7 +58,7 @@ static RESERVED: AtomicU64 = AtomicU64::new(0);
 impl CorrState {
     /// Counts the working memory of this group at `n` rows of `d` values,
     /// or refuses when all groups together would pass `memory_limit`.
-    fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<(), String> {
+    fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<()> {
         let spill_limit = spill_limit_bytes(&Settings::latest());
         // The kernels' working memory and the result DuckDB receives.
         let need = layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
@@ -81,61 +78,49 @@ fn spill_limit_bytes(settings: &Settings) -> Option<usize> {
 
 /// The spill limit and folder, from `layercorr_spill_mb` and DuckDB's
 /// `temp_directory` (the system's temporary folder when none is set).
-fn spill_policy() -> Result<SpillPolicy, String> {
+fn spill_policy() -> Result<SpillPolicy> {
     let settings = Settings::latest();
     let mut policy = SpillPolicy::in_temp_dir(spill_limit_bytes(&settings));
     if let Some(dir) = settings.temp_directory {
         // DuckDB makes its temp_directory when it first spills; so do we,
         // but only the last folder of the path.
         if !std::path::Path::new(&dir).is_dir() {
-            std::fs::create_dir(&dir)
-                .map_err(|e| format!("cannot create temp_directory '{dir}': {e}"))?;
+            std::fs::create_dir(&dir).map_err(|e| {
+                Error::invalid(format!("cannot create temp_directory '{dir}': {e}"))
+            })?;
         }
         policy.dir = dir.into();
     }
     Ok(policy)
 }
 
-fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> String {
+fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> Error {
     let first = keys.first().map(String::as_str).unwrap_or("?");
-    format!(
+    Error::invalid(format!(
         "activation of key '{key}' has {got} values but key '{first}' has {expected}; all vectors of a group must have the same length"
-    )
-}
-
-/// A kernel error with its row (arrival order in the group) named by key.
-fn kernel_error(e: KernelError, keys: &[String]) -> String {
-    match e.row().and_then(|r| keys.get(r)) {
-        Some(key) => format!("{e} (row {} is key '{key}')", e.row().unwrap_or(0)),
-        None => e.to_string(),
-    }
+    ))
 }
 
 /// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
 /// order) to its state.
-///
-/// # Safety
-/// `key_vec` is the live key column and `state` a live state.
-unsafe fn add_group_rows(
+fn add_group_rows(
     state: &mut CorrState,
     rows: &[usize],
     acts: &FloatLists,
-    key_vec: ffi::duckdb_vector,
+    keys: &Strings,
     policy: &SpillPolicy,
     bufs: &mut BlockBuffers,
-) -> Result<(), String> {
+) -> Result<()> {
+    let key_at = |row: usize| keys.text(row).unwrap_or_default();
     let method = state.method.unwrap_or(CorrMethod::Pearson);
     let mut values: Vec<&[f32]> = Vec::with_capacity(rows.len());
     for &row in rows {
-        let v = acts
-            .get(row)
-            .map_err(|e| format!("activation: {e}"))?
-            .unwrap_or(&[]);
+        let v = acts.get(row).of_argument("activation")?.unwrap_or(&[]);
         if v.is_empty() {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "empty activation (0 values) for key '{}'",
-                str_at(key_vec, row)
-            ));
+                key_at(row)
+            )));
         }
         let expected = match (&state.acc, values.first()) {
             (Some(acc), _) => Some(acc.d()),
@@ -146,14 +131,9 @@ unsafe fn add_group_rows(
             // Named against the group's first key, as the message says.
             let first_key = match state.keys.first() {
                 Some(k) => k.clone(),
-                None => str_at(key_vec, rows[0]).into_owned(),
+                None => key_at(rows[0]).into_owned(),
             };
-            return Err(length_error(
-                &[first_key],
-                &str_at(key_vec, row),
-                d,
-                v.len(),
-            ));
+            return Err(length_error(&[first_key], &key_at(row), d, v.len()));
         }
         values.push(v);
     }
@@ -164,13 +144,13 @@ unsafe fn add_group_rows(
     state.reserve(first_row + values.len(), d, method)?;
     state
         .keys
-        .extend(rows.iter().map(|&r| str_at(key_vec, r).into_owned()));
+        .extend(rows.iter().map(|&r| key_at(r).into_owned()));
     // The accumulator owns the method: spearman rows are ranked there.
     state
         .acc
         .get_or_insert_with(|| CorrAccumulator::new(d, method))
         .push_rows(&values, policy, bufs)
-        .map_err(|e| kernel_error(e, &state.keys))
+        .map_err(|e| Error::at_key(e, &state.keys))
 }
 
 impl Aggregate for LayerCorr {
@@ -188,50 +168,37 @@ impl Aggregate for LayerCorr {
         ]
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut CorrState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (key_vec, act_vec) = (column(input, 0), column(input, 1));
-        let key_ok = Validity::of(key_vec);
-        let acts = FloatLists::new(act_vec, rows);
-        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
+    fn update(input: &Chunk, states: &mut States<CorrState>) -> Result<()> {
+        let keys = input.column(0)?.strings()?;
+        let acts = input.column(1)?.float_lists()?;
+        let methods = input.optional(2).map(|c| c.strings()).transpose()?;
         let mut last_method = None;
         let policy = spill_policy()?;
-        // The chunk's rows by group, groups in order of first appearance,
-        // so that each group's rows are multiplied as one block.
-        let mut groups: Vec<(*mut CorrState, Vec<usize>)> = Vec::new();
-        let mut group_of: HashMap<*mut CorrState, usize> = HashMap::new();
-        for row in 0..rows {
-            let method = method_at(method_vec, row, CorrMethod::Pearson, &mut last_method)?;
-            if acts
-                .get(row)
-                .map_err(|e| format!("activation: {e}"))?
-                .is_none()
-            {
+        let mut rows = Vec::with_capacity(input.rows());
+        for row in 0..input.rows() {
+            let method = method_at(methods.as_ref(), row, CorrMethod::Pearson, &mut last_method)?;
+            if acts.get(row).of_argument("activation")?.is_none() {
                 continue;
             }
-            if !key_ok.is_valid(row) {
-                return Err("key is NULL for a non-NULL activation".into());
+            if keys.bytes(row).is_none() {
+                return Err(Error::invalid("key is NULL for a non-NULL activation"));
             }
-            let state = state_of(row);
-            merge_method(&mut (*state).method, method)?;
-            let g = *group_of.entry(state).or_insert_with(|| {
-                groups.push((state, Vec::new()));
-                groups.len() - 1
-            });
-            groups[g].1.push(row);
+            merge_method(&mut states.get(row).method, method)?;
+            rows.push(row);
         }
-        // One set of working buffers for every group of the chunk.
+        // The chunk's rows by group, groups in order of first appearance,
+        // so that each group's rows are multiplied as one block, with one
+        // set of working buffers for every group of the chunk.
         let mut bufs = BlockBuffers::default();
-        for (state, group_rows) in &groups {
-            add_group_rows(&mut **state, group_rows, &acts, key_vec, &policy, &mut bufs)?;
+        for group in states.groups(&rows) {
+            let group_rows: Vec<usize> = group.iter().map(|&i| rows[i]).collect();
+            let state = states.get(group_rows[0]);
+            add_group_rows(state, &group_rows, &acts, &keys, &policy, &mut bufs)?;
         }
         Ok(())
     }
 
-    fn combine(source: &mut CorrState, target: &mut CorrState) -> Result<(), String> {
+    fn combine(source: &mut CorrState, target: &mut CorrState) -> Result<()> {
         if let Some(m) = source.method {
             merge_method(&mut target.method, m)?;
         }
@@ -257,9 +224,7 @@ impl Aggregate for LayerCorr {
                     let key = source.keys.first().cloned().unwrap_or_default();
                     return Err(length_error(&target.keys, &key, dst.d(), src.d()));
                 }
-                let keeps_order = dst
-                    .merge(src, &spill_policy()?)
-                    .map_err(|e| e.to_string())?;
+                let keeps_order = dst.merge(src, &spill_policy()?)?;
                 if keeps_order {
                     target.keys.append(&mut source.keys);
                 } else {
@@ -271,36 +236,32 @@ impl Aggregate for LayerCorr {
         Ok(())
     }
 
-    unsafe fn finalize(
-        state: &mut CorrState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut CorrState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.method.unwrap_or(CorrMethod::Pearson);
         let Some(acc) = state.acc.take() else {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{}: the group has no non-NULL activations; need at least 2 rows",
                 method.name()
-            ));
+            )));
         };
         let keys = std::mem::take(&mut state.keys);
         if keys.len() < 2 {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{}: need at least 2 rows, got {} (key '{}')",
                 method.name(),
                 keys.len(),
                 keys.first().map(String::as_str).unwrap_or("")
-            ));
+            )));
         }
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         if let Some(w) = order.windows(2).find(|w| keys[w[0]] == keys[w[1]]) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "duplicate key '{}' in the group; keys must be unique",
                 keys[w[0]]
-            ));
+            )));
         }
-        let matrix = acc.finish(&order).map_err(|e| kernel_error(e, &keys))?;
+        let matrix = acc.finish(&order).map_err(|e| Error::at_key(e, &keys))?;
         let sorted: Vec<String> = order.iter().map(|i| keys[*i].clone()).collect();
         write_keyed_matrix(output, row, &sorted, matrix.as_slice(), method)?;
         Ok(())

@@ -32,14 +32,10 @@ use std::sync::atomic::AtomicU64;
 
 use layercorr_kernels::block::{block_bytes, block_matrix};
 use layercorr_kernels::CorrMethod;
-use libduckdb_sys as ffi;
 
-use super::capi::api_guard::list_reserve;
-use super::capi::old_ffi::{
-    append_list, chunk_len, column, column_count, list_entries, set_list, set_str, set_str_list,
-    str_at, struct_child, FloatLists, LogicalType, Validity,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::corr_struct::write_rows;
+use super::error::{ArgumentContext, Error, Result};
 use super::method_arg::{merge_method, method_at};
 use super::reservation::Reservation;
 
@@ -69,7 +65,7 @@ pub struct BlockState {
 }
 
 impl BlockState {
-    fn reserve(&mut self) -> Result<(), String> {
+    fn reserve(&mut self) -> Result<()> {
         let (rows, cols) = (self.rows, self.cols);
         let (m, d) = (self.keys.len(), self.d.unwrap_or(0));
         let method = self.method.unwrap_or(CorrMethod::Pearson);
@@ -83,46 +79,21 @@ impl BlockState {
     }
 }
 
-fn side_of(text: &str) -> Result<u8, String> {
+fn side_of(text: &str) -> Result<u8> {
     match text.trim().to_ascii_lowercase().as_str() {
         "row" => Ok(ROW),
         "col" | "column" => Ok(COL),
         "both" => Ok(ROW | COL),
-        _ => Err(format!(
+        _ => Err(Error::invalid(format!(
             "unknown side '{text}'; valid sides: row, col, both"
-        )),
+        ))),
     }
 }
 
-/// The `DOUBLE[]` at `row` of a flat list vector (`None`: NULL).
-///
-/// # Safety
-/// `vector` must be a live flat `DOUBLE[]` vector with more than `row` rows.
-unsafe fn f64_list_at<'a>(
-    vector: ffi::duckdb_vector,
-    rows: usize,
-    row: usize,
-) -> Result<Option<&'a [f64]>, String> {
-    if !Validity::of(vector).is_valid(row) {
-        return Ok(None);
-    }
-    let entry = list_entries(vector, rows)[row];
-    let child = ffi::duckdb_list_vector_get_child(vector);
-    let (offset, len) = (entry.offset as usize, entry.length as usize);
-    if let Some(bad) = Validity::of(child).first_invalid(offset, offset + len) {
-        return Err(format!("center: element {} is NULL", bad - offset + 1));
-    }
-    if len == 0 {
-        return Ok(Some(&[]));
-    }
-    let data = ffi::duckdb_vector_get_data(child) as *const f64;
-    Ok(Some(std::slice::from_raw_parts(data.add(offset), len)))
-}
-
-fn length_error(first: &str, key: &str, expected: usize, got: usize) -> String {
-    format!(
+fn length_error(first: &str, key: &str, expected: usize, got: usize) -> Error {
+    Error::invalid(format!(
         "activation of key '{key}' has {got} values but key '{first}' has {expected}; all vectors of a group must have the same length"
-    )
+    ))
 }
 
 impl Aggregate for LayerCorrBlock {
@@ -147,51 +118,49 @@ impl Aggregate for LayerCorrBlock {
         ]
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut BlockState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (key_vec, act_vec, side_vec) = (column(input, 0), column(input, 1), column(input, 2));
-        let method_vec = column(input, 3);
-        let center_vec = (column_count(input) >= 5).then(|| column(input, 4));
-        let key_ok = Validity::of(key_vec);
-        let side_ok = Validity::of(side_vec);
-        let acts = FloatLists::new(act_vec, rows);
+    fn update(input: &Chunk, states: &mut States<BlockState>) -> Result<()> {
+        let keys = input.column(0)?.strings()?;
+        let acts = input.column(1)?.float_lists()?;
+        let sides = input.column(2)?.strings()?;
+        let methods = input.column(3)?.strings()?;
+        let centers = input.optional(4).map(|c| c.lists_of::<f64>()).transpose()?;
         let mut last_method = None;
-        for row in 0..rows {
-            let method = method_at(Some(method_vec), row, CorrMethod::Pearson, &mut last_method)?;
-            let Some(v) = acts.get(row).map_err(|e| format!("activation: {e}"))? else {
+        for row in 0..input.rows() {
+            let method = method_at(Some(&methods), row, CorrMethod::Pearson, &mut last_method)?;
+            let Some(v) = acts.get(row).of_argument("activation")? else {
                 continue;
             };
-            if !key_ok.is_valid(row) {
-                return Err("key is NULL for a non-NULL activation".into());
-            }
-            let key = str_at(key_vec, row);
-            if !side_ok.is_valid(row) {
-                return Err(format!("side is NULL for key '{key}'"));
-            }
-            let side = side_of(&str_at(side_vec, row))?;
+            let key = keys
+                .text(row)
+                .ok_or_else(|| Error::invalid("key is NULL for a non-NULL activation"))?;
+            let side = sides
+                .text(row)
+                .ok_or_else(|| Error::invalid(format!("side is NULL for key '{key}'")))?;
+            let side = side_of(&side)?;
             if v.is_empty() {
-                return Err(format!("empty activation (0 values) for key '{key}'"));
+                return Err(Error::invalid(format!(
+                    "empty activation (0 values) for key '{key}'"
+                )));
             }
-            let state = &mut *state_of(row);
+            let state = states.get(row);
             merge_method(&mut state.method, method)?;
-            if let Some(cv) = center_vec {
-                let c = f64_list_at(cv, rows, row)?
-                    .ok_or_else(|| format!("center is NULL for key '{key}'"))?;
+            if let Some(centers) = &centers {
+                let c = centers
+                    .get(row)
+                    .map_err(|e| Error::invalid(format!("center: {e}")))?
+                    .ok_or_else(|| Error::invalid(format!("center is NULL for key '{key}'")))?;
                 if c.len() != v.len() {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "center has {} values but the activation of key '{key}' has {}",
                         c.len(),
                         v.len()
-                    ));
+                    )));
                 }
                 match &state.center {
                     Some(old) if old.as_slice() != c => {
-                        return Err(format!(
+                        return Err(Error::invalid(format!(
                         "center must be the same for the whole group (it differs at key '{key}')"
-                    ))
+                    )))
                     }
                     Some(_) => {}
                     None => state.center = Some(c.to_vec()),
@@ -213,13 +182,13 @@ impl Aggregate for LayerCorrBlock {
             state
                 .values
                 .try_reserve(v.len())
-                .map_err(|_| "cannot allocate the rows".to_string())?;
+                .map_err(|_| Error::Host("cannot allocate the rows".into()))?;
             state.values.extend_from_slice(v);
         }
         Ok(())
     }
 
-    fn combine(source: &mut BlockState, target: &mut BlockState) -> Result<(), String> {
+    fn combine(source: &mut BlockState, target: &mut BlockState) -> Result<()> {
         if let Some(m) = source.method {
             merge_method(&mut target.method, m)?;
         }
@@ -228,7 +197,9 @@ impl Aggregate for LayerCorrBlock {
         }
         match (&target.center, &source.center) {
             (Some(a), Some(b)) if a != b => {
-                return Err("center must be the same for the whole group".into())
+                return Err(Error::invalid(
+                    "center must be the same for the whole group",
+                ))
             }
             (None, Some(_)) => target.center = source.center.take(),
             _ => {}
@@ -251,21 +222,17 @@ impl Aggregate for LayerCorrBlock {
         target.reserve()
     }
 
-    unsafe fn finalize(
-        state: &mut BlockState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut BlockState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.method.unwrap_or(CorrMethod::Pearson);
         let d = state.d.unwrap_or(0);
         let keys = &state.keys;
         let mut order: Vec<usize> = (0..keys.len()).collect();
         order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
         if let Some(w) = order.windows(2).find(|w| keys[w[0]] == keys[w[1]]) {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "duplicate key '{}' in the group; give a key once (side 'both' for both sides)",
                 keys[w[0]]
-            ));
+            )));
         }
         let row_idx: Vec<usize> = order
             .iter()
@@ -278,12 +245,12 @@ impl Aggregate for LayerCorrBlock {
             .filter(|&i| state.sides[i] & COL != 0)
             .collect();
         if row_idx.is_empty() || col_idx.is_empty() {
-            return Err(format!(
+            return Err(Error::invalid(format!(
                 "{}: the group has {} row keys and {} col keys; a block needs at least one of each (side 'row', 'col' or 'both')",
                 method.name(),
                 row_idx.len(),
                 col_idx.len()
-            ));
+            )));
         }
         let values = block_matrix(
             &state.values,
@@ -293,26 +260,22 @@ impl Aggregate for LayerCorrBlock {
             method,
             state.center.as_deref(),
         )
-        .map_err(|e| match e.row().and_then(|r| keys.get(r)) {
-            Some(key) => format!("{e} (row {} is key '{key}')", e.row().unwrap_or(0)),
-            None => e.to_string(),
-        })?;
+        .map_err(|e| Error::at_key(e, keys))?;
         state.values = Vec::new();
         let row_keys: Vec<&str> = row_idx.iter().map(|&i| keys[i].as_str()).collect();
         let col_keys: Vec<&str> = col_idx.iter().map(|&i| keys[i].as_str()).collect();
         let (r, c) = (row_keys.len(), col_keys.len());
-        let write = || -> Result<(), String> {
-            set_str_list(struct_child(output, 0), row, &row_keys)?;
-            set_str_list(struct_child(output, 1), row, &col_keys)?;
-            let (rows_vec, offset) = append_list(struct_child(output, 2), row, r)?;
-            let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + r * c;
-            list_reserve(rows_vec, total)?;
-            for i in 0..r {
-                set_list(rows_vec, offset + i, &values[i * c..(i + 1) * c])?;
-            }
-            set_str(struct_child(output, 3), row, method.name())
+        let mut write = || -> Result<()> {
+            let mut fields = output.fields()?;
+            let [row_keys_out, col_keys_out, matrix_out, method_out] = fields.as_mut_slice() else {
+                return Err(Error::internal("a block STRUCT without four fields"));
+            };
+            row_keys_out.set_str_list(row, &row_keys)?;
+            col_keys_out.set_str_list(row, &col_keys)?;
+            write_rows(matrix_out, row, r, &values)?;
+            method_out.set_str(row, method.name())
         };
-        write().map_err(|e| format!("cannot hand the {r} x {c} block to DuckDB: {e}"))
+        write().map_err(|e| Error::Host(format!("cannot hand the {r} x {c} block to DuckDB: {e}")))
     }
 }
 

@@ -19,25 +19,17 @@
 
 use std::sync::atomic::AtomicU64;
 
-use layercorr_kernels::cross::{cross_bytes, CrossSums};
-use libduckdb_sys as ffi;
-
-use super::capi::api_guard::list_reserve;
-use super::capi::old_ffi::{
-    append_list, chunk_len, column, set_list, set_null, set_value, struct_child, FloatLists,
-    LogicalType,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::corr_struct::write_rows;
+use super::error::{ArgumentContext, Error, Result};
 use super::reservation::Reservation;
+use layercorr_kernels::cross::{cross_bytes, CrossSums};
 
 /// The `layer_cross` aggregate.
 pub struct LayerCross;
 
 /// Working memory of every live `layer_cross` group of the process.
 static RESERVED: AtomicU64 = AtomicU64::new(0);
-
-/// One group's pairs of a chunk: its state and the two sides' rows.
-type GroupPairs<'a> = (*mut CrossState, Vec<&'a [f32]>, Vec<&'a [f32]>);
 
 /// A group's sums.
 #[derive(Default)]
@@ -47,23 +39,23 @@ pub struct CrossState {
 }
 
 impl CrossState {
-    fn start(&mut self, d_a: usize, d_b: usize) -> Result<&mut CrossSums, String> {
+    fn start(&mut self, d_a: usize, d_b: usize) -> Result<&mut CrossSums> {
         if self.sums.is_none() {
             // The sums and the copy DuckDB receives at the end.
             let need = cross_bytes(d_a, d_b)
                 .saturating_add((d_a as u64).saturating_mul(d_b as u64).saturating_mul(8));
             self.reservation
                 .reserve(&RESERVED, need, || format!("a {d_a} x {d_b} cross product"))?;
-            self.sums = Some(CrossSums::new(d_a, d_b).map_err(|e| e.to_string())?);
+            self.sums = Some(CrossSums::new(d_a, d_b)?);
         }
-        self.sums.as_mut().ok_or_else(|| "no sums".to_string())
+        self.sums.as_mut().ok_or_else(|| Error::internal("no sums"))
     }
 }
 
-fn length_error(which: &str, expected: usize, got: usize) -> String {
-    format!(
+fn length_error(which: &str, expected: usize, got: usize) -> Error {
+    Error::invalid(format!(
         "activation {which} has {got} values but earlier ones have {expected}; all vectors of a group must have the same length"
-    )
+    ))
 }
 
 impl Aggregate for LayerCross {
@@ -82,37 +74,32 @@ impl Aggregate for LayerCross {
         )]
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut CrossState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let a = FloatLists::new(column(input, 0), rows);
-        let b = FloatLists::new(column(input, 1), rows);
+    fn update(input: &Chunk, states: &mut States<CrossState>) -> Result<()> {
+        let a = input.column(0)?.float_lists()?;
+        let b = input.column(1)?.float_lists()?;
         // The chunk's pairs by group, so that each group multiplies once.
-        let mut groups: Vec<GroupPairs> = Vec::new();
-        for row in 0..rows {
-            let va = a.get(row).map_err(|e| format!("activation a: {e}"))?;
-            let vb = b.get(row).map_err(|e| format!("activation b: {e}"))?;
-            let (va, vb) = match (va, vb) {
+        let mut pairs = Vec::with_capacity(input.rows());
+        for row in 0..input.rows() {
+            let va = a.get(row).of_argument("activation a")?;
+            let vb = b.get(row).of_argument("activation b")?;
+            match (va, vb) {
                 (None, None) => continue,
-                (Some(x), Some(y)) => (x, y),
-                _ => return Err("one activation of a pair is NULL and the other is not".into()),
-            };
-            if va.is_empty() || vb.is_empty() {
-                return Err("empty activation (0 values)".into());
-            }
-            let state = state_of(row);
-            match groups.iter_mut().find(|g| g.0 == state) {
-                Some(g) => {
-                    g.1.push(va);
-                    g.2.push(vb);
+                (Some(x), Some(y)) if x.is_empty() || y.is_empty() => {
+                    return Err(Error::invalid("empty activation (0 values)"))
                 }
-                None => groups.push((state, vec![va], vec![vb])),
+                (Some(x), Some(y)) => pairs.push((row, x, y)),
+                _ => {
+                    return Err(Error::invalid(
+                        "one activation of a pair is NULL and the other is not",
+                    ))
+                }
             }
         }
-        for (state, ga, gb) in groups {
-            let state = &mut *state;
+        let rows: Vec<usize> = pairs.iter().map(|p| p.0).collect();
+        for group in states.groups(&rows) {
+            let (ga, gb): (Vec<&[f32]>, Vec<&[f32]>) =
+                group.iter().map(|&i| (pairs[i].1, pairs[i].2)).unzip();
+            let state = states.get(rows[group[0]]);
             let (da, db) = (ga[0].len(), gb[0].len());
             let sums = state.start(da, db)?;
             if let Some(x) = ga.iter().find(|x| x.len() != sums.d_a) {
@@ -121,12 +108,12 @@ impl Aggregate for LayerCross {
             if let Some(y) = gb.iter().find(|y| y.len() != sums.d_b) {
                 return Err(length_error("b", sums.d_b, y.len()));
             }
-            sums.push(&ga, &gb).map_err(|e| e.to_string())?;
+            sums.push(&ga, &gb)?;
         }
         Ok(())
     }
 
-    fn combine(source: &mut CrossState, target: &mut CrossState) -> Result<(), String> {
+    fn combine(source: &mut CrossState, target: &mut CrossState) -> Result<()> {
         let Some(src) = source.sums.take() else {
             return Ok(());
         };
@@ -137,39 +124,33 @@ impl Aggregate for LayerCross {
             }
             Some(dst) => {
                 if (dst.d_a, dst.d_b) != (src.d_a, src.d_b) {
-                    return Err(format!(
+                    return Err(Error::invalid(format!(
                         "a group has activations of {} x {} values and of {} x {}",
                         dst.d_a, dst.d_b, src.d_a, src.d_b
-                    ));
+                    )));
                 }
-                dst.merge(&src).map_err(|e| e.to_string())?;
+                dst.merge(&src)?;
                 source.reservation.release();
             }
         }
         Ok(())
     }
 
-    unsafe fn finalize(
-        state: &mut CrossState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut CrossState, output: &mut Output, row: usize) -> Result<()> {
+        let mut fields = output.fields()?;
+        let [n_out, sum_a_out, sum_b_out, cross_out] = fields.as_mut_slice() else {
+            return Err(Error::internal("layer_cross result without four fields"));
+        };
         let Some(s) = state.sums.take() else {
-            set_value::<i64>(struct_child(output, 0), row, 0);
-            for f in 1..4 {
-                set_null(struct_child(output, f), row);
+            n_out.set_value::<i64>(row, 0)?;
+            for out in [sum_a_out, sum_b_out, cross_out] {
+                out.set_null(row)?;
             }
             return Ok(());
         };
-        set_value::<i64>(struct_child(output, 0), row, s.n as i64);
-        set_list(struct_child(output, 1), row, &s.sum_a)?;
-        set_list(struct_child(output, 2), row, &s.sum_b)?;
-        let (rows_vec, offset) = append_list(struct_child(output, 3), row, s.d_a)?;
-        let total = ffi::duckdb_list_vector_get_size(rows_vec) as usize + s.d_a * s.d_b;
-        list_reserve(rows_vec, total)?;
-        for i in 0..s.d_a {
-            set_list(rows_vec, offset + i, &s.cross[i * s.d_b..(i + 1) * s.d_b])?;
-        }
-        Ok(())
+        n_out.set_value::<i64>(row, s.n as i64)?;
+        sum_a_out.set_list(row, &s.sum_a)?;
+        sum_b_out.set_list(row, &s.sum_b)?;
+        write_rows(cross_out, row, s.d_a, &s.cross)
     }
 }

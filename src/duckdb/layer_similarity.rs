@@ -22,18 +22,14 @@
 //! SELECT layer_similarity(layer, m ORDER BY position) FROM matrices JOIN layers USING (layer);
 //! ```
 
-use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod, KernelError};
-use libduckdb_sys as ffi;
+use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
-use super::capi::old_ffi::{
-    append_list, chunk_len, column, column_count, set_list, set_str_list, str_at, struct_child,
-    LogicalType, Validity,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, Column, LogicalType, Output, States, Strings};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, read_keyed_matrix, read_matrix_method, similarity_type,
-    KeyedMatrix,
+    check_same_keys, corr_matrix_type, matrix_overloads, read_keyed_matrix, read_matrix_method,
+    similarity_type, write_similarity, KeyedMatrix,
 };
+use super::error::{Error, Result};
 use super::method_arg::{merge_method, method_at};
 
 /// The `layer_similarity` aggregate.
@@ -52,36 +48,57 @@ pub struct SimilarityState {
     pub(super) method: Option<CompareMethod>,
 }
 
+/// The `(layer, matrix [, method, ...])` columns of one chunk.
+pub(super) struct SimilarityColumns<'a> {
+    layers: Strings<'a>,
+    matrices: Column<'a>,
+    methods: Option<Strings<'a>>,
+}
+
+impl<'a> SimilarityColumns<'a> {
+    /// Reads the columns of `input`.
+    pub(super) fn of(input: &Chunk<'a>) -> Result<SimilarityColumns<'a>> {
+        Ok(SimilarityColumns {
+            layers: input.column(0)?.strings()?,
+            matrices: input.column(1)?,
+            methods: input.optional(2).map(|c| c.strings()).transpose()?,
+        })
+    }
+}
+
+fn twice(layer: &str) -> Error {
+    Error::invalid(format!(
+        "layer '{layer}' appears twice in the group; group by model or checkpoint too"
+    ))
+}
+
 impl SimilarityState {
-    /// Adds row `row` of `(layer, matrix [, method, ...])` columns to
-    /// `state`; a NULL matrix is skipped.
-    ///
-    /// # Safety
-    /// `input` is a live chunk of those columns; see [`Aggregate::update`].
-    pub(super) unsafe fn update_row(
-        input: ffi::duckdb_data_chunk,
+    /// Adds row `row` of `columns` to `state`; a NULL matrix is skipped.
+    pub(super) fn update_row(
+        columns: &SimilarityColumns,
         row: usize,
         state: &mut SimilarityState,
         last_method: &mut Option<(String, CompareMethod)>,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (layer_vec, matrix_vec) = (column(input, 0), column(input, 1));
-        let method_vec = (column_count(input) >= 3).then(|| column(input, 2));
-        let method = method_at(method_vec, row, CompareMethod::Pearson, last_method)?;
-        if !Validity::of(layer_vec).is_valid(row) {
-            return Err("layer name is NULL".into());
-        }
-        let layer = str_at(layer_vec, row).into_owned();
+    ) -> Result<()> {
+        let method = method_at(
+            columns.methods.as_ref(),
+            row,
+            CompareMethod::Pearson,
+            last_method,
+        )?;
+        let layer = columns
+            .layers
+            .text(row)
+            .ok_or_else(|| Error::invalid("layer name is NULL"))?
+            .into_owned();
         let what = format!("matrix of layer '{layer}'");
-        let Some(matrix) = read_keyed_matrix(matrix_vec, rows, row, &what)? else {
+        let Some(matrix) = read_keyed_matrix(&columns.matrices, row, &what)? else {
             return Ok(());
         };
-        let kind = read_matrix_method(matrix_vec, row, &what)?;
+        let kind = read_matrix_method(&columns.matrices, row, &what)?;
         merge_method(&mut state.method, method)?;
         if state.layers.contains(&layer) {
-            return Err(format!(
-                "layer '{layer}' appears twice in the group; group by model or checkpoint too"
-            ));
+            return Err(twice(&layer));
         }
         state.layers.push(layer);
         state.matrices.push(matrix);
@@ -90,16 +107,12 @@ impl SimilarityState {
     }
 
     /// Moves `source` into `target`.
-    pub(super) fn merge(source: &mut Self, target: &mut Self) -> Result<(), String> {
+    pub(super) fn merge(source: &mut Self, target: &mut Self) -> Result<()> {
         if let Some(m) = source.method {
             merge_method(&mut target.method, m)?;
         }
-        for layer in &source.layers {
-            if target.layers.contains(layer) {
-                return Err(format!(
-                    "layer '{layer}' appears twice in the group; group by model or checkpoint too"
-                ));
-            }
+        if let Some(layer) = source.layers.iter().find(|l| target.layers.contains(l)) {
+            return Err(twice(layer));
         }
         target.layers.append(&mut source.layers);
         target.matrices.append(&mut source.matrices);
@@ -109,9 +122,9 @@ impl SimilarityState {
 
     /// The group's matrices, checked to be on the same keys: views, kinds,
     /// and `n`.
-    pub(super) fn checked(&self) -> Result<GroupMatrices<'_>, String> {
+    pub(super) fn checked(&self) -> Result<GroupMatrices<'_>> {
         let Some(first) = self.matrices.first() else {
-            return Err("the group has no non-NULL matrices".into());
+            return Err(Error::invalid("the group has no non-NULL matrices"));
         };
         for (layer, m) in self.layers.iter().zip(&self.matrices).skip(1) {
             check_same_keys(
@@ -136,65 +149,37 @@ impl SimilarityState {
     }
 }
 
-/// Adds the matrix index's name to a kernel error.
-pub fn name_matrix(e: KernelError, names: &[String]) -> String {
-    match e.matrix_index().and_then(|i| names.get(i)) {
-        Some(name) => format!("{e} (matrix {} is '{name}')", e.matrix_index().unwrap_or(0)),
-        None => e.to_string(),
-    }
-}
-
 impl Aggregate for LayerSimilarity {
     type State = SimilarityState;
     const NAME: &'static str = "layer_similarity";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        vec![
-            (
-                vec![LogicalType::varchar(), corr_matrix_type()],
-                similarity_type(),
-            ),
-            (
-                vec![
-                    LogicalType::varchar(),
-                    corr_matrix_type(),
-                    LogicalType::varchar(),
-                ],
-                similarity_type(),
-            ),
-        ]
+        matrix_overloads(
+            &[LogicalType::varchar, corr_matrix_type],
+            &[LogicalType::varchar],
+            similarity_type,
+        )
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut SimilarityState,
-    ) -> Result<(), String> {
+    fn update(input: &Chunk, states: &mut States<SimilarityState>) -> Result<()> {
+        let columns = SimilarityColumns::of(input)?;
         let mut last_method = None;
-        for row in 0..chunk_len(input) {
-            SimilarityState::update_row(input, row, &mut *state_of(row), &mut last_method)?;
+        for row in 0..input.rows() {
+            SimilarityState::update_row(&columns, row, states.get(row), &mut last_method)?;
         }
         Ok(())
     }
 
-    fn combine(source: &mut SimilarityState, target: &mut SimilarityState) -> Result<(), String> {
+    fn combine(source: &mut SimilarityState, target: &mut SimilarityState) -> Result<()> {
         SimilarityState::merge(source, target)
     }
 
-    unsafe fn finalize(
-        state: &mut SimilarityState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut SimilarityState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.method.unwrap_or(CompareMethod::Pearson);
         let (views, kinds, n) = state.checked()?;
         let result = similarity_matrix_of(&views, kinds, n, method)
-            .map_err(|e| name_matrix(e, &state.layers))?;
-        let l = state.layers.len();
-        set_str_list(struct_child(output, 0), row, &state.layers)?;
-        let (rows_vec, offset) = append_list(struct_child(output, 1), row, l)?;
-        for i in 0..l {
-            set_list(rows_vec, offset + i, result.row(i))?;
-        }
+            .map_err(|e| Error::at_matrix(e, &state.layers))?;
+        write_similarity(output, row, &state.layers, &[result.as_slice()])?;
         state.matrices.clear();
         Ok(())
     }

@@ -24,15 +24,13 @@
 //! ```
 
 use layercorr_kernels::resample::{bootstrap, BootstrapOptions};
-use layercorr_kernels::{CompareMethod, SquareMatrix};
-use libduckdb_sys as ffi;
+use layercorr_kernels::CompareMethod;
 
-use super::capi::old_ffi::{
-    append_list, chunk_len, set_list, set_str_list, struct_child, LogicalType,
-};
-use super::capi::raw_register::{trailing_optional, Aggregate};
-use super::corr_struct::corr_matrix_type;
-use super::layer_similarity::{name_matrix, SimilarityState};
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
+use super::corr_struct::write_similarity;
+use super::corr_struct::{corr_matrix_type, matrix_overloads};
+use super::error::{Error, Result};
+use super::layer_similarity::{SimilarityColumns, SimilarityState};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
 
 /// The `layer_similarity_ci` aggregate.
@@ -45,12 +43,12 @@ pub struct CiState {
     opts: Option<BootstrapOptions>,
 }
 
-fn merge_opts(state: &mut Option<BootstrapOptions>, opts: BootstrapOptions) -> Result<(), String> {
+fn merge_opts(state: &mut Option<BootstrapOptions>, opts: BootstrapOptions) -> Result<()> {
     match state {
-        Some(o) if *o != opts => Err(format!(
+        Some(o) if *o != opts => Err(Error::invalid(format!(
             "resamples, seed and level must be the same for the whole group ({}, {}, {} and {}, {}, {})",
             o.resamples, o.seed as i64, o.level, opts.resamples, opts.seed as i64, opts.level
-        )),
+        ))),
         _ => {
             *state = Some(opts);
             Ok(())
@@ -75,54 +73,44 @@ impl Aggregate for LayerSimilarityCi {
     const NAME: &'static str = "layer_similarity_ci";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        trailing_optional(
+        matrix_overloads(
             &[LogicalType::varchar, corr_matrix_type],
             &RESAMPLE_ARGS,
             result_type,
         )
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut CiState,
-    ) -> Result<(), String> {
+    fn update(input: &Chunk, states: &mut States<CiState>) -> Result<()> {
+        let columns = SimilarityColumns::of(input)?;
         let mut last_method = None;
-        for row in 0..chunk_len(input) {
+        for row in 0..input.rows() {
             let opts = resample_options(input, 3, row, "layer_similarity_ci", "resamples")?;
-            let state = &mut *state_of(row);
+            let state = states.get(row);
             merge_opts(&mut state.opts, opts)?;
-            SimilarityState::update_row(input, row, &mut state.inner, &mut last_method)?;
+            SimilarityState::update_row(&columns, row, &mut state.inner, &mut last_method)?;
         }
         Ok(())
     }
 
-    fn combine(source: &mut CiState, target: &mut CiState) -> Result<(), String> {
+    fn combine(source: &mut CiState, target: &mut CiState) -> Result<()> {
         if let Some(o) = source.opts {
             merge_opts(&mut target.opts, o)?;
         }
         SimilarityState::merge(&mut source.inner, &mut target.inner)
     }
 
-    unsafe fn finalize(
-        state: &mut CiState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut CiState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.inner.method.unwrap_or(CompareMethod::Pearson);
         let opts = state.opts.unwrap_or_default();
         let (views, kinds, n) = state.inner.checked()?;
         let result = bootstrap(&views, kinds, n, method, opts)
-            .map_err(|e| name_matrix(e, state.inner.layers()))?;
-        let layers = state.inner.layers();
-        set_str_list(struct_child(output, 0), row, layers)?;
-        let matrices: [&SquareMatrix<f64>; 3] = [&result.estimate, &result.ci_low, &result.ci_high];
-        for (child, m) in matrices.into_iter().enumerate() {
-            let l = m.n();
-            let (rows_vec, offset) = append_list(struct_child(output, child + 1), row, l)?;
-            for i in 0..l {
-                set_list(rows_vec, offset + i, m.row(i))?;
-            }
-        }
+            .map_err(|e| Error::at_matrix(e, state.inner.layers()))?;
+        let matrices = [
+            result.estimate.as_slice(),
+            result.ci_low.as_slice(),
+            result.ci_high.as_slice(),
+        ];
+        write_similarity(output, row, state.inner.layers(), &matrices)?;
         state.inner.clear();
         Ok(())
     }

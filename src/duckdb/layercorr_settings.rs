@@ -11,10 +11,10 @@
 //! FROM layercorr_settings();
 //! ```
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{column, set_str, LogicalType};
-use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+use super::capi::{
+    next_page, BindArgs, Bound, CallContext, LogicalType, OutputChunk, TableFunction,
+};
+use super::error::{Error, Result};
 
 /// The `layercorr_settings` table function.
 pub struct LayercorrSettings;
@@ -61,20 +61,21 @@ impl TableFunction for LayercorrSettings {
         Ok((rows, columns))
     }
 
-    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+    fn init(_: &Self::Bind) -> Result<Self::State> {
         Ok(0)
     }
 
-    unsafe fn next(
-        bind: &Self::Bind,
-        next_row: &mut usize,
-        output: ffi::duckdb_data_chunk,
-    ) -> Result<usize, String> {
+    fn next(bind: &Self::Bind, next_row: &mut usize, output: &mut OutputChunk) -> Result<usize> {
         let rows = next_page(bind, next_row);
-        let (name, value) = (column(output, 0), column(output, 1));
+        let mut columns = output.columns();
+        let [name, value] = columns.as_mut_slice() else {
+            return Err(Error::internal(
+                "layercorr_settings output without two columns",
+            ));
+        };
         for (i, (n, v)) in rows.iter().enumerate() {
-            set_str(name, i, n)?;
-            set_str(value, i, v)?;
+            name.set_str(i, n)?;
+            value.set_str(i, v)?;
         }
         Ok(rows.len())
     }

@@ -13,12 +13,9 @@
 //! ```
 
 use layercorr_render::{line_plot, LinePlotOptions, Series};
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{
-    chunk_len, column, column_count, set_blob, str_at, LogicalType, Validity,
-};
-use super::capi::raw_register::Aggregate;
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States, Values};
+use super::error::{Error, Result};
 use super::picture::optional_text;
 
 /// The `line_plot` aggregate.
@@ -40,28 +37,15 @@ pub struct PlotState {
     banded: bool,
 }
 
-/// The band's end in column `vector` at `row`: NaN for NULL, an error for
-/// a value that is not finite.
-///
-/// # Safety
-/// `vector` is a live flat DOUBLE vector with at least `row + 1` rows.
-unsafe fn band_end(
-    vector: ffi::duckdb_vector,
-    row: usize,
-    what: &str,
-    series: &str,
-    x: &str,
-) -> Result<f64, String> {
-    if !Validity::of(vector).is_valid(row) {
-        return Ok(f64::NAN);
-    }
-    let v = *(ffi::duckdb_vector_get_data(vector) as *const f64).add(row);
-    if v.is_finite() {
-        Ok(v)
-    } else {
-        Err(format!(
+/// The band's end in `values` at `row`: NaN for NULL, an error for a
+/// value that is not finite.
+fn band_end(values: &Values<f64>, row: usize, what: &str, series: &str, x: &str) -> Result<f64> {
+    match values.get(row) {
+        None => Ok(f64::NAN),
+        Some(v) if v.is_finite() => Ok(v),
+        Some(v) => Err(Error::invalid(format!(
             "{what} is {v} for series '{series}' at x '{x}' (use NULL for no band there)"
-        ))
+        ))),
     }
 }
 
@@ -94,55 +78,52 @@ impl Aggregate for LinePlot {
         ]
     }
 
-    unsafe fn update(
-        input: ffi::duckdb_data_chunk,
-        state_of: &mut dyn FnMut(usize) -> *mut PlotState,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let columns = column_count(input);
-        let (series_vec, x_vec, y_vec) = (column(input, 0), column(input, 1), column(input, 2));
-        let y_data = ffi::duckdb_vector_get_data(y_vec) as *const f64;
+    fn update(input: &Chunk, states: &mut States<PlotState>) -> Result<()> {
+        let series_names = input.column(0)?.strings()?;
+        let xs = input.column(1)?.strings()?;
+        let ys = input.column(2)?.values::<f64>()?;
         // Columns 3 and 4 are low and high in the 5- and 6-argument forms.
-        let banded = columns >= 5;
+        let banded = input.columns() >= 5;
+        let bands = if banded {
+            Some((
+                input.column(3)?.values::<f64>()?,
+                input.column(4)?.values::<f64>()?,
+            ))
+        } else {
+            None
+        };
         let title_index = if banded { 5 } else { 3 };
-        for row in 0..rows {
-            if !Validity::of(x_vec).is_valid(row) {
+        for row in 0..input.rows() {
+            let Some(x) = xs.text(row) else {
                 continue;
-            }
-            let series = if Validity::of(series_vec).is_valid(row) {
-                str_at(series_vec, row).into_owned()
-            } else {
-                String::new()
             };
-            let y = if Validity::of(y_vec).is_valid(row) {
-                *y_data.add(row)
-            } else {
-                f64::NAN
-            };
-            let x = str_at(x_vec, row).into_owned();
-            let band = if banded {
-                let low = band_end(column(input, 3), row, "low", &series, &x)?;
-                let high = band_end(column(input, 4), row, "high", &series, &x)?;
-                if low > high {
-                    return Err(format!(
-                        "low {low} is above high {high} for series '{series}' at x '{x}'"
-                    ));
+            let x = x.into_owned();
+            let series = series_names.text(row).unwrap_or_default().into_owned();
+            let y = ys.get(row).unwrap_or(f64::NAN);
+            let band = match &bands {
+                Some((lows, highs)) => {
+                    let low = band_end(lows, row, "low", &series, &x)?;
+                    let high = band_end(highs, row, "high", &series, &x)?;
+                    if low > high {
+                        return Err(Error::invalid(format!(
+                            "low {low} is above high {high} for series '{series}' at x '{x}'"
+                        )));
+                    }
+                    (low, high)
                 }
-                (low, high)
-            } else {
-                (f64::NAN, f64::NAN)
+                None => (f64::NAN, f64::NAN),
             };
-            let state = &mut *state_of(row);
+            let state = states.get(row);
             state.banded |= banded;
             if state.title.is_none() {
-                state.title = optional_text(input, columns, title_index, row);
+                state.title = optional_text(input, title_index, row)?;
             }
             state.points.push(Point { series, x, y, band });
         }
         Ok(())
     }
 
-    fn combine(source: &mut PlotState, target: &mut PlotState) -> Result<(), String> {
+    fn combine(source: &mut PlotState, target: &mut PlotState) -> Result<()> {
         target.points.append(&mut source.points);
         target.banded |= source.banded;
         if target.title.is_none() {
@@ -151,13 +132,9 @@ impl Aggregate for LinePlot {
         Ok(())
     }
 
-    unsafe fn finalize(
-        state: &mut PlotState,
-        output: ffi::duckdb_vector,
-        row: usize,
-    ) -> Result<(), String> {
+    fn finalize(state: &mut PlotState, output: &mut Output, row: usize) -> Result<()> {
         if state.points.is_empty() {
-            return Err("the group has no points".into());
+            return Err(Error::invalid("the group has no points"));
         }
         let mut xs: Vec<&str> = Vec::new();
         let mut names: Vec<&str> = Vec::new();
@@ -192,8 +169,7 @@ impl Aggregate for LinePlot {
             x_tick_labels: Some(xs.iter().map(|s| s.to_string()).collect()),
             ..LinePlotOptions::default()
         };
-        let png = line_plot(&series, &opts).map_err(|e| e.to_string())?;
-        set_blob(output, row, &png)?;
-        Ok(())
+        let png = line_plot(&series, &opts)?;
+        output.set_blob(row, &png)
     }
 }

@@ -35,33 +35,33 @@ mod write_png;
 
 use libduckdb_sys::duckdb_connection;
 
-#[allow(unused_imports)]
-use capi::{raw_register as raw, register as safe};
+use capi::register::{register_aggregate, register_scalar, register_table};
+use error::Result;
 
 /// Every SQL function of the extension, registered on `con`.
-pub fn register_all(con: duckdb_connection) -> Result<(), String> {
+pub fn register_all(con: duckdb_connection) -> Result<()> {
     capi::settings::register_options(con)?;
-    raw::register_table::<layercorr_settings::LayercorrSettings>(con)?;
-    raw::register_table::<nn_layers::NnLayers>(con)?;
-    raw::register_table::<nn_model::NnModel>(con)?;
-    raw::register_table::<nn_weights::NnWeights>(con)?;
-    safe::register_scalar::<nn_activations::NnActivations>(con)?;
-    safe::register_table::<nn_activations_table::NnActivationsTable>(con)?;
-    raw::register_aggregate::<layer_corr::LayerCorr>(con)?;
-    raw::register_aggregate::<layer_corr_block::LayerCorrBlock>(con)?;
-    raw::register_aggregate::<activation_sum::ActivationSum>(con)?;
-    raw::register_aggregate::<layer_cross::LayerCross>(con)?;
-    raw::register_aggregate::<layer_similarity::LayerSimilarity>(con)?;
-    raw::register_aggregate::<layer_similarity_ci::LayerSimilarityCi>(con)?;
-    raw::register_scalar::<rsa::Rsa>(con)?;
-    raw::register_scalar::<rsa_bootstrap::RsaBootstrap>(con)?;
-    raw::register_scalar::<rsa_bootstrap_diff::RsaBootstrapDiff>(con)?;
-    raw::register_scalar::<rsa_permutation::RsaPermutation>(con)?;
-    raw::register_scalar::<corr_order::CorrOrder>(con)?;
-    raw::register_scalar::<corr_heatmap::CorrHeatmap>(con)?;
-    raw::register_aggregate::<corr_heatmap_grid::CorrHeatmapGrid>(con)?;
-    raw::register_scalar::<similarity_heatmap::SimilarityHeatmap>(con)?;
-    raw::register_aggregate::<line_plot::LinePlot>(con)?;
-    raw::register_scalar::<write_png::WritePng>(con)?;
+    register_table::<layercorr_settings::LayercorrSettings>(con)?;
+    register_table::<nn_layers::NnLayers>(con)?;
+    register_table::<nn_model::NnModel>(con)?;
+    register_table::<nn_weights::NnWeights>(con)?;
+    register_scalar::<nn_activations::NnActivations>(con)?;
+    register_table::<nn_activations_table::NnActivationsTable>(con)?;
+    register_aggregate::<layer_corr::LayerCorr>(con)?;
+    register_aggregate::<layer_corr_block::LayerCorrBlock>(con)?;
+    register_aggregate::<activation_sum::ActivationSum>(con)?;
+    register_aggregate::<layer_cross::LayerCross>(con)?;
+    register_aggregate::<layer_similarity::LayerSimilarity>(con)?;
+    register_aggregate::<layer_similarity_ci::LayerSimilarityCi>(con)?;
+    register_scalar::<rsa::Rsa>(con)?;
+    register_scalar::<rsa_bootstrap::RsaBootstrap>(con)?;
+    register_scalar::<rsa_bootstrap_diff::RsaBootstrapDiff>(con)?;
+    register_scalar::<rsa_permutation::RsaPermutation>(con)?;
+    register_scalar::<corr_order::CorrOrder>(con)?;
+    register_scalar::<corr_heatmap::CorrHeatmap>(con)?;
+    register_aggregate::<corr_heatmap_grid::CorrHeatmapGrid>(con)?;
+    register_scalar::<similarity_heatmap::SimilarityHeatmap>(con)?;
+    register_aggregate::<line_plot::LinePlot>(con)?;
+    register_scalar::<write_png::WritePng>(con)?;
     Ok(())
 }

@@ -16,10 +16,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{column, set_list, set_null, set_str, set_value, LogicalType};
-use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+use super::capi::{
+    next_page, BindArgs, Bound, CallContext, LogicalType, OutputChunk, TableFunction,
+};
+use super::error::{Error, Result};
 use super::preprocess_arg::overrides_from_value;
 use layercorr_engine::model::{cached_model_with, LoadedModel};
 
@@ -40,11 +40,13 @@ impl TableFunction for NnLayers {
     }
 
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
-        let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let model = args
+            .positional(0)
+            .as_string()
+            .ok_or_else(|| Error::invalid("model is NULL"))?;
         let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
-        let (_, loaded) = cached_model_with(files.as_ref(), Path::new(&model), &overrides)
-            .map_err(|e| e.to_string())?;
+        let (_, loaded) = cached_model_with(files.as_ref(), Path::new(&model), &overrides)?;
         let columns = vec![
             ("layer", LogicalType::varchar()),
             ("op", LogicalType::varchar()),
@@ -57,37 +59,28 @@ impl TableFunction for NnLayers {
         Ok((loaded, columns))
     }
 
-    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+    fn init(_: &Self::Bind) -> Result<Self::State> {
         Ok(0)
     }
 
-    unsafe fn next(
-        bind: &Self::Bind,
-        next_row: &mut usize,
-        output: ffi::duckdb_data_chunk,
-    ) -> Result<usize, String> {
+    fn next(bind: &Self::Bind, next_row: &mut usize, output: &mut OutputChunk) -> Result<usize> {
         let rows = next_page(&bind.layers, next_row);
-        let (name, op, shape, size, position, node, tract_op) = (
-            column(output, 0),
-            column(output, 1),
-            column(output, 2),
-            column(output, 3),
-            column(output, 4),
-            column(output, 5),
-            column(output, 6),
-        );
+        let mut columns = output.columns();
+        let [name, op, shape, size, position, node, tract_op] = columns.as_mut_slice() else {
+            return Err(Error::internal("nn_layers output without seven columns"));
+        };
         for (i, layer) in rows.iter().enumerate() {
-            set_str(name, i, &layer.name)?;
-            set_str(op, i, &layer.op)?;
-            set_list(shape, i, &layer.shape)?;
-            set_value(size, i, layer.size);
-            set_value(position, i, layer.position);
+            name.set_str(i, &layer.name)?;
+            op.set_str(i, &layer.op)?;
+            shape.set_list(i, &layer.shape)?;
+            size.set_value(i, layer.size)?;
+            position.set_value(i, layer.position)?;
             if layer.node.is_empty() {
-                set_null(node, i);
+                node.set_null(i)?;
             } else {
-                set_str(node, i, &layer.node)?;
+                node.set_str(i, &layer.node)?;
             }
-            set_str(tract_op, i, &layer.tract_op)?;
+            tract_op.set_str(i, &layer.tract_op)?;
         }
         Ok(rows.len())
     }

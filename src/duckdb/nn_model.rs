@@ -20,12 +20,8 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{
-    append_list, column, set_str, set_str_list, set_value, struct_child, LogicalType,
-};
-use super::capi::raw_register::{BindArgs, Bound, CallContext, TableFunction};
+use super::capi::{BindArgs, Bound, CallContext, LogicalType, OutputChunk, TableFunction};
+use super::error::{Error, Result};
 use super::preprocess_arg::overrides_from_value;
 use layercorr_engine::model::{cached_model_with, LoadedModel};
 
@@ -52,11 +48,13 @@ impl TableFunction for NnModel {
     }
 
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
-        let path = args.positional(0).as_string().ok_or("model is NULL")?;
+        let path = args
+            .positional(0)
+            .as_string()
+            .ok_or_else(|| Error::invalid("model is NULL"))?;
         let overrides = overrides_from_value(args.named("preprocess"))?;
         let files = ctx.files()?;
-        let (_, model) = cached_model_with(files.as_ref(), Path::new(&path), &overrides)
-            .map_err(|e| e.to_string())?;
+        let (_, model) = cached_model_with(files.as_ref(), Path::new(&path), &overrides)?;
         let entry = LogicalType::structure(&[
             ("key", &LogicalType::varchar()),
             ("value", &LogicalType::varchar()),
@@ -78,41 +76,44 @@ impl TableFunction for NnModel {
         Ok((Described { path, model }, columns))
     }
 
-    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+    fn init(_: &Self::Bind) -> Result<Self::State> {
         Ok(false)
     }
 
-    unsafe fn next(
-        bind: &Self::Bind,
-        done: &mut bool,
-        output: ffi::duckdb_data_chunk,
-    ) -> Result<usize, String> {
+    fn next(bind: &Self::Bind, done: &mut bool, output: &mut OutputChunk) -> Result<usize> {
         if *done {
             return Ok(0);
         }
         *done = true;
         let info = &bind.model.info;
-        set_str(column(output, 0), 0, &bind.path)?;
-        set_str(column(output, 1), 0, &info.sha256)?;
-        set_value(column(output, 2), 0, info.ir_version);
-        set_value(column(output, 3), 0, info.opset);
-        set_str(column(output, 4), 0, &info.producer_name)?;
-        set_str(column(output, 5), 0, &info.producer_version)?;
-        set_str(column(output, 6), 0, &info.input_name)?;
-        set_str(column(output, 7), 0, &info.input_type)?;
-        set_str(column(output, 8), 0, &info.input_shape)?;
-        set_str_list(column(output, 9), 0, &bind.model.outputs)?;
+        let mut columns = output.columns();
+        let [path, sha256, ir_version, opset, producer, producer_version, input_name, input_type, input_shape, outputs, preprocessing] =
+            columns.as_mut_slice()
+        else {
+            return Err(Error::internal("nn_model output without eleven columns"));
+        };
+        path.set_str(0, &bind.path)?;
+        sha256.set_str(0, &info.sha256)?;
+        ir_version.set_value(0, info.ir_version)?;
+        opset.set_value(0, info.opset)?;
+        producer.set_str(0, &info.producer_name)?;
+        producer_version.set_str(0, &info.producer_version)?;
+        input_name.set_str(0, &info.input_name)?;
+        input_type.set_str(0, &info.input_type)?;
+        input_shape.set_str(0, &info.input_shape)?;
+        outputs.set_str_list(0, &bind.model.outputs)?;
         let rows = &bind.model.preprocessing_sources;
-        let (entries, offset) = append_list(column(output, 10), 0, rows.len())?;
-        let (key, value, source) = (
-            struct_child(entries, 0),
-            struct_child(entries, 1),
-            struct_child(entries, 2),
-        );
+        let (mut entries, offset) = preprocessing.append_list(0, rows.len())?;
+        let mut fields = entries.fields()?;
+        let [key, value, source] = fields.as_mut_slice() else {
+            return Err(Error::internal(
+                "a preprocessing entry without three fields",
+            ));
+        };
         for (i, row) in rows.iter().enumerate() {
-            set_str(key, offset + i, &row.key)?;
-            set_str(value, offset + i, &row.value)?;
-            set_str(source, offset + i, &row.source)?;
+            key.set_str(offset + i, &row.key)?;
+            value.set_str(offset + i, &row.value)?;
+            source.set_str(offset + i, &row.source)?;
         }
         Ok(1)
     }

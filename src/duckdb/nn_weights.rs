@@ -10,10 +10,10 @@
 
 use std::path::Path;
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{column, set_list, set_str, set_value, LogicalType};
-use super::capi::raw_register::{next_page, BindArgs, Bound, CallContext, TableFunction};
+use super::capi::{
+    next_page, BindArgs, Bound, CallContext, LogicalType, OutputChunk, TableFunction,
+};
+use super::error::{Error, Result};
 use layercorr_engine::model::{cached_model, WeightInfo};
 
 /// The `nn_weights` table function.
@@ -29,10 +29,12 @@ impl TableFunction for NnWeights {
     }
 
     fn bind(args: &BindArgs, ctx: &CallContext) -> Bound<Self::Bind> {
-        let model = args.positional(0).as_string().ok_or("model is NULL")?;
+        let model = args
+            .positional(0)
+            .as_string()
+            .ok_or_else(|| Error::invalid("model is NULL"))?;
         let files = ctx.files()?;
-        let (_, loaded) =
-            cached_model(files.as_ref(), Path::new(&model)).map_err(|e| e.to_string())?;
+        let (_, loaded) = cached_model(files.as_ref(), Path::new(&model))?;
         let columns = vec![
             ("tensor", LogicalType::varchar()),
             ("layer", LogicalType::varchar()),
@@ -47,27 +49,27 @@ impl TableFunction for NnWeights {
         Ok((loaded.weights(), columns))
     }
 
-    fn init(_: &Self::Bind) -> Result<Self::State, String> {
+    fn init(_: &Self::Bind) -> Result<Self::State> {
         Ok(0)
     }
 
-    unsafe fn next(
-        weights: &Self::Bind,
-        next_row: &mut usize,
-        output: ffi::duckdb_data_chunk,
-    ) -> Result<usize, String> {
+    fn next(weights: &Self::Bind, next_row: &mut usize, output: &mut OutputChunk) -> Result<usize> {
         let rows = next_page(weights, next_row);
-        let cols: Vec<ffi::duckdb_vector> = (0..9).map(|i| column(output, i)).collect();
+        let mut columns = output.columns();
+        let [tensor, layer, shape, count, mean, std, min, max, near_zero] = columns.as_mut_slice()
+        else {
+            return Err(Error::internal("nn_weights output without nine columns"));
+        };
         for (i, w) in rows.iter().enumerate() {
-            set_str(cols[0], i, &w.tensor)?;
-            set_str(cols[1], i, &w.layer)?;
-            set_list(cols[2], i, &w.shape)?;
-            set_value(cols[3], i, w.count);
-            set_value(cols[4], i, w.mean);
-            set_value(cols[5], i, w.std);
-            set_value(cols[6], i, w.min);
-            set_value(cols[7], i, w.max);
-            set_value(cols[8], i, w.near_zero);
+            tensor.set_str(i, &w.tensor)?;
+            layer.set_str(i, &w.layer)?;
+            shape.set_list(i, &w.shape)?;
+            count.set_value(i, w.count)?;
+            mean.set_value(i, w.mean)?;
+            std.set_value(i, w.std)?;
+            min.set_value(i, w.min)?;
+            max.set_value(i, w.max)?;
+            near_zero.set_value(i, w.near_zero)?;
         }
         Ok(rows.len())
     }

@@ -2,20 +2,19 @@
 //! order, choosing the colour range, short display names for keys, and
 //! reading optional text arguments.
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{str_at, str_list_at, Validity};
+use super::capi::Chunk;
 use super::corr_struct::KeyedMatrix;
+use super::error::{Error, Result};
 
 /// `m` with rows and columns in `order` (a permutation of its keys, e.g.
 /// from `corr_order` of another layer); errors name a missing key.
-pub fn reorder(m: &KeyedMatrix, order: &[String]) -> Result<KeyedMatrix, String> {
+pub fn reorder(m: &KeyedMatrix, order: &[String]) -> Result<KeyedMatrix> {
     let n = m.n();
     if order.len() != n {
-        return Err(format!(
+        return Err(Error::invalid(format!(
             "order has {} keys but the matrix has {n}",
             order.len()
-        ));
+        )));
     }
     let index: std::collections::HashMap<&str, usize> = m
         .keys
@@ -26,12 +25,11 @@ pub fn reorder(m: &KeyedMatrix, order: &[String]) -> Result<KeyedMatrix, String>
     let perm: Vec<usize> = order
         .iter()
         .map(|k| {
-            index
-                .get(k.as_str())
-                .copied()
-                .ok_or_else(|| format!("order has key '{k}' that is not in the matrix"))
+            index.get(k.as_str()).copied().ok_or_else(|| {
+                Error::invalid(format!("order has key '{k}' that is not in the matrix"))
+            })
         })
-        .collect::<Result<_, _>>()?;
+        .collect::<Result<_>>()?;
     let mut values = Vec::with_capacity(n * n);
     for &i in &perm {
         let row = &m.values[i * n..(i + 1) * n];
@@ -68,37 +66,17 @@ pub fn display_key(key: &str) -> String {
 }
 
 /// Optional VARCHAR argument `index` at `row` (NULL or absent → `None`).
-///
-/// # Safety
-/// `input` is a live flat chunk.
-pub unsafe fn optional_text(
-    input: ffi::duckdb_data_chunk,
-    columns: usize,
-    index: usize,
-    row: usize,
-) -> Option<String> {
-    if index >= columns {
-        return None;
-    }
-    let v = super::capi::old_ffi::column(input, index);
-    Validity::of(v)
-        .is_valid(row)
-        .then(|| str_at(v, row).into_owned())
+pub fn optional_text(input: &Chunk, index: usize, row: usize) -> Result<Option<String>> {
+    let Some(column) = input.optional(index) else {
+        return Ok(None);
+    };
+    Ok(column.strings()?.text(row).map(|t| t.into_owned()))
 }
 
 /// Optional `VARCHAR[]` argument `index` at `row`.
-///
-/// # Safety
-/// `input` is a live flat chunk of `rows` rows.
-pub unsafe fn optional_list(
-    input: ffi::duckdb_data_chunk,
-    columns: usize,
-    index: usize,
-    rows: usize,
-    row: usize,
-) -> Result<Option<Vec<String>>, String> {
-    if index >= columns {
-        return Ok(None);
+pub fn optional_list(input: &Chunk, index: usize, row: usize) -> Result<Option<Vec<String>>> {
+    match input.optional(index) {
+        None => Ok(None),
+        Some(column) => column.lists()?.strings_at(row),
     }
-    str_list_at(super::capi::old_ffi::column(input, index), rows, row)
 }

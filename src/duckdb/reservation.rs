@@ -7,6 +7,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::capi::host::Settings;
+use super::error::{Error, Result};
 
 /// Bytes one group has counted in its function's counter.
 #[derive(Default)]
@@ -24,7 +25,7 @@ impl Reservation {
         counter: &'static AtomicU64,
         need: u64,
         what: impl FnOnce() -> String,
-    ) -> Result<(), String> {
+    ) -> Result<()> {
         self.counter = Some(counter);
         if need <= self.bytes {
             return Ok(());
@@ -37,10 +38,10 @@ impl Reservation {
             } else {
                 String::new()
             };
-            return Err(format!(
+            return Err(Error::Host(format!(
                 "{} needs {need} bytes of working memory{with_others}, above memory_limit ({limit} bytes); raise memory_limit or make the group smaller",
                 what()
-            ));
+            )));
         }
         counter.fetch_add(need - self.bytes, Ordering::Relaxed);
         self.bytes = need;

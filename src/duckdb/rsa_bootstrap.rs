@@ -17,11 +17,9 @@
 //! ```
 
 use layercorr_kernels::resample::bootstrap;
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{set_value, struct_child, LogicalType};
-use super::capi::raw_register::{CallContext, ScalarFunction};
-use super::layer_similarity::name_matrix;
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::error::{Error, Result};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
 use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
@@ -47,28 +45,21 @@ impl ScalarFunction for RsaBootstrap {
         pair_signatures(&RESAMPLE_ARGS, interval_type)
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        _ctx: &CallContext,
-    ) -> Result<(), String> {
+    fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
         for_each_pair(
             input,
             output,
             |row| resample_options(input, 3, row, "rsa_bootstrap", "resamples"),
-            |row, method, opts, MatrixPair { a, b, kinds }| {
+            |output, row, method, opts, MatrixPair { a, b, kinds }| {
                 let r = bootstrap(&[&a.values, &b.values], &kinds, a.n(), method, opts)
-                    .map_err(|e| name_matrix(e, &pair_names()))?;
+                    .map_err(|e| Error::at_matrix(e, &pair_names()))?;
                 let values = [
                     r.estimate.get(0, 1),
                     r.ci_low.get(0, 1),
                     r.ci_high.get(0, 1),
                     r.se.get(0, 1),
                 ];
-                for (i, v) in values.into_iter().enumerate() {
-                    set_value(struct_child(output, i), row, v);
-                }
-                Ok(())
+                output.set_fields(row, &values)
             },
         )
     }

@@ -18,12 +18,10 @@
 //! ```
 
 use layercorr_kernels::resample::bootstrap_difference;
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{set_value, struct_child, LogicalType};
-use super::capi::raw_register::{trailing_optional, CallContext, ScalarFunction};
-use super::corr_struct::corr_matrix_type;
-use super::layer_similarity::name_matrix;
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::corr_struct::{corr_matrix_type, matrix_overloads};
+use super::error::{Error, Result};
 use super::method_arg::{resample_options, RESAMPLE_ARGS};
 use super::rsa::for_each_row;
 use super::rsa_bootstrap::interval_type;
@@ -38,41 +36,31 @@ impl ScalarFunction for RsaBootstrapDiff {
     const NAME: &'static str = "rsa_bootstrap_diff";
 
     fn signatures() -> Vec<(Vec<LogicalType>, LogicalType)> {
-        trailing_optional(
+        matrix_overloads(
             &[corr_matrix_type, corr_matrix_type, corr_matrix_type],
             &RESAMPLE_ARGS,
             interval_type,
         )
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        _ctx: &CallContext,
-    ) -> Result<(), String> {
+    fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
         for_each_row(
             input,
             output,
             &NAMES,
             |row| resample_options(input, 4, row, "rsa_bootstrap_diff", "resamples"),
-            |row, method, opts, mats, kinds| {
+            |output, row, method, opts, mats, kinds| {
                 let n = mats.first().map_or(0, |m| m.n());
                 let values: Vec<&[f32]> = mats.iter().map(|m| &m.values[..]).collect();
                 let (Ok(values), Ok(kinds)) =
                     (<[_; 3]>::try_from(values), <[_; 3]>::try_from(kinds))
                 else {
-                    return Err("expected three matrices".into());
+                    return Err(Error::internal("expected three matrices"));
                 };
                 let names = NAMES.map(String::from);
                 let r = bootstrap_difference(values, kinds, n, method, opts)
-                    .map_err(|e| name_matrix(e, &names))?;
-                for (i, v) in [r.estimate, r.ci_low, r.ci_high, r.se]
-                    .into_iter()
-                    .enumerate()
-                {
-                    set_value(struct_child(output, i), row, v);
-                }
-                Ok(())
+                    .map_err(|e| Error::at_matrix(e, &names))?;
+                output.set_fields(row, &[r.estimate, r.ci_low, r.ci_high, r.se])
             },
         )
     }

@@ -14,11 +14,9 @@
 //! ```
 
 use layercorr_kernels::resample::permutation_test;
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{set_value, struct_child, LogicalType};
-use super::capi::raw_register::{CallContext, ScalarFunction};
-use super::layer_similarity::name_matrix;
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::error::{Error, Result};
 use super::method_arg::resample_options;
 use super::rsa::{for_each_pair, pair_names, pair_signatures, MatrixPair};
 
@@ -45,16 +43,12 @@ impl ScalarFunction for RsaPermutation {
         )
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        _ctx: &CallContext,
-    ) -> Result<(), String> {
+    fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
         for_each_pair(
             input,
             output,
             |row| resample_options(input, 3, row, "rsa_permutation", "permutations"),
-            |row, method, opts, MatrixPair { a, b, kinds }| {
+            |output, row, method, opts, MatrixPair { a, b, kinds }| {
                 let r = permutation_test(
                     &a.values,
                     &b.values,
@@ -64,10 +58,8 @@ impl ScalarFunction for RsaPermutation {
                     opts.resamples,
                     opts.seed,
                 )
-                .map_err(|e| name_matrix(e, &pair_names()))?;
-                set_value(struct_child(output, 0), row, r.estimate);
-                set_value(struct_child(output, 1), row, r.p_value);
-                Ok(())
+                .map_err(|e| Error::at_matrix(e, &pair_names()))?;
+                output.set_fields(row, &[r.estimate, r.p_value])
             },
         )
     }

@@ -7,11 +7,10 @@
 //! ```
 
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
-use libduckdb_sys as ffi;
 
-use super::capi::old_ffi::{chunk_len, column, column_count, set_blob, set_null, LogicalType};
-use super::capi::raw_register::{CallContext, ScalarFunction};
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
 use super::corr_struct::{read_similarity, similarity_type};
+use super::error::Result;
 use super::picture::{optional_text, value_range};
 
 /// The `similarity_heatmap` scalar function.
@@ -30,27 +29,21 @@ impl ScalarFunction for SimilarityHeatmap {
         ]
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        _ctx: &CallContext,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let columns = column_count(input);
-        for row in 0..rows {
-            let Some((layers, values)) = read_similarity(column(input, 0), rows, row)? else {
-                set_null(output, row);
+    fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
+        let similarities = input.column(0)?;
+        for row in 0..input.rows() {
+            let Some((layers, values)) = read_similarity(&similarities, row)? else {
+                output.set_null(row)?;
                 continue;
             };
             let opts = LabeledMatrixOptions {
-                title: optional_text(input, columns, 1, row).unwrap_or_default(),
+                title: optional_text(input, 1, row)?.unwrap_or_default(),
                 value_range: value_range(&values),
                 show_values: layers.len() <= 30,
                 ..LabeledMatrixOptions::default()
             };
-            let png =
-                labeled_matrix(&values, layers.len(), &layers, &opts).map_err(|e| e.to_string())?;
-            set_blob(output, row, &png)?;
+            let png = labeled_matrix(&values, layers.len(), &layers, &opts)?;
+            output.set_blob(row, &png)?;
         }
         Ok(())
     }

@@ -11,12 +11,8 @@
 
 use std::path::Path;
 
-use libduckdb_sys as ffi;
-
-use super::capi::old_ffi::{
-    bytes_at, chunk_len, column, set_null, set_str, str_at, LogicalType, Validity,
-};
-use super::capi::raw_register::{CallContext, ScalarFunction};
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
+use super::error::{Error, Result};
 use layercorr_engine::files::is_local;
 
 /// The last 12 bytes of every PNG: the empty `IEND` chunk and its CRC.
@@ -53,38 +49,33 @@ impl ScalarFunction for WritePng {
         true
     }
 
-    unsafe fn invoke(
-        input: ffi::duckdb_data_chunk,
-        output: ffi::duckdb_vector,
-        ctx: &CallContext,
-    ) -> Result<(), String> {
-        let rows = chunk_len(input);
-        let (path_vec, png_vec) = (column(input, 0), column(input, 1));
-        for row in 0..rows {
-            if !Validity::of(png_vec).is_valid(row) {
-                set_null(output, row);
+    fn invoke(input: &Chunk, output: &mut Output, ctx: &CallContext) -> Result<()> {
+        let paths = input.column(0)?.strings()?;
+        let pngs = input.column(1)?.strings()?;
+        for row in 0..input.rows() {
+            let Some(bytes) = pngs.bytes(row) else {
+                output.set_null(row)?;
                 continue;
-            }
-            if !Validity::of(path_vec).is_valid(row) {
-                return Err("path is NULL".into());
-            }
-            let path = str_at(path_vec, row).into_owned();
-            let bytes = bytes_at(png_vec, row);
-            check_png(bytes)
-                .map_err(|e| format!("the data for '{path}' is not a complete PNG: {e}"))?;
+            };
+            let path = paths
+                .text(row)
+                .ok_or_else(|| Error::invalid("path is NULL"))?
+                .into_owned();
+            check_png(bytes).map_err(|e| {
+                Error::invalid(format!("the data for '{path}' is not a complete PNG: {e}"))
+            })?;
             // Folders are made only where DuckDB may touch files at all;
             // the file itself is then opened through DuckDB's sandbox.
             let folder = Path::new(path.strip_prefix("file://").unwrap_or(&path))
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty());
             if let Some(dir) = folder.filter(|_| is_local(&path) && ctx.settings.external_access) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create folder '{}': {e}", dir.display()))?;
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::invalid(format!("cannot create folder '{}': {e}", dir.display()))
+                })?;
             }
-            ctx.files()?
-                .write(&path, bytes)
-                .map_err(|e| e.to_string())?;
-            set_str(output, row, &path)?;
+            ctx.files()?.write(&path, bytes)?;
+            output.set_str(row, &path)?;
         }
         Ok(())
     }

@@ -52,7 +52,7 @@ unsafe fn init(
         let _ = host.settings();
     }
     ffi::duckdb_disconnect(&mut con);
-    result.map(|_| true)
+    result.map(|_| true).map_err(String::from)
 }
 
 /// Called by DuckDB on `LOAD 'layercorr.duckdb_extension'`.

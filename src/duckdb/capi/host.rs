@@ -17,6 +17,7 @@ use libduckdb_sys as ffi;
 
 use super::settings::{parse_depthwise, parse_spill_mb, DEFAULT_SPILL_MB, DEPTHWISE, SPILL_MB};
 use super::{c_string, Value};
+use crate::duckdb::error::{Error, Result};
 use layercorr_engine::files::{is_local, special_file_reason, too_large, FileError, FileSource};
 use layercorr_engine::model::set_own_depthwise;
 
@@ -129,9 +130,9 @@ impl Drop for Host {
 
 impl Host {
     /// Wraps a client context DuckDB gave us (ownership passes to `Host`).
-    pub fn new(context: ffi::duckdb_client_context) -> Result<Host, String> {
+    pub fn new(context: ffi::duckdb_client_context) -> Result<Host> {
         if context.is_null() {
-            return Err("the host gave no client context".into());
+            return Err(Error::Host("the host gave no client context".into()));
         }
         Ok(Host(context))
     }
@@ -150,7 +151,7 @@ impl Host {
 
     /// Reads the settings that bind the extension (and remembers them for
     /// the aggregates, which get no client context).
-    pub fn settings(&self) -> Result<Settings, String> {
+    pub fn settings(&self) -> Result<Settings> {
         let defaults = Settings::defaults();
         let memory_limit = self
             .setting("memory_limit")
@@ -183,11 +184,11 @@ impl Host {
     }
 
     /// DuckDB's file system as seen from this context.
-    pub fn files(&self) -> Result<Arc<HostFiles>, String> {
+    pub fn files(&self) -> Result<Arc<HostFiles>> {
         // SAFETY: the context is live; DuckDB returns an owned wrapper.
         let fs = unsafe { ffi::duckdb_client_context_get_file_system(self.0) };
         if fs.is_null() {
-            return Err("the host gave no file system".into());
+            return Err(Error::Host("the host gave no file system".into()));
         }
         Ok(Arc::new(HostFiles(Mutex::new(FileSystem(fs)))))
     }

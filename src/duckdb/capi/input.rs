@@ -85,11 +85,6 @@ impl<'a> Column<'a> {
         }
     }
 
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
     /// Whether `row` holds a value (is not NULL); false past the end.
     pub fn is_valid(&self, row: usize) -> bool {
         row < self.rows && self.validity.is_valid(row)
@@ -211,11 +206,16 @@ impl<'a> Column<'a> {
             .and_then(|i| fields.get(i).copied()))
     }
 
+    /// The column as lists of plain values (`FLOAT[]`, `DOUBLE[]`).
+    pub fn lists_of<T: Plain>(&self) -> Result<ListsOf<'a, T>> {
+        let lists = self.lists()?;
+        let values = lists.child.values::<T>()?;
+        Ok(ListsOf { lists, values })
+    }
+
     /// The column as `FLOAT[]` lists.
     pub fn float_lists(&self) -> Result<FloatLists<'a>> {
-        let lists = self.lists()?;
-        let values = lists.child.values::<f32>()?;
-        Ok(FloatLists { lists, values })
+        self.lists_of::<f32>()
     }
 }
 
@@ -383,17 +383,20 @@ pub fn null_element(index: usize) -> Error {
     Error::invalid(format!("element {} of the list is NULL", index + 1))
 }
 
-/// `FLOAT[]` values.
+/// Lists of plain values of `T`.
 #[derive(Clone, Copy)]
-pub struct FloatLists<'a> {
+pub struct ListsOf<'a, T> {
     lists: Lists<'a>,
-    values: Values<'a, f32>,
+    values: Values<'a, T>,
 }
 
-impl<'a> FloatLists<'a> {
+/// `FLOAT[]` values.
+pub type FloatLists<'a> = ListsOf<'a, f32>;
+
+impl<'a, T: Copy> ListsOf<'a, T> {
     /// The list at `row`: `Ok(None)` for NULL, an error naming the position
     /// of a NULL element.
-    pub fn get(&self, row: usize) -> Result<Option<&'a [f32]>> {
+    pub fn get(&self, row: usize) -> Result<Option<&'a [T]>> {
         let Some(range) = self.lists.range(row)? else {
             return Ok(None);
         };

@@ -21,9 +21,7 @@ pub mod api_guard;
 pub mod entry;
 pub mod host;
 pub mod input;
-pub mod old_ffi;
 pub mod output;
-pub mod raw_register;
 pub mod register;
 pub mod settings;
 pub mod types;
@@ -34,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::duckdb::error::Error;
 
-pub use input::{Chunk, Column, FloatLists, Lists, Strings, Values};
+pub use input::{Chunk, Column, FloatLists, Strings, Values};
 pub use output::{Output, OutputChunk};
 pub use register::{
     next_page, trailing_optional, Aggregate, BindArgs, Bound, CallContext, ScalarFunction, States,

@@ -38,11 +38,6 @@ impl<'a> Output<'a> {
         }
     }
 
-    /// What the vector holds.
-    pub fn kind(&self) -> Kind {
-        self.kind
-    }
-
     /// The vector's logical type.
     pub fn logical_type(&self) -> LogicalType {
         // SAFETY: the vector is live; DuckDB returns an owned type.
@@ -196,25 +191,21 @@ impl<'a> Output<'a> {
             .collect())
     }
 
-    /// Field `index` of a STRUCT vector.
-    pub fn field(&mut self, index: usize) -> Result<Output<'_>> {
-        if self.kind != Kind::Struct {
-            return Err(Error::internal("field of a non-STRUCT vector"));
-        }
-        let count = self.logical_type().field_names().len();
-        if index >= count {
+    /// Writes `values[i]` into field `i` at `row` of a STRUCT vector whose
+    /// fields are all of type `T`.
+    pub fn set_fields<T: Plain>(&mut self, row: usize, values: &[T]) -> Result<()> {
+        let mut fields = self.fields()?;
+        if fields.len() != values.len() {
             return Err(Error::internal(format!(
-                "field {index} of a STRUCT of {count}"
+                "{} values for a STRUCT of {} fields",
+                values.len(),
+                fields.len()
             )));
         }
-        // SAFETY: a live STRUCT vector with more than `index` fields, each
-        // of this vector's rows; borrowed through `self`.
-        Ok(unsafe {
-            Output::from_raw(
-                ffi::duckdb_struct_vector_get_child(self.raw, index as u64),
-                self.capacity,
-            )
-        })
+        for (field, &value) in fields.iter_mut().zip(values) {
+            field.set_value(row, value)?;
+        }
+        Ok(())
     }
 }
 
@@ -253,23 +244,6 @@ impl<'a> OutputChunk<'a> {
                     )
                 })
                 .collect()
-        }
-    }
-
-    /// Result column `index`.
-    pub fn column(&mut self, index: usize) -> Result<Output<'_>> {
-        // SAFETY: a live chunk; the column index is checked.
-        unsafe {
-            let columns = ffi::duckdb_data_chunk_get_column_count(self.raw) as usize;
-            if index >= columns {
-                return Err(Error::internal(format!(
-                    "column {index} of an output of {columns}"
-                )));
-            }
-            Ok(Output::from_raw(
-                ffi::duckdb_data_chunk_get_vector(self.raw, index as u64),
-                ffi::duckdb_vector_size() as usize,
-            ))
         }
     }
 }

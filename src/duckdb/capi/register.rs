@@ -17,7 +17,6 @@ use super::output::{Output, OutputChunk};
 use super::types::{LogicalType, TypeFn};
 use super::value::Value;
 use super::{c_string, guard, message};
-use crate::duckdb::corr_struct::with_legacy_overloads;
 use crate::duckdb::error::{Error, Result};
 
 /// What a scalar or table function call may use of its host: the settings
@@ -273,7 +272,7 @@ pub fn register_scalar<T: ScalarFunction>(con: ffi::duckdb_connection) -> Result
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_scalar_function_set(name.as_ptr());
-        for (params, ret) in with_legacy_overloads(T::signatures()) {
+        for (params, ret) in T::signatures() {
             let mut f = ffi::duckdb_create_scalar_function();
             ffi::duckdb_scalar_function_set_name(f, name.as_ptr());
             for p in &params {
@@ -382,17 +381,17 @@ impl<'a, S: Default> States<'a, S> {
         }
     }
 
-    /// `rows` grouped by state, groups in order of first appearance and
-    /// rows in their given order: each group's first row names its state.
-    pub fn groups(&self, rows: impl IntoIterator<Item = usize>) -> Vec<Vec<usize>> {
+    /// The positions in `rows` grouped by the rows' states, groups in
+    /// order of first appearance, positions ascending.
+    pub fn groups(&self, rows: &[usize]) -> Vec<Vec<usize>> {
         let mut groups: Vec<Vec<usize>> = Vec::new();
         let mut index: std::collections::HashMap<usize, usize> = Default::default();
-        for row in rows {
+        for (i, &row) in rows.iter().enumerate() {
             let g = *index.entry(self.slot(row) as usize).or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1
             });
-            groups[g].push(row);
+            groups[g].push(i);
         }
         groups
     }
@@ -497,7 +496,7 @@ pub fn register_aggregate<T: Aggregate>(con: ffi::duckdb_connection) -> Result<(
     unsafe {
         let name = c_string(T::NAME);
         let mut set = ffi::duckdb_create_aggregate_function_set(name.as_ptr());
-        for (params, ret) in with_legacy_overloads(T::signatures()) {
+        for (params, ret) in T::signatures() {
             let mut f = ffi::duckdb_create_aggregate_function();
             ffi::duckdb_aggregate_function_set_name(f, name.as_ptr());
             for p in &params {

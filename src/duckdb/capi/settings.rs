@@ -13,6 +13,7 @@
 use libduckdb_sys as ffi;
 
 use super::{c_string, LogicalType, Value};
+use crate::duckdb::error::{Error, Result};
 
 /// Name of the spill threshold option.
 pub const SPILL_MB: &str = "layercorr_spill_mb";
@@ -67,7 +68,7 @@ fn options() -> Vec<(&'static str, String, &'static str)> {
 }
 
 /// Registers every option on `con`.
-pub fn register_options(con: ffi::duckdb_connection) -> Result<(), String> {
+pub fn register_options(con: ffi::duckdb_connection) -> Result<()> {
     for (name, default, description) in options() {
         // SAFETY: plain C API calls on objects we own until destroyed;
         // DuckDB copies the name, type, default and description.
@@ -89,7 +90,7 @@ pub fn register_options(con: ffi::duckdb_connection) -> Result<(), String> {
             let state = ffi::duckdb_register_config_option(con, option);
             ffi::duckdb_destroy_config_option(&mut option);
             if state != ffi::DuckDBSuccess {
-                return Err(format!("could not register the option {name}"));
+                return Err(Error::Host(format!("could not register the option {name}")));
             }
         }
     }
