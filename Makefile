@@ -34,9 +34,13 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 # The extension: release cdylib + DuckDB footer. cargo decides what to rebuild.
 # Every target of the workspace is built in this one configuration, so that
 # `cargo test` afterwards reuses the same compiled dependencies.
+# The build and the footer hold one lock, so that a second `make build` at
+# the same time cannot read the library while the first one links it.
 build: venv
-	cargo build --release --workspace --all-targets
-	$(PY) scripts/append_footer.py $(CARGO_TARGET_DIR)/release/liblayercorr.so $(EXT) --extension-version v$(CARGO_VERSION)
+	mkdir -p $(CARGO_TARGET_DIR)
+	flock $(CARGO_TARGET_DIR)/.layercorr-build.lock sh -c '\
+	  cargo build --release --workspace --all-targets && \
+	  $(PY) scripts/append_footer.py $(CARGO_TARGET_DIR)/release/liblayercorr.so $(EXT) --extension-version v$(CARGO_VERSION)'
 
 $(DEMO_STAMP): venv scripts/fetch_demo.py scripts/convert_efficientnet_lite.py
 	$(PY) scripts/fetch_demo.py --data data
