@@ -13,7 +13,7 @@ EXT := build/release/layercorr.duckdb_extension
 CARGO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 DEMO_STAMP := data/.demo-assets
 
-.PHONY: all build venv demo test test-rust test-python bench bench-cluster lint fmt clean assets
+.PHONY: all build venv demo test test-rust test-python bench bench-torch bench-cluster lint fmt clean assets
 
 all: build
 
@@ -26,7 +26,8 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 
 venv: $(VENV)/.installed
 
-# torch and the CUDA runtime its PyPI wheel loads: for `make bench` only.
+# torch and the CUDA runtime its PyPI wheel loads (about 5 GB), for the
+# optional torch column of benches/bench_corr.py: `make bench-torch`.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(VENV)/bin/pip install --quiet -r requirements-bench.txt
 	touch $@
@@ -64,6 +65,8 @@ bench: build assets
 	$(PY) benches/bench_inference.py
 	$(PY) benches/bench_corr.py --shapes 1000x100352,2000x200704
 	$(PY) benches/summary.py
+
+bench-torch: $(VENV)/.bench-installed bench
 
 # Ray: 1 vs 2 workers beside single-process SQL (needs root for its network namespace).
 bench-cluster: build assets
