@@ -15,42 +15,70 @@ pub fn avx512_available() -> bool {
     std::arch::is_x86_feature_detected!("avx512f")
 }
 
-/// See [`super::accumulate_taps`]. The grid goes in blocks of 8, 4, 2 and
-/// 1 registers: each block keeps its accumulators in registers over all
-/// taps, so the fused multiply-adds of a tap are independent and the
-/// loads, not their latency, set the pace.
-///
-/// # Safety
-/// [`avx2_available`] must be true; every `offset + grid.len()` must lie
-/// inside `scratch`, there must be a weight per offset, and `grid.len()`
-/// must be a multiple of 8.
-#[target_feature(enable = "avx2,fma")]
-pub unsafe fn accumulate_taps_avx2(
-    offsets: &[usize],
-    weights: &[f32],
-    bias: f32,
-    scratch: &[f32],
-    grid: &mut [f32],
-) {
-    let n = grid.len();
-    let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
-    let mut i = 0;
-    while i + 8 * YMM_LANES <= n {
-        block_avx2::<8>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 8 * YMM_LANES;
-    }
-    if i + 4 * YMM_LANES <= n {
-        block_avx2::<4>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 4 * YMM_LANES;
-    }
-    if i + 2 * YMM_LANES <= n {
-        block_avx2::<2>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 2 * YMM_LANES;
-    }
-    if i < n {
-        block_avx2::<1>(src.add(i), dst.add(i), offsets, weights, bias);
-    }
+/// Writes a driver of [`super::accumulate_taps`] over a block function of
+/// `V` registers of `$lanes` values: the grid goes in blocks of 8, 4, 2 and
+/// 1 registers, each keeping its accumulators in registers over all taps,
+/// so the fused multiply-adds of a tap are independent and the loads, not
+/// their latency, set the pace.
+macro_rules! tap_driver {
+    ($(#[$doc:meta])* $name:ident, $block:ident, $lanes:expr, $feature:literal) => {
+        $(#[$doc])*
+        #[target_feature(enable = $feature)]
+        pub unsafe fn $name(
+            offsets: &[usize],
+            weights: &[f32],
+            bias: f32,
+            scratch: &[f32],
+            grid: &mut [f32],
+        ) {
+            let n = grid.len();
+            let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
+            let mut i = 0;
+            while i + 8 * $lanes <= n {
+                $block::<8>(src.add(i), dst.add(i), offsets, weights, bias);
+                i += 8 * $lanes;
+            }
+            if i + 4 * $lanes <= n {
+                $block::<4>(src.add(i), dst.add(i), offsets, weights, bias);
+                i += 4 * $lanes;
+            }
+            if i + 2 * $lanes <= n {
+                $block::<2>(src.add(i), dst.add(i), offsets, weights, bias);
+                i += 2 * $lanes;
+            }
+            if i < n {
+                $block::<1>(src.add(i), dst.add(i), offsets, weights, bias);
+            }
+        }
+    };
 }
+
+tap_driver!(
+    /// See [`super::accumulate_taps`], on AVX2 registers.
+    ///
+    /// # Safety
+    /// [`avx2_available`] must be true; every `offset + grid.len()` must lie
+    /// inside `scratch`, there must be a weight per offset, and `grid.len()`
+    /// must be a multiple of 8.
+    accumulate_taps_avx2,
+    block_avx2,
+    YMM_LANES,
+    "avx2,fma"
+);
+
+tap_driver!(
+    /// See [`super::accumulate_taps`], on AVX-512 registers: half the loads
+    /// and multiply-adds of AVX2 per tap.
+    ///
+    /// # Safety
+    /// [`avx512_available`] must be true; every `offset + grid.len()` must
+    /// lie inside `scratch`, there must be a weight per offset, and
+    /// `grid.len()` must be a multiple of 16.
+    accumulate_taps_avx512,
+    block_avx512,
+    ZMM_LANES,
+    "avx512f"
+);
 
 /// `V` AVX2 registers of the grid from `dst` on, reading from `src` on.
 ///
@@ -77,42 +105,6 @@ unsafe fn block_avx2<const V: usize>(
     }
     for (v, a) in acc.iter().enumerate() {
         _mm256_storeu_ps(dst.add(v * YMM_LANES), *a);
-    }
-}
-
-/// See [`super::accumulate_taps`]: [`accumulate_taps_avx2`]'s blocking with
-/// registers twice as wide, so each tap needs half the loads and
-/// multiply-adds.
-///
-/// # Safety
-/// [`avx512_available`] must be true; every `offset + grid.len()` must lie
-/// inside `scratch`, there must be a weight per offset, and `grid.len()`
-/// must be a multiple of 16.
-#[target_feature(enable = "avx512f")]
-pub unsafe fn accumulate_taps_avx512(
-    offsets: &[usize],
-    weights: &[f32],
-    bias: f32,
-    scratch: &[f32],
-    grid: &mut [f32],
-) {
-    let n = grid.len();
-    let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
-    let mut i = 0;
-    while i + 8 * ZMM_LANES <= n {
-        block_avx512::<8>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 8 * ZMM_LANES;
-    }
-    if i + 4 * ZMM_LANES <= n {
-        block_avx512::<4>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 4 * ZMM_LANES;
-    }
-    if i + 2 * ZMM_LANES <= n {
-        block_avx512::<2>(src.add(i), dst.add(i), offsets, weights, bias);
-        i += 2 * ZMM_LANES;
-    }
-    if i < n {
-        block_avx512::<1>(src.add(i), dst.add(i), offsets, weights, bias);
     }
 }
 
