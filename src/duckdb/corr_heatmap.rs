@@ -13,7 +13,7 @@
 use layercorr_render::{key_order, matrix_heatmap, HeatmapOptions};
 
 use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, MatrixColumn};
 use super::error::Result;
 use super::picture::{display_key, optional_list, optional_text, reorder, value_range};
 
@@ -32,9 +32,9 @@ impl ScalarFunction for CorrHeatmap {
     }
 
     fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
-        let matrices = input.column(0)?;
+        let matrices = MatrixColumn::of(input.column(0)?)?;
         for row in 0..input.rows() {
-            let Some(mut m) = read_keyed_matrix(&matrices, row, "matrix")? else {
+            let Some(mut m) = matrices.read(row, "matrix")? else {
                 output.set_null(row)?;
                 continue;
             };

@@ -13,8 +13,7 @@ use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
 
 use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix,
-    KeyedMatrix,
+    check_same_keys, corr_matrix_type, key_list_type, matrix_overloads, KeyedMatrix, MatrixColumn,
 };
 use super::error::{Error, Result};
 use super::picture::{optional_list, optional_text, reorder, value_range};
@@ -44,9 +43,9 @@ impl Aggregate for CorrHeatmapGrid {
 
     fn update(input: &Chunk, states: &mut States<GridState>) -> Result<()> {
         let names = input.column(0)?.strings()?;
-        let matrices = input.column(1)?;
+        let matrices = MatrixColumn::of(input.column(1)?)?;
         for row in 0..input.rows() {
-            let Some(m) = read_keyed_matrix(&matrices, row, "matrix")? else {
+            let Some(m) = matrices.read(row, "matrix")? else {
                 continue;
             };
             let name = names.text(row).unwrap_or_default().into_owned();

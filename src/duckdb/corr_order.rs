@@ -10,7 +10,7 @@
 use layercorr_kernels::cluster::leaf_order;
 
 use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, read_keyed_matrix};
+use super::corr_struct::{corr_matrix_type, key_list_type, matrix_overloads, MatrixColumn};
 use super::error::Result;
 
 /// The `corr_order` scalar function.
@@ -24,9 +24,9 @@ impl ScalarFunction for CorrOrder {
     }
 
     fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
-        let matrices = input.column(0)?;
+        let matrices = MatrixColumn::of(input.column(0)?)?;
         for row in 0..input.rows() {
-            let Some(m) = read_keyed_matrix(&matrices, row, "matrix")? else {
+            let Some(m) = matrices.read(row, "matrix")? else {
                 output.set_null(row)?;
                 continue;
             };

@@ -16,7 +16,9 @@
 
 use layercorr_kernels::CorrMethod;
 
-use super::capi::{trailing_optional, Column, LogicalType, Output, TypeFn};
+use super::capi::{
+    trailing_optional, Column, Lists, LogicalType, Output, Plain, Strings, TypeFn, Values,
+};
 use super::error::{ArgumentContext, Error, Result};
 
 /// `VARCHAR[]`: a list of keys (a key order).
@@ -82,21 +84,6 @@ fn with_legacy_overloads(
     out
 }
 
-/// The `layer_corr` method recorded in the matrix at `row`: `None` for a
-/// legacy matrix (no `method` field) or a NULL method.
-pub fn read_matrix_method(column: &Column, row: usize, what: &str) -> Result<Option<CorrMethod>> {
-    let Some(field) = column.field("method")? else {
-        return Ok(None);
-    };
-    let Some(text) = field.strings()?.text(row) else {
-        return Ok(None);
-    };
-    text.parse::<CorrMethod>()
-        .map(Some)
-        .map_err(|e| Error::invalid(format!("method field: {e}")))
-        .of_argument(what)
-}
-
 /// `STRUCT(layers VARCHAR[], matrix DOUBLE[][])`, what `layer_similarity`
 /// returns and `similarity_heatmap` takes.
 pub fn similarity_type() -> LogicalType {
@@ -108,70 +95,101 @@ pub fn similarity_type() -> LogicalType {
 /// Layer names and the row-major L x L values.
 pub type LayerMatrix = (Vec<String>, Vec<f64>);
 
-/// Reads the L x L similarity at `row` of a column of
-/// `similarity_type()`; `Ok(None)` for NULL.
-pub fn read_similarity(column: &Column, row: usize) -> Result<Option<LayerMatrix>> {
-    if !column.is_valid(row) {
-        return Ok(None);
-    }
-    let fields = column.fields()?;
-    let [layers_col, matrix_col, ..] = fields.as_slice() else {
-        return Err(Error::internal("a similarity STRUCT without two fields"));
-    };
-    let layers = layers_col
-        .lists()?
-        .strings_at(row)?
-        .ok_or_else(|| Error::invalid("layers are NULL"))?;
-    let l = layers.len();
-    let values = read_square(matrix_col, row, l, "layers")?
-        .ok_or_else(|| Error::invalid("matrix is NULL"))?;
-    Ok(Some((layers, values)))
+/// A column of `similarity_type()`, its parts resolved once per chunk.
+pub struct SimilarityColumn<'a> {
+    column: Column<'a>,
+    layers: Lists<'a>,
+    matrix: SquareColumn<'a, f64>,
 }
 
-/// The `n` x `n` values at `row` of a `T[][]` column, row-major; `None`
-/// for NULL; errors name a row of the wrong length or a NULL (`per` says
-/// what the rows stand for).
-fn read_square<T: super::capi::Plain>(
-    column: &Column,
-    row: usize,
-    n: usize,
-    per: &str,
-) -> Result<Option<Vec<T>>> {
-    let outer = column.lists()?;
-    let Some(rows) = outer.range(row)? else {
-        return Ok(None);
-    };
-    if rows.len() != n {
-        return Err(Error::invalid(format!(
-            "matrix has {} rows for {n} {per}",
-            rows.len()
-        )));
+impl<'a> SimilarityColumn<'a> {
+    /// Resolves the fields of `column`.
+    pub fn of(column: Column<'a>) -> Result<SimilarityColumn<'a>> {
+        let fields = column.fields()?;
+        let [layers, matrix, ..] = fields.as_slice() else {
+            return Err(Error::internal("a similarity STRUCT without two fields"));
+        };
+        Ok(SimilarityColumn {
+            column,
+            layers: layers.lists()?,
+            matrix: SquareColumn::of(matrix)?,
+        })
     }
-    let inner = outer.child.lists()?;
-    let values = inner.child.values::<T>()?;
-    let mut out = Vec::with_capacity(n.saturating_mul(n));
-    for (i, r) in rows.enumerate() {
-        let range = inner
-            .range(r)?
-            .ok_or_else(|| Error::invalid(format!("matrix row {} is NULL", i + 1)))?;
-        if range.len() != n {
+
+    /// The L x L similarity at `row`; `Ok(None)` for NULL.
+    pub fn read(&self, row: usize) -> Result<Option<LayerMatrix>> {
+        if !self.column.is_valid(row) {
+            return Ok(None);
+        }
+        let layers = self
+            .layers
+            .strings_at(row)?
+            .ok_or_else(|| Error::invalid("layers are NULL"))?;
+        let values = self
+            .matrix
+            .read(row, layers.len(), "layers")?
+            .ok_or_else(|| Error::invalid("matrix is NULL"))?;
+        Ok(Some((layers, values)))
+    }
+}
+
+/// A `T[][]` column of square matrices, its lists resolved once.
+struct SquareColumn<'a, T> {
+    outer: Lists<'a>,
+    inner: Lists<'a>,
+    values: Values<'a, T>,
+}
+
+impl<'a, T: Plain> SquareColumn<'a, T> {
+    fn of(column: &Column<'a>) -> Result<SquareColumn<'a, T>> {
+        let outer = column.lists()?;
+        let inner = outer.child.lists()?;
+        let values = inner.child.values::<T>()?;
+        Ok(SquareColumn {
+            outer,
+            inner,
+            values,
+        })
+    }
+
+    /// The `n` x `n` values at `row`, row-major; `None` for NULL; errors
+    /// name a row of the wrong length or a NULL (`per` says what the rows
+    /// stand for).
+    fn read(&self, row: usize, n: usize, per: &str) -> Result<Option<Vec<T>>> {
+        let Some(rows) = self.outer.range(row)? else {
+            return Ok(None);
+        };
+        if rows.len() != n {
             return Err(Error::invalid(format!(
-                "matrix row {} has {} values, expected {n}",
-                i + 1,
-                range.len()
+                "matrix has {} rows for {n} {per}",
+                rows.len()
             )));
         }
-        let start = range.start;
-        let slice = values.slice(range).map_err(|bad| {
-            Error::invalid(format!(
-                "matrix row {}: element {} of the list is NULL",
-                i + 1,
-                bad - start + 1
-            ))
-        })?;
-        out.extend_from_slice(slice);
+        let mut out = Vec::with_capacity(n.saturating_mul(n));
+        for (i, r) in rows.enumerate() {
+            let range = self
+                .inner
+                .range(r)?
+                .ok_or_else(|| Error::invalid(format!("matrix row {} is NULL", i + 1)))?;
+            if range.len() != n {
+                return Err(Error::invalid(format!(
+                    "matrix row {} has {} values, expected {n}",
+                    i + 1,
+                    range.len()
+                )));
+            }
+            let start = range.start;
+            let slice = self.values.slice(range).map_err(|bad| {
+                Error::invalid(format!(
+                    "matrix row {}: element {} of the list is NULL",
+                    i + 1,
+                    bad - start + 1
+                ))
+            })?;
+            out.extend_from_slice(slice);
+        }
+        Ok(Some(out))
     }
-    Ok(Some(out))
 }
 
 /// Writes `layers` and one or more L x L matrices (row-major) at `row` of
@@ -210,28 +228,67 @@ impl KeyedMatrix {
     }
 }
 
-/// Reads the keyed matrix at `row` of a column of `corr_matrix_type()`
-/// (or the legacy form); `Ok(None)` for NULL. `what` names the argument
-/// in errors.
-pub fn read_keyed_matrix(column: &Column, row: usize, what: &str) -> Result<Option<KeyedMatrix>> {
-    if !column.is_valid(row) {
-        return Ok(None);
-    }
-    let read = || -> Result<KeyedMatrix> {
-        let fields = column.fields()?;
-        let [keys_col, matrix_col, ..] = fields.as_slice() else {
+/// A column of `corr_matrix_type()` (or the legacy form without
+/// `method`), its parts resolved once per chunk.
+pub struct MatrixColumn<'a> {
+    column: Column<'a>,
+    keys: Lists<'a>,
+    matrix: SquareColumn<'a, f32>,
+    method: Option<Strings<'a>>,
+}
+
+impl<'a> MatrixColumn<'a> {
+    /// Resolves the fields of `column`.
+    pub fn of(column: Column<'a>) -> Result<MatrixColumn<'a>> {
+        let fields = column.named_fields()?;
+        let [(_, keys), (_, matrix), ..] = fields.as_slice() else {
             return Err(Error::internal("a matrix STRUCT without keys and matrix"));
         };
-        let keys = keys_col
-            .lists()?
-            .strings_at(row)
-            .of_argument("keys")?
-            .ok_or_else(|| Error::invalid("keys are NULL"))?;
-        let values = read_square(matrix_col, row, keys.len(), "keys")?
-            .ok_or_else(|| Error::invalid("matrix is NULL"))?;
-        Ok(KeyedMatrix { keys, values })
-    };
-    read().map(Some).of_argument(what)
+        let method = fields
+            .iter()
+            .find(|(name, _)| name == "method")
+            .map(|(_, c)| c.strings())
+            .transpose()?;
+        Ok(MatrixColumn {
+            column,
+            keys: keys.lists()?,
+            matrix: SquareColumn::of(matrix)?,
+            method,
+        })
+    }
+
+    /// The keyed matrix at `row`; `Ok(None)` for NULL. `what` names the
+    /// argument in errors.
+    pub fn read(&self, row: usize, what: &str) -> Result<Option<KeyedMatrix>> {
+        if !self.column.is_valid(row) {
+            return Ok(None);
+        }
+        let read = || -> Result<KeyedMatrix> {
+            let keys = self
+                .keys
+                .strings_at(row)
+                .of_argument("keys")?
+                .ok_or_else(|| Error::invalid("keys are NULL"))?;
+            let values = self
+                .matrix
+                .read(row, keys.len(), "keys")?
+                .ok_or_else(|| Error::invalid("matrix is NULL"))?;
+            Ok(KeyedMatrix { keys, values })
+        };
+        read().map(Some).of_argument(what)
+    }
+
+    /// The `layer_corr` method recorded in the matrix at `row`: `None` for
+    /// a legacy matrix (no `method` field) or a NULL method.
+    pub fn method(&self, row: usize, what: &str) -> Result<Option<CorrMethod>> {
+        let Some(text) = self.method.and_then(|m| m.text(row)) else {
+            return Ok(None);
+        };
+        text.parse::<CorrMethod>()
+            .map(Some)
+            .map_err(|e| Error::invalid(format!("method field: {e}")))
+            .of_argument(what)
+    }
 }
 
 /// Writes a keyed matrix at `row` of an output of `corr_matrix_type()`.
@@ -262,12 +319,7 @@ pub fn write_keyed_matrix(
 
 /// Writes `r * c` row-major `values` as the `T[][]` list at `row`
 /// (`r` rows of `c`), reserving the room for all of them first.
-pub fn write_rows<T: super::capi::Plain>(
-    output: &mut Output,
-    row: usize,
-    r: usize,
-    values: &[T],
-) -> Result<()> {
+pub fn write_rows<T: Plain>(output: &mut Output, row: usize, r: usize, values: &[T]) -> Result<()> {
     let c = values.len().checked_div(r).unwrap_or(0);
     let (mut rows_out, offset) = output.append_list(row, r)?;
     let total = rows_out.list_len()?.saturating_add(values.len());

@@ -24,10 +24,10 @@
 
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
-use super::capi::{Aggregate, Chunk, Column, LogicalType, Output, States, Strings};
+use super::capi::{Aggregate, Chunk, LogicalType, Output, States, Strings};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, matrix_overloads, read_keyed_matrix, read_matrix_method,
-    similarity_type, write_similarity, KeyedMatrix,
+    check_same_keys, corr_matrix_type, matrix_overloads, similarity_type, write_similarity,
+    KeyedMatrix, MatrixColumn,
 };
 use super::error::{Error, Result};
 use super::method_arg::{merge_method, method_at};
@@ -51,7 +51,7 @@ pub struct SimilarityState {
 /// The `(layer, matrix [, method, ...])` columns of one chunk.
 pub(super) struct SimilarityColumns<'a> {
     layers: Strings<'a>,
-    matrices: Column<'a>,
+    matrices: MatrixColumn<'a>,
     methods: Option<Strings<'a>>,
 }
 
@@ -60,7 +60,7 @@ impl<'a> SimilarityColumns<'a> {
     pub(super) fn of(input: &Chunk<'a>) -> Result<SimilarityColumns<'a>> {
         Ok(SimilarityColumns {
             layers: input.column(0)?.strings()?,
-            matrices: input.column(1)?,
+            matrices: MatrixColumn::of(input.column(1)?)?,
             methods: input.optional(2).map(|c| c.strings()).transpose()?,
         })
     }
@@ -92,10 +92,10 @@ impl SimilarityState {
             .ok_or_else(|| Error::invalid("layer name is NULL"))?
             .into_owned();
         let what = format!("matrix of layer '{layer}'");
-        let Some(matrix) = read_keyed_matrix(&columns.matrices, row, &what)? else {
+        let Some(matrix) = columns.matrices.read(row, &what)? else {
             return Ok(());
         };
-        let kind = read_matrix_method(&columns.matrices, row, &what)?;
+        let kind = columns.matrices.method(row, &what)?;
         merge_method(&mut state.method, method)?;
         if state.layers.contains(&layer) {
             return Err(twice(&layer));

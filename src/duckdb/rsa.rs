@@ -14,10 +14,9 @@
 
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
-use super::capi::{CallContext, Chunk, Column, LogicalType, Output, ScalarFunction, TypeFn};
+use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction, TypeFn};
 use super::corr_struct::{
-    check_same_keys, corr_matrix_type, matrix_overloads, read_keyed_matrix, read_matrix_method,
-    KeyedMatrix,
+    check_same_keys, corr_matrix_type, matrix_overloads, KeyedMatrix, MatrixColumn,
 };
 use super::error::{Error, Result};
 use super::method_arg::method_at;
@@ -78,10 +77,14 @@ pub type Matrices = (Vec<KeyedMatrix>, Vec<Option<CorrMethod>>);
 /// Reads the matrices of `columns` (argument names `names`) at `row`:
 /// `None` when any is NULL, an error when the keys of one differ from the
 /// first's; then each one's recorded `layer_corr` method.
-pub fn read_matrices(columns: &[Column], names: &[&str], row: usize) -> Result<Option<Matrices>> {
+pub fn read_matrices(
+    columns: &[MatrixColumn],
+    names: &[&str],
+    row: usize,
+) -> Result<Option<Matrices>> {
     let mut mats = Vec::with_capacity(columns.len());
     for (column, name) in columns.iter().zip(names) {
-        mats.push(read_keyed_matrix(column, row, name)?);
+        mats.push(column.read(row, name)?);
     }
     let Some(mats) = mats.into_iter().collect::<Option<Vec<_>>>() else {
         return Ok(None);
@@ -92,7 +95,7 @@ pub fn read_matrices(columns: &[Column], names: &[&str], row: usize) -> Result<O
     let kinds = columns
         .iter()
         .zip(names)
-        .map(|(column, name)| read_matrix_method(column, row, name))
+        .map(|(column, name)| column.method(row, name))
         .collect::<Result<Vec<_>>>()?;
     Ok(Some((mats, kinds)))
 }
@@ -119,7 +122,7 @@ pub fn for_each_row<T>(
 ) -> Result<()> {
     let k = names.len();
     let columns = (0..k)
-        .map(|i| input.column(i))
+        .map(|i| MatrixColumn::of(input.column(i)?))
         .collect::<Result<Vec<_>>>()?;
     let methods = input.optional(k).map(|c| c.strings()).transpose()?;
     let mut last_method = None;

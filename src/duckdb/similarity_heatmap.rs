@@ -9,7 +9,7 @@
 use layercorr_render::{labeled_matrix, LabeledMatrixOptions};
 
 use super::capi::{CallContext, Chunk, LogicalType, Output, ScalarFunction};
-use super::corr_struct::{read_similarity, similarity_type};
+use super::corr_struct::{similarity_type, SimilarityColumn};
 use super::error::Result;
 use super::picture::{optional_text, value_range};
 
@@ -30,9 +30,9 @@ impl ScalarFunction for SimilarityHeatmap {
     }
 
     fn invoke(input: &Chunk, output: &mut Output, _ctx: &CallContext) -> Result<()> {
-        let similarities = input.column(0)?;
+        let similarities = SimilarityColumn::of(input.column(0)?)?;
         for row in 0..input.rows() {
-            let Some((layers, values)) = read_similarity(&similarities, row)? else {
+            let Some((layers, values)) = similarities.read(row)? else {
                 output.set_null(row)?;
                 continue;
             };

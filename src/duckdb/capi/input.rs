@@ -177,6 +177,12 @@ impl<'a> Column<'a> {
 
     /// The fields of a STRUCT column, in declaration order.
     pub fn fields(&self) -> Result<Vec<Column<'a>>> {
+        Ok(self.named_fields()?.into_iter().map(|(_, c)| c).collect())
+    }
+
+    /// The fields of a STRUCT column with their names, in declaration
+    /// order.
+    pub fn named_fields(&self) -> Result<Vec<(String, Column<'a>)>> {
         let ty = self.logical_type();
         if ty.kind() != Kind::Struct {
             return Err(Error::internal(format!(
@@ -184,26 +190,22 @@ impl<'a> Column<'a> {
                 ty.kind()
             )));
         }
-        let count = ty.field_names().len();
-        // SAFETY: a live STRUCT vector with `count` children of `rows` rows.
-        Ok((0..count)
-            .map(|i| unsafe {
-                Column::from_raw(
-                    ffi::duckdb_struct_vector_get_child(self.raw, i as u64),
-                    self.rows,
-                )
+        // SAFETY: a live STRUCT vector with a child of `rows` rows per
+        // field name.
+        Ok(ty
+            .field_names()
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| {
+                let child = unsafe {
+                    Column::from_raw(
+                        ffi::duckdb_struct_vector_get_child(self.raw, i as u64),
+                        self.rows,
+                    )
+                };
+                (name, child)
             })
             .collect())
-    }
-
-    /// The field called `name` of a STRUCT column, if it has one.
-    pub fn field(&self, name: &str) -> Result<Option<Column<'a>>> {
-        let names = self.logical_type().field_names();
-        let fields = self.fields()?;
-        Ok(names
-            .iter()
-            .position(|n| n == name)
-            .and_then(|i| fields.get(i).copied()))
     }
 
     /// The column as lists of plain values (`FLOAT[]`, `DOUBLE[]`).
@@ -280,10 +282,11 @@ pub struct Values<'a, T> {
 impl<'a, T: Copy> Values<'a, T> {
     /// The value at `row`, `None` for NULL.
     pub fn get(&self, row: usize) -> Option<T> {
-        self.validity
-            .is_valid(row)
-            .then(|| self.data.get(row).copied())
-            .flatten()
+        if self.validity.is_valid(row) {
+            self.data.get(row).copied()
+        } else {
+            None
+        }
     }
 
     /// The values of `range` (rows of a list's child): `Err(row)` names

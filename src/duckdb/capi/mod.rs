@@ -32,7 +32,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use crate::duckdb::error::Error;
 
-pub use input::{Chunk, Column, FloatLists, Strings, Values};
+pub use input::{Chunk, Column, FloatLists, Lists, Strings, Values};
 pub use output::{Output, OutputChunk};
 pub use register::{
     next_page, trailing_optional, Aggregate, BindArgs, Bound, CallContext, ScalarFunction, States,
