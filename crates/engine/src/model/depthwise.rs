@@ -24,6 +24,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use tract_onnx::tract_core::ops::TypedOp;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
+use super::activation::{Clamp, TakesClamp};
 use crate::arch::{accumulate_taps, LANES};
 
 /// Shape and padding of one depthwise convolution, all concrete.
@@ -88,6 +89,20 @@ impl Geometry {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PlaneDepthwise {
     geometry: Geometry,
+    clamp: Clamp,
+}
+
+impl TakesClamp for PlaneDepthwise {
+    fn clamp(&self) -> Clamp {
+        self.clamp
+    }
+
+    fn with_clamp(&self, clamp: Clamp) -> Box<dyn TypedOp> {
+        Box::new(PlaneDepthwise {
+            geometry: self.geometry,
+            clamp,
+        })
+    }
 }
 
 impl Op for PlaneDepthwise {
@@ -96,7 +111,7 @@ impl Op for PlaneDepthwise {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}", self.geometry)])
+        Ok(vec![format!("{:?}, {:?}", self.geometry, self.clamp)])
     }
 
     op_as_typed_op!();
@@ -136,6 +151,7 @@ impl EvalOp for PlaneDepthwise {
                     &data[p * in_plane..(p + 1) * in_plane],
                     &kernel[c * taps..(c + 1) * taps],
                     b,
+                    self.clamp,
                     &mut work,
                     out,
                 );
@@ -273,12 +289,13 @@ impl Workspace {
     }
 }
 
-/// One channel: `out = bias + sum over taps of w * window`.
+/// One channel: `out = clamp(bias + sum over taps of w * window)`.
 fn convolve_plane(
     g: &Geometry,
     plane: &[f32],
     weights: &[f32],
     bias: f32,
+    clamp: Clamp,
     work: &mut Workspace,
     out: &mut [f32],
 ) {
@@ -295,7 +312,13 @@ fn convolve_plane(
         .chunks_exact_mut(g.out_w)
         .zip(grid.chunks(g.phase_len()))
     {
-        row.copy_from_slice(&grid_row[..g.out_w]);
+        if clamp.is_none() {
+            row.copy_from_slice(&grid_row[..g.out_w]);
+        } else {
+            for (o, v) in row.iter_mut().zip(grid_row) {
+                *o = clamp.apply(*v);
+            }
+        }
     }
 }
 
@@ -370,7 +393,10 @@ pub fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         if expected != Some(&geometry.output_shape()[..]) {
             continue;
         }
-        model.nodes[id].op = Box::new(PlaneDepthwise { geometry });
+        model.nodes[id].op = Box::new(PlaneDepthwise {
+            geometry,
+            clamp: Clamp::NONE,
+        });
         replaced += 1;
     }
     Ok(replaced)
@@ -418,7 +444,10 @@ mod tests {
         let data = values(g.batch * g.channels * g.in_h * g.in_w, 1);
         let kernel = values(g.channels * g.k_h * g.k_w, 2);
         let bias = values(g.channels, 3);
-        let op = PlaneDepthwise { geometry: g };
+        let op = PlaneDepthwise {
+            geometry: g,
+            clamp: Clamp::NONE,
+        };
         let shape: &[usize] = if g.batch_axis {
             &[g.batch, g.channels, g.in_h, g.in_w]
         } else {
@@ -495,7 +524,10 @@ mod tests {
         let g = geometry(6, 3, 1, (1, 1));
         let data = values(g.batch * g.channels * g.in_h * g.in_w, 4);
         let kernel = values(g.channels * 9, 5);
-        let op = PlaneDepthwise { geometry: g };
+        let op = PlaneDepthwise {
+            geometry: g,
+            clamp: Clamp::NONE,
+        };
         let out = |bias: Tensor| {
             let inputs = tvec!(
                 Tensor::from_shape(&[g.batch, g.channels, g.in_h, g.in_w], &data)

@@ -8,12 +8,16 @@
 //! swapped in for tract's); `cache` shares parsed models and plans across
 //! DuckDB threads and queries. Nothing here knows about DuckDB.
 
+mod activation;
 mod cache;
+mod dense_conv;
 mod depthwise;
 mod error;
 mod loaded;
 mod metadata;
 mod plan;
+mod pointwise;
+mod product;
 mod selection;
 mod weights;
 
@@ -23,6 +27,6 @@ pub use cache::{
 pub use error::ModelError;
 pub use loaded::{LayerInfo, LoadedModel, ModelInfo, INPUT_LAYER};
 pub use metadata::{Overrides, PreprocessingSource, PREPROCESSING_KEYS};
-pub use plan::{ImageActivations, Plan};
+pub use plan::{swap_in_own_kernels, ImageActivations, Plan};
 pub use selection::select_layers;
 pub use weights::{WeightInfo, NEAR_ZERO};

@@ -11,13 +11,33 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-use super::depthwise::replace_depthwise;
+use super::activation::{fuse_clamps, TakesClamp};
+use super::dense_conv::{replace_dense_convs, DenseConv};
+use super::depthwise::{replace_depthwise, PlaneDepthwise};
+use super::pointwise::{replace_pointwise, Pointwise};
 use super::{LoadedModel, ModelError, INPUT_LAYER};
 
 /// Whether depthwise convolutions run on [`super::depthwise`] (the default)
 /// or on tract's own kernel (the `layercorr_depthwise` setting).
 fn use_own_depthwise() -> bool {
     super::cache::own_depthwise()
+}
+
+/// Replaces tract's convolutions in a decluttered `model` by layercorr's
+/// where they apply (depthwise, dense and pointwise, see their modules),
+/// with the clamping activations after them taken in; returns how many
+/// convolutions were replaced. [`Plan::build`] calls it unless the
+/// `layercorr_depthwise` setting asks for tract's kernels.
+pub fn swap_in_own_kernels(model: &mut TypedModel) -> TractResult<usize> {
+    let replaced =
+        replace_depthwise(model)? + replace_dense_convs(model)? + replace_pointwise(model)?;
+    fuse_clamps(model, |node| {
+        node.op_as::<PlaneDepthwise>()
+            .map(|o| o as &dyn TakesClamp)
+            .or_else(|| node.op_as::<DenseConv>().map(|o| o as &dyn TakesClamp))
+            .or_else(|| node.op_as::<Pointwise>().map(|o| o as &dyn TakesClamp))
+    })?;
+    Ok(replaced)
 }
 
 /// One image's activations, one vector per requested layer in request order.
@@ -80,7 +100,7 @@ impl Plan {
                 .and_then(|t| t.into_decluttered())
                 .map_err(prepare)?;
             if use_own_depthwise() {
-                replace_depthwise(&mut typed).map_err(prepare)?;
+                swap_in_own_kernels(&mut typed).map_err(prepare)?;
             }
             let optimized = typed.into_optimized().map_err(prepare)?;
             Some(optimized.into_runnable().map_err(prepare)?)

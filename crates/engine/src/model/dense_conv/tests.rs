@@ -1,0 +1,121 @@
+//! [`DenseConv`] against the definition of a convolution.
+
+use super::*;
+
+/// Direct definition in f64, one output value at a time.
+fn reference(g: &DenseGeometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+    let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_h * g.out_w];
+    for b in 0..g.batch {
+        for o in 0..g.out_channels {
+            for oy in 0..g.out_h {
+                for ox in 0..g.out_w {
+                    let mut acc = bias[if bias.len() == 1 { 0 } else { o }] as f64;
+                    for c in 0..g.in_channels {
+                        for ky in 0..g.k_h {
+                            for kx in 0..g.k_w {
+                                let y = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
+                                let x = (ox * g.stride_w + kx) as isize - g.pad_left as isize;
+                                if y < 0 || x < 0 || y >= g.in_h as isize || x >= g.in_w as isize {
+                                    continue;
+                                }
+                                let v = data[((b * g.in_channels + c) * g.in_h + y as usize)
+                                    * g.in_w
+                                    + x as usize];
+                                let w = kernel[((o * g.in_channels + c) * g.k_h + ky) * g.k_w + kx];
+                                acc += (w * v) as f64;
+                            }
+                        }
+                    }
+                    out[((b * g.out_channels + o) * g.out_h + oy) * g.out_w + ox] = acc as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
+        .collect()
+}
+
+fn check(g: DenseGeometry, bias_len: usize) {
+    let data = values(g.batch * g.in_channels * g.in_h * g.in_w, 1);
+    let kernel = values(g.out_channels * g.depth(), 2);
+    let bias = values(bias_len, 3);
+    let shape: &[usize] = if g.batch_axis {
+        &[g.batch, g.in_channels, g.in_h, g.in_w]
+    } else {
+        &[g.in_channels, g.in_h, g.in_w]
+    };
+    let inputs = tvec!(
+        Tensor::from_shape(shape, &data).unwrap().into_tvalue(),
+        Tensor::from_shape(&[g.out_channels, g.in_channels, g.k_h, g.k_w], &kernel)
+            .unwrap()
+            .into_tvalue(),
+        Tensor::from_shape(&[bias_len], &bias)
+            .unwrap()
+            .into_tvalue(),
+    );
+    let op = DenseConv {
+        geometry: g,
+        clamp: Clamp::NONE,
+    };
+    let got = op.eval_out_of_plan(inputs).unwrap().unwrap();
+    assert_eq!(got[0].shape(), &g.output_shape()[..]);
+    let view = got[0].try_as_plain_ram().unwrap();
+    let got = view.as_slice::<f32>().unwrap();
+    let want = reference(&g, &data, &kernel, &bias);
+    assert_eq!(got.len(), want.len());
+    for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+        assert!((a - b).abs() < 1e-4, "{g:?}: value {i}: {a} vs {b}");
+    }
+}
+
+fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> DenseGeometry {
+    let out = |n: usize| (n + pads.0 + pads.1 - k) / stride + 1;
+    DenseGeometry {
+        batch: 2,
+        batch_axis: true,
+        in_channels: 3,
+        out_channels: 5,
+        in_h: size,
+        in_w: size + 1,
+        k_h: k,
+        k_w: k,
+        stride_h: stride,
+        stride_w: stride,
+        pad_top: pads.0,
+        pad_left: pads.0,
+        out_h: out(size),
+        out_w: out(size + 1),
+    }
+}
+
+#[test]
+fn matches_the_definition_for_strides_kernels_and_paddings() {
+    for (size, k, stride, pads) in [
+        (9, 3, 1, (1, 1)),
+        (9, 5, 1, (2, 2)),
+        (10, 3, 2, (0, 1)),
+        (11, 3, 2, (1, 1)),
+        (12, 5, 2, (1, 2)),
+        (7, 3, 1, (0, 0)),
+        (8, 3, 3, (1, 1)),
+        (8, 1, 2, (0, 0)),
+        (6, 7, 2, (3, 3)),
+        (3, 5, 1, (2, 2)),
+    ] {
+        check(geometry(size, k, stride, pads), 5);
+    }
+}
+
+#[test]
+fn a_batch_one_image_without_batch_axis_and_a_single_bias_work() {
+    let mut g = geometry(10, 3, 2, (0, 1));
+    g.batch = 1;
+    g.batch_axis = false;
+    check(g, 5);
+    check(geometry(9, 3, 1, (1, 1)), 1);
+}

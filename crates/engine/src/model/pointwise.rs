@@ -1,0 +1,301 @@
+//! 1x1 convolutions as one faer product per image.
+//!
+//! tract declutters a 1x1, stride-1, unpadded convolution into an `EinSum`
+//! of the data `[N,] I, spatial…` with a constant `O x I` matrix, followed
+//! by an `Add` of the bias. [`replace_pointwise`] swaps each such pair (or
+//! the `EinSum` alone when nothing adds a bias to it) for [`Pointwise`],
+//! which computes `out[O x S] = W[O x I] · X[I x S] + bias` straight from
+//! the NCHW data with [`super::product::multiply`]: no packing copy of the
+//! data, and output rows written whole (see `product` for why).
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::{ensure, EvalContext, EvalOp, Op, StaticName};
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::change_axes::InOut;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::TypedOp;
+use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
+
+use super::activation::{Clamp, TakesClamp};
+use super::product::{multiply, Bias};
+
+/// Sizes of one pointwise product, all concrete.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PointwiseShape {
+    /// Images (the product of the batch axes, 1 without them).
+    pub batch: usize,
+    /// Output channels O.
+    pub rows: usize,
+    /// Input channels I.
+    pub depth: usize,
+    /// Positions S per image (the product of the spatial axes).
+    pub cols: usize,
+    /// The output tensor's shape.
+    pub output: TVec<usize>,
+    /// The position of the O axis in it.
+    pub channel_axis: usize,
+}
+
+/// The replacement op: inputs are the data, the `O x I` weights and
+/// optionally the bias (one value per output channel, or one in all).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Pointwise {
+    shape: PointwiseShape,
+    clamp: Clamp,
+}
+
+impl TakesClamp for Pointwise {
+    fn clamp(&self) -> Clamp {
+        self.clamp
+    }
+
+    fn with_clamp(&self, clamp: Clamp) -> Box<dyn TypedOp> {
+        Box::new(Pointwise {
+            shape: self.shape.clone(),
+            clamp,
+        })
+    }
+}
+
+impl Op for Pointwise {
+    fn name(&self) -> StaticName {
+        "LayercorrPointwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}, {:?}", self.shape, self.clamp)])
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Pointwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let s = &self.shape;
+        ensure!(
+            inputs.len() == 2 || inputs.len() == 3,
+            "pointwise expects data, weights and an optional bias"
+        );
+        let data_view = inputs[0].try_as_plain_ram()?;
+        let data = data_view.as_slice::<f32>()?;
+        let weights_view = inputs[1].try_as_plain_ram()?;
+        let weights = weights_view.as_slice::<f32>()?;
+        let bias_view = inputs.get(2).map(|b| b.try_as_plain_ram()).transpose()?;
+        let bias = match &bias_view {
+            Some(view) => Bias::PerRow(view.as_slice::<f32>()?),
+            None => Bias::None,
+        };
+        let (in_image, out_image) = (s.depth * s.cols, s.rows * s.cols);
+        ensure!(
+            data.len() == s.batch * in_image,
+            "pointwise input has {} values, expected {s:?}",
+            data.len()
+        );
+        // SAFETY: `multiply` writes every value of each image's output.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&s.output)? };
+        {
+            let mut out_view = output.try_as_plain_ram_mut()?;
+            let out = out_view.as_slice_mut::<f32>()?;
+            ensure!(
+                out.len() == s.batch * out_image,
+                "pointwise output shape {s:?}"
+            );
+            for (image, out) in data
+                .chunks_exact(in_image.max(1))
+                .zip(out.chunks_exact_mut(out_image.max(1)))
+            {
+                let sizes = (s.rows, s.depth, s.cols);
+                multiply(weights, image, bias, self.clamp, sizes, out)?;
+            }
+        }
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for Pointwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2 || inputs.len() == 3, "pointwise arity");
+        Ok(tvec!(f32::fact(self.shape.output.clone())))
+    }
+
+    as_op!();
+}
+
+/// The axis letters of one slot of an `EinSum`, in position order; `None`
+/// when a letter repeats within the slot (a diagonal).
+fn letters(einsum: &EinSum, slot: InOut, rank: usize) -> Option<Vec<char>> {
+    let mut found = vec![None; rank];
+    for axis in einsum.axes.iter_all_axes() {
+        let positions = match slot {
+            InOut::In(i) => &axis.inputs[i],
+            InOut::Out(o) => &axis.outputs[o],
+        };
+        for p in positions {
+            *found.get_mut(*p)? = Some(axis.repr);
+        }
+    }
+    let letters: Option<Vec<char>> = found.into_iter().collect();
+    letters.filter(|l| (1..l.len()).all(|i| !l[..i].contains(&l[i])))
+}
+
+/// The sizes of `node` when it is an `EinSum` of f32 data with a constant
+/// `O x I` matrix that [`Pointwise`] computes: data `[batch…, I, spatial…]`,
+/// output `[batch…, O, spatial…]` (batch axes of size 1 may be dropped or
+/// added).
+fn pointwise_shape(model: &TypedModel, node: &TypedNode) -> TractResult<Option<PointwiseShape>> {
+    let Some(einsum) = node.op_as::<EinSum>() else {
+        return Ok(None);
+    };
+    if einsum.q_params.is_some()
+        || einsum.operating_dt != f32::datum_type()
+        || node.inputs.len() != 2
+    {
+        return Ok(None);
+    }
+    let (data, weights) = (
+        model.outlet_fact(node.inputs[0])?,
+        model.outlet_fact(node.inputs[1])?,
+    );
+    let output = model.outlet_fact(OutletId::new(node.id, 0))?;
+    let (Some(x), Some(w), Some(out)) = (
+        data.shape.as_concrete(),
+        weights.shape.as_concrete(),
+        output.shape.as_concrete(),
+    ) else {
+        return Ok(None);
+    };
+    let f32s = [data, weights, output]
+        .iter()
+        .all(|f| f.datum_type == f32::datum_type());
+    if !f32s || weights.konst.is_none() || w.len() != 2 {
+        return Ok(None);
+    }
+    let (Some(xl), Some(wl), Some(ol)) = (
+        letters(einsum, InOut::In(0), x.len()),
+        letters(einsum, InOut::In(1), 2),
+        letters(einsum, InOut::Out(0), out.len()),
+    ) else {
+        return Ok(None);
+    };
+    let (o, i) = (wl[0], wl[1]);
+    let (Some(p), Some(q)) = (
+        xl.iter().position(|l| *l == i),
+        ol.iter().position(|l| *l == o),
+    ) else {
+        return Ok(None);
+    };
+    let spatial_match = xl[p + 1..] == ol[q + 1..]
+        && xl[p + 1..].iter().all(|l| !wl.contains(l))
+        && x[p + 1..] == out[q + 1..];
+    // Batch axes: the same letters and sizes before I and before O, apart
+    // from axes of size 1, which either side may have alone.
+    let sized = |letters: &[char], dims: &[usize]| -> Vec<(char, usize)> {
+        letters
+            .iter()
+            .zip(dims)
+            .filter(|(_, d)| **d != 1)
+            .map(|(l, d)| (*l, *d))
+            .collect()
+    };
+    let batch_match = sized(&xl[..p], &x[..p]) == sized(&ol[..q], &out[..q]);
+    if !spatial_match
+        || !batch_match
+        || xl.contains(&o)
+        || ol.contains(&i)
+        || x[p] != w[1]
+        || out[q] != w[0]
+    {
+        return Ok(None);
+    }
+    Ok(Some(PointwiseShape {
+        batch: x[..p].iter().product(),
+        rows: w[0],
+        depth: w[1],
+        cols: x[p + 1..].iter().product(),
+        output: out.iter().copied().collect(),
+        channel_axis: q,
+    }))
+}
+
+/// The `Add` after `node` that adds a constant bias per output channel (at
+/// output axis `channel_axis`), with its other input; `None` when the
+/// product's value is used elsewhere too or is itself a model output.
+fn bias_add(
+    model: &TypedModel,
+    node: &TypedNode,
+    shape: &PointwiseShape,
+) -> TractResult<Option<(usize, OutletId)>> {
+    let outlet = OutletId::new(node.id, 0);
+    let successors = &node.outputs[0].successors;
+    if successors.len() != 1 || model.outputs.contains(&outlet) {
+        return Ok(None);
+    }
+    let add = model.node(successors[0].node);
+    let is_add = add
+        .op_as::<TypedBinOp>()
+        .is_some_and(|op| op.0.name() == "Add");
+    if !is_add || add.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = add.inputs[1 - successors[0].slot];
+    let fact = model.outlet_fact(other)?;
+    let sum = model.outlet_fact(OutletId::new(add.id, 0))?;
+    let (Some(bias), Some(sum_shape)) = (fact.shape.as_concrete(), sum.shape.as_concrete()) else {
+        return Ok(None);
+    };
+    if fact.konst.is_none()
+        || fact.datum_type != f32::datum_type()
+        || sum.datum_type != f32::datum_type()
+        || sum_shape != &shape.output[..]
+        || bias.len() > sum_shape.len()
+    {
+        return Ok(None);
+    }
+    // Right-aligned against the output, the bias may vary only along the
+    // channel axis, the one right before the spatial axes.
+    let offset = sum_shape.len() - bias.len();
+    let per_channel = bias
+        .iter()
+        .enumerate()
+        .all(|(a, d)| *d == 1 || (a + offset == shape.channel_axis && *d == shape.rows));
+    Ok(per_channel.then_some((add.id, other)))
+}
+
+/// Replaces every eligible pointwise `EinSum` (with its bias `Add`) of
+/// `model` by [`Pointwise`]; returns how many were replaced. Call it on a
+/// decluttered model, before `into_optimized`.
+pub fn replace_pointwise(model: &mut TypedModel) -> TractResult<usize> {
+    let mut replaced = 0;
+    for id in model.eval_order()? {
+        let node = &model.nodes[id];
+        let Some(shape) = pointwise_shape(model, node)? else {
+            continue;
+        };
+        let mut patch = TypedModelPatch::new("layercorr pointwise");
+        let mut taps = patch.taps(model, &node.inputs)?;
+        let (name, replaced_outlet) = match bias_add(model, node, &shape)? {
+            Some((add, bias)) => {
+                taps.push(patch.tap_model(model, bias)?);
+                (model.nodes[add].name.clone(), OutletId::new(add, 0))
+            }
+            None => (node.name.clone(), OutletId::new(id, 0)),
+        };
+        let wire = patch.wire_node(
+            format!("{name}.pointwise"),
+            Pointwise {
+                shape,
+                clamp: Clamp::NONE,
+            },
+            &taps,
+        )?[0];
+        patch.shunt_outside(model, replaced_outlet, wire)?;
+        patch.apply(model)?;
+        replaced += 1;
+    }
+    Ok(replaced)
+}
+
+#[cfg(test)]
+mod tests;
