@@ -192,10 +192,9 @@ mod tests {
                 }
             });
             for x in [-5.0f32, -0.5, 0.5, 1.5, 7.0] {
-                let stepwise =
-                    chain
-                        .iter()
-                        .fold(x, |v, (is_max, k)| if *is_max == (v < *k) { *k } else { v });
+                let stepwise = chain
+                    .iter()
+                    .fold(x, |v, (is_max, k)| if *is_max == (v < *k) { *k } else { v });
                 assert_eq!(composed.apply(x), stepwise, "{chain:?} at {x}");
             }
         }
