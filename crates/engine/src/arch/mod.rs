@@ -15,9 +15,10 @@ mod x86;
 /// every narrower version divides.
 pub const LANES: usize = 16;
 
-/// `grid[i] = bias + sum over taps t of weights[t] * scratch[offsets[t] + i]`:
-/// one channel plane of a depthwise convolution whose input was laid out so
-/// that every tap reads one contiguous run (see `model::depthwise`).
+/// `grid[i] = clamp(bias + sum over taps t of weights[t] * scratch[offsets[t] + i])`
+/// with `clamp(v) = min(max(v, lo), hi)` (NaN kept): one channel plane of a
+/// depthwise convolution and its activation, the input laid out so that
+/// every tap reads one contiguous run (see `model::depthwise`).
 ///
 /// # Panics
 /// When a tap's run would read past the end of `scratch`, when there are
@@ -27,6 +28,7 @@ pub fn accumulate_taps(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
+    bounds: [f32; 2],
     scratch: &[f32],
     grid: &mut [f32],
 ) {
@@ -46,15 +48,15 @@ pub fn accumulate_taps(
         // kernels rely on were asserted above (LANES is a multiple of
         // both register widths).
         if x86::avx512_available() {
-            unsafe { x86::accumulate_taps_avx512(offsets, weights, bias, scratch, grid) };
+            unsafe { x86::accumulate_taps_avx512(offsets, weights, bias, bounds, scratch, grid) };
             return;
         }
         if x86::avx2_available() {
-            unsafe { x86::accumulate_taps_avx2(offsets, weights, bias, scratch, grid) };
+            unsafe { x86::accumulate_taps_avx2(offsets, weights, bias, bounds, scratch, grid) };
             return;
         }
     }
-    portable::accumulate_taps(offsets, weights, bias, scratch, grid);
+    portable::accumulate_taps(offsets, weights, bias, bounds, scratch, grid);
 }
 
 #[cfg(test)]
@@ -72,6 +74,7 @@ mod tests {
         offsets: &[usize],
         weights: &[f32],
         bias: f32,
+        [lo, hi]: [f32; 2],
         scratch: &[f32],
         n: usize,
     ) -> Vec<f32> {
@@ -82,10 +85,15 @@ mod tests {
                     .zip(weights)
                     .map(|(o, w)| *w as f64 * scratch[o + i] as f64)
                     .sum();
-                (bias as f64 + sum) as f32
+                ((bias as f64 + sum) as f32).clamp(lo, hi)
             })
             .collect()
     }
+
+    /// A clamp that cuts values of the test data on both sides.
+    const BOUNDS: [f32; 2] = [-0.5, 1.25];
+    /// No clamp.
+    const NO_BOUNDS: [f32; 2] = [f32::NEG_INFINITY, f32::INFINITY];
 
     /// Tap offsets, weights, scratch and grid length of one case.
     type Case = (Vec<usize>, Vec<f32>, Vec<f32>, usize);
@@ -121,8 +129,8 @@ mod tests {
     fn the_portable_version_matches_the_definition() {
         for (offsets, weights, scratch, n) in cases_of(false) {
             let mut grid = vec![f32::NAN; n];
-            portable::accumulate_taps(&offsets, &weights, 0.5, &scratch, &mut grid);
-            let want = reference(&offsets, &weights, 0.5, &scratch, n);
+            portable::accumulate_taps(&offsets, &weights, 0.5, BOUNDS, &scratch, &mut grid);
+            let want = reference(&offsets, &weights, 0.5, BOUNDS, &scratch, n);
             for (i, (a, b)) in grid.iter().zip(&want).enumerate() {
                 assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
             }
@@ -132,12 +140,14 @@ mod tests {
     #[test]
     fn the_dispatched_version_matches_the_portable_one() {
         for (offsets, weights, scratch, n) in cases() {
-            let mut fast = vec![f32::NAN; n];
-            let mut plain = vec![f32::NAN; n];
-            accumulate_taps(&offsets, &weights, -0.25, &scratch, &mut fast);
-            portable::accumulate_taps(&offsets, &weights, -0.25, &scratch, &mut plain);
-            for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
-                assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
+            for bounds in [NO_BOUNDS, BOUNDS] {
+                let mut fast = vec![f32::NAN; n];
+                let mut plain = vec![f32::NAN; n];
+                accumulate_taps(&offsets, &weights, -0.25, bounds, &scratch, &mut fast);
+                portable::accumulate_taps(&offsets, &weights, -0.25, bounds, &scratch, &mut plain);
+                for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                    assert!((a - b).abs() < 1e-5, "grid {n}, value {i}: {a} vs {b}");
+                }
             }
         }
     }
@@ -147,7 +157,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn each_x86_version_matches_the_portable_one() {
-        type Kernel = unsafe fn(&[usize], &[f32], f32, &[f32], &mut [f32]);
+        type Kernel = unsafe fn(&[usize], &[f32], f32, [f32; 2], &[f32], &mut [f32]);
         let versions: [(bool, usize, Kernel); 2] = [
             (x86::avx2_available(), 8, x86::accumulate_taps_avx2),
             (x86::avx512_available(), 16, x86::accumulate_taps_avx512),
@@ -164,8 +174,8 @@ mod tests {
                 let mut plain = vec![f32::NAN; n];
                 // SAFETY: the feature was detected; offsets + n stay inside
                 // the scratch (cases_of) and n is a multiple of the width.
-                unsafe { kernel(&offsets, &weights, 0.75, &scratch, &mut fast) };
-                portable::accumulate_taps(&offsets, &weights, 0.75, &scratch, &mut plain);
+                unsafe { kernel(&offsets, &weights, 0.75, BOUNDS, &scratch, &mut fast) };
+                portable::accumulate_taps(&offsets, &weights, 0.75, BOUNDS, &scratch, &mut plain);
                 for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
                     assert!(
                         (a - b).abs() < 1e-5,
@@ -180,6 +190,6 @@ mod tests {
     #[should_panic(expected = "accumulate_taps")]
     fn a_read_past_the_scratch_is_refused() {
         let mut grid = vec![0.0; LANES];
-        accumulate_taps(&[4], &[1.0], 0.0, &[0.0; LANES], &mut grid);
+        accumulate_taps(&[4], &[1.0], 0.0, NO_BOUNDS, &[0.0; LANES], &mut grid);
     }
 }

@@ -6,6 +6,7 @@ pub fn accumulate_taps(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
+    [lo, hi]: [f32; 2],
     scratch: &[f32],
     grid: &mut [f32],
 ) {
@@ -14,5 +15,9 @@ pub fn accumulate_taps(
         for (o, x) in grid.iter_mut().zip(&scratch[*offset..]) {
             *o += w * x;
         }
+    }
+    for o in grid.iter_mut() {
+        let v = if *o < lo { lo } else { *o };
+        *o = if v > hi { hi } else { v };
     }
 }

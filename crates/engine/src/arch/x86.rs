@@ -19,7 +19,7 @@ pub fn avx512_available() -> bool {
 /// `V` registers of `$lanes` values: the grid goes in blocks of 8, 4, 2 and
 /// 1 registers, each keeping its accumulators in registers over all taps,
 /// so the fused multiply-adds of a tap are independent and the loads, not
-/// their latency, set the pace.
+/// their latency, set the pace; the clamp is applied before the store.
 macro_rules! tap_driver {
     ($(#[$doc:meta])* $name:ident, $block:ident, $lanes:expr, $feature:literal) => {
         $(#[$doc])*
@@ -28,6 +28,7 @@ macro_rules! tap_driver {
             offsets: &[usize],
             weights: &[f32],
             bias: f32,
+            bounds: [f32; 2],
             scratch: &[f32],
             grid: &mut [f32],
         ) {
@@ -35,19 +36,19 @@ macro_rules! tap_driver {
             let (src, dst) = (scratch.as_ptr(), grid.as_mut_ptr());
             let mut i = 0;
             while i + 8 * $lanes <= n {
-                $block::<8>(src.add(i), dst.add(i), offsets, weights, bias);
+                $block::<8>(src.add(i), dst.add(i), offsets, weights, bias, bounds);
                 i += 8 * $lanes;
             }
             if i + 4 * $lanes <= n {
-                $block::<4>(src.add(i), dst.add(i), offsets, weights, bias);
+                $block::<4>(src.add(i), dst.add(i), offsets, weights, bias, bounds);
                 i += 4 * $lanes;
             }
             if i + 2 * $lanes <= n {
-                $block::<2>(src.add(i), dst.add(i), offsets, weights, bias);
+                $block::<2>(src.add(i), dst.add(i), offsets, weights, bias, bounds);
                 i += 2 * $lanes;
             }
             if i < n {
-                $block::<1>(src.add(i), dst.add(i), offsets, weights, bias);
+                $block::<1>(src.add(i), dst.add(i), offsets, weights, bias, bounds);
             }
         }
     };
@@ -93,6 +94,7 @@ unsafe fn block_avx2<const V: usize>(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
+    [lo, hi]: [f32; 2],
 ) {
     use std::arch::x86_64::*;
     let mut acc = [_mm256_set1_ps(bias); V];
@@ -103,8 +105,12 @@ unsafe fn block_avx2<const V: usize>(
             *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(p.add(v * YMM_LANES)), *a);
         }
     }
+    // max(lo, a) and min(hi, ·) return `a` when it is NaN (the second
+    // operand), as the portable version does.
+    let (lo, hi) = (_mm256_set1_ps(lo), _mm256_set1_ps(hi));
     for (v, a) in acc.iter().enumerate() {
-        _mm256_storeu_ps(dst.add(v * YMM_LANES), *a);
+        let a = _mm256_min_ps(hi, _mm256_max_ps(lo, *a));
+        _mm256_storeu_ps(dst.add(v * YMM_LANES), a);
     }
 }
 
@@ -121,6 +127,7 @@ unsafe fn block_avx512<const V: usize>(
     offsets: &[usize],
     weights: &[f32],
     bias: f32,
+    [lo, hi]: [f32; 2],
 ) {
     use std::arch::x86_64::*;
     let mut acc = [_mm512_set1_ps(bias); V];
@@ -131,7 +138,11 @@ unsafe fn block_avx512<const V: usize>(
             *a = _mm512_fmadd_ps(w, _mm512_loadu_ps(p.add(v * ZMM_LANES)), *a);
         }
     }
+    // max(lo, a) and min(hi, ·) return `a` when it is NaN (the second
+    // operand), as the portable version does.
+    let (lo, hi) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     for (v, a) in acc.iter().enumerate() {
-        _mm512_storeu_ps(dst.add(v * ZMM_LANES), *a);
+        let a = _mm512_min_ps(hi, _mm512_max_ps(lo, *a));
+        _mm512_storeu_ps(dst.add(v * ZMM_LANES), a);
     }
 }

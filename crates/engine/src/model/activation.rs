@@ -74,10 +74,18 @@ impl Clamp {
         }
     }
 
-    /// Applies it to one value.
+    /// Applies it to one value; NaN stays NaN. Written as comparisons
+    /// rather than `f32::max`/`min` (which must return the other operand
+    /// for a NaN) so that loops over it compile to plain vector max/min.
     #[inline]
     pub fn apply(self, v: f32) -> f32 {
-        v.max(self.lo()).min(self.hi())
+        let (lo, hi) = (self.lo(), self.hi());
+        let v = if v < lo { lo } else { v };
+        if v > hi {
+            hi
+        } else {
+            v
+        }
     }
 }
 

@@ -307,18 +307,13 @@ fn convolve_plane(
     scatter_into_phases(g, plane, scratch);
     assert_eq!(out.len(), g.out_h * g.out_w);
     // Checks that every tap's run stays inside the scratch.
-    accumulate_taps(offsets, weights, bias, scratch, grid);
+    let bounds = [clamp.lo(), clamp.hi()];
+    accumulate_taps(offsets, weights, bias, bounds, scratch, grid);
     for (row, grid_row) in out
         .chunks_exact_mut(g.out_w)
         .zip(grid.chunks(g.phase_len()))
     {
-        if clamp.is_none() {
-            row.copy_from_slice(&grid_row[..g.out_w]);
-        } else {
-            for (o, v) in row.iter_mut().zip(grid_row) {
-                *o = clamp.apply(*v);
-            }
-        }
+        row.copy_from_slice(&grid_row[..g.out_w]);
     }
 }
 
