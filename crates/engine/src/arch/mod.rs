@@ -59,6 +59,25 @@ pub fn accumulate_taps(
     portable::accumulate_taps(offsets, weights, bias, bounds, scratch, grid);
 }
 
+/// `v = min(max(v + add, lo), hi)` for every value (NaN kept): the bias
+/// and activation of a convolution's output row.
+pub fn add_and_clamp(values: &mut [f32], add: f32, bounds: [f32; 2]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: the features were just detected; the loops index only
+        // within `values`.
+        if x86::avx512_available() {
+            unsafe { x86::add_and_clamp_avx512(values, add, bounds) };
+            return;
+        }
+        if x86::avx2_available() {
+            unsafe { x86::add_and_clamp_avx2(values, add, bounds) };
+            return;
+        }
+    }
+    portable::add_and_clamp(values, add, bounds);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,6 +203,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn add_and_clamp_matches_the_definition_on_every_path() {
+        let values = values(1000, 11);
+        let want: Vec<f32> = values.iter().map(|v| (v + 0.25).clamp(-0.5, 1.0)).collect();
+        let mut got = values.clone();
+        add_and_clamp(&mut got, 0.25, [-0.5, 1.0]);
+        assert_eq!(got, want);
+        #[cfg(target_arch = "x86_64")]
+        {
+            type Kernel = unsafe fn(&mut [f32], f32, [f32; 2]);
+            let versions: [(bool, Kernel); 2] = [
+                (x86::avx2_available(), x86::add_and_clamp_avx2),
+                (x86::avx512_available(), x86::add_and_clamp_avx512),
+            ];
+            for (available, kernel) in versions {
+                if available {
+                    let mut got = values.clone();
+                    // SAFETY: the feature was detected.
+                    unsafe { kernel(&mut got, 0.25, [-0.5, 1.0]) };
+                    assert_eq!(got, want);
+                }
+            }
+        }
+        let mut nan = [f32::NAN, 3.0];
+        add_and_clamp(&mut nan, 0.0, [f32::NEG_INFINITY, 1.0]);
+        assert!(nan[0].is_nan() && nan[1] == 1.0);
     }
 
     #[test]

@@ -21,3 +21,14 @@ pub fn accumulate_taps(
         *o = if v > hi { hi } else { v };
     }
 }
+
+/// See [`super::add_and_clamp`]. Inlined into the x86 versions, which only
+/// compile it for wider registers.
+#[inline(always)]
+pub fn add_and_clamp(values: &mut [f32], add: f32, [lo, hi]: [f32; 2]) {
+    for v in values {
+        let x = *v + add;
+        let x = if x < lo { lo } else { x };
+        *v = if x > hi { hi } else { x };
+    }
+}

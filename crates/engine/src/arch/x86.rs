@@ -146,3 +146,21 @@ unsafe fn block_avx512<const V: usize>(
         _mm512_storeu_ps(dst.add(v * ZMM_LANES), a);
     }
 }
+
+/// See [`super::add_and_clamp`]: the portable loop compiled for AVX-512.
+///
+/// # Safety
+/// [`avx512_available`] must be true.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn add_and_clamp_avx512(values: &mut [f32], add: f32, bounds: [f32; 2]) {
+    super::portable::add_and_clamp(values, add, bounds);
+}
+
+/// See [`super::add_and_clamp`]: the portable loop compiled for AVX2.
+///
+/// # Safety
+/// [`avx2_available`] must be true.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn add_and_clamp_avx2(values: &mut [f32], add: f32, bounds: [f32; 2]) {
+    super::portable::add_and_clamp(values, add, bounds);
+}

@@ -74,18 +74,13 @@ impl Clamp {
         }
     }
 
-    /// Applies it to one value; NaN stays NaN. Written as comparisons
-    /// rather than `f32::max`/`min` (which must return the other operand
-    /// for a NaN) so that loops over it compile to plain vector max/min.
-    #[inline]
-    pub fn apply(self, v: f32) -> f32 {
-        let (lo, hi) = (self.lo(), self.hi());
-        let v = if v < lo { lo } else { v };
-        if v > hi {
-            hi
-        } else {
-            v
-        }
+    /// Applies it to one value (the kernels apply it with
+    /// `crate::arch::add_and_clamp` and in the depthwise loops).
+    #[cfg(test)]
+    fn apply(self, v: f32) -> f32 {
+        let mut one = [v];
+        crate::arch::add_and_clamp(&mut one, 0.0, [self.lo(), self.hi()]);
+        one[0]
     }
 }
 

@@ -14,6 +14,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::activation::Clamp;
+use crate::arch::add_and_clamp;
 
 /// The bias added to every output row: one value per row, or one for all.
 #[derive(Debug, Clone, Copy)]
@@ -94,11 +95,10 @@ pub(super) fn multiply(
         if bias.is_none() && clamp.is_none() {
             continue;
         }
+        let bounds = [clamp.lo(), clamp.hi()];
         for (row, out_row) in out.chunks_exact_mut(cols).enumerate() {
             let add = bias.map_or(0.0, |b| b[if b.len() == 1 { 0 } else { row }]);
-            for v in &mut out_row[first..first + width] {
-                *v = clamp.apply(*v + add);
-            }
+            add_and_clamp(&mut out_row[first..first + width], add, bounds);
         }
     }
     Ok(())
