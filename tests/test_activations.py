@@ -190,6 +190,21 @@ def test_every_layer_matches_onnxruntime(mcon, photos):
         assert_close(n, a[n], ref[n][0], 1e-4 * max(1.0, float(np.abs(ref[n]).max())))
 
 
+def test_inception_layers_match_onnxruntime(mcon, photos, inception_path):
+    """A second network, GoogLeNet-structured: its 7x7 stride-2 stem, 3x3 and
+    1x1 convolutions with ReLU run on layercorr's dense and pointwise kernels
+    (with the ReLU taken in), its pooling and Concat on tract's. Every
+    activation of the image must match onnxruntime on the same input."""
+    a = activations(mcon, photos[3], ["*"], model=inception_path)
+    x = a["input"] if "input" in a else activations(
+        mcon, photos[3], ["input"], model=inception_path)["input"]
+    names = [n for n in a if n != "input"]
+    assert len(names) > 20, names
+    ref = H.ort_run(as_input(x), names=names, model_path=inception_path)
+    for n in names:
+        assert_close(n, a[n], ref[n][0], 1e-4 * max(1.0, float(np.abs(ref[n]).max())))
+
+
 def test_top1_all_photos(mcon, photos, model_path):
     """Extension logits vs onnxruntime, all 100 photos.
 
@@ -489,9 +504,10 @@ def test_threads_do_not_change_results(ext_path, photos):
                      1e-5 * max(1.0, float(np.abs(res[1][name]).max())))
 
 
-def test_own_depthwise_agrees_with_tracts(photos, tmp_path):
-    """layercorr swaps its own depthwise convolution in for tract's
-    (src/model/depthwise.rs); `SET layercorr_depthwise = 'tract'` keeps tract's.
+def test_own_kernels_agrees_with_tracts(photos, tmp_path):
+    """layercorr swaps its own convolutions (depthwise, dense, 1x1, with
+    the clamp after them; crates/engine/src/model/) in for tract's;
+    `SET layercorr_kernels = 'tract'` keeps tract's.
     Both runs must agree to float32 rounding on every layer of the
     network, and must not be the same computation (else the swap did not
     happen)."""
@@ -501,7 +517,7 @@ def test_own_depthwise_agrees_with_tracts(photos, tmp_path):
         out = tmp_path / f"{variant}.parquet"
         kernel = "tract" if variant == "tract" else "layercorr"
         s = H.run_python_child([
-            f"SET layercorr_depthwise = '{kernel}'",
+            f"SET layercorr_kernels = '{kernel}'",
             f"COPY (SELECT path, layer, activation FROM nn_activations('{sql_str(H.MODEL)}', "
             f"{paths}, layers := ['*']) ORDER BY path, layer) TO '{sql_str(out)}'"])
         assert not s.crashed and len(s.results) == 2 and all(r["ok"] for r in s.results), (
@@ -518,4 +534,4 @@ def test_own_depthwise_agrees_with_tracts(photos, tmp_path):
         a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
         assert_close(f"{path} {layer}", a, b, 1e-4 * max(1.0, float(np.abs(b).max())))
         differ += int(not np.array_equal(a, b))
-    assert differ > 0, "own and tract depthwise gave bit-identical results: was the op swapped in?"
+    assert differ > 0, "own and tract kernels gave bit-identical results: was the op swapped in?"

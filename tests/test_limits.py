@@ -5,7 +5,7 @@
   the host stays far below what the group would need);
 * the scalar nn_activations fails with a named error when one chunk's results
   would pass `memory_limit`, and stops soon after an interrupt;
-* `layercorr_spill_mb` and `layercorr_depthwise` are DuckDB settings.
+* `layercorr_spill_mb` and `layercorr_kernels` are DuckDB settings.
 
 Every case runs in a child host process (killed past 4 GB RSS by the harness).
 """
@@ -163,7 +163,7 @@ def test_table_form_stops_on_interrupt(photos, model_path):
 @pytest.mark.parametrize("host", ["python", "cli"])
 def test_settings_are_duckdb_settings(host, ext_path):
     stmts = ["SELECT current_setting('layercorr_spill_mb')",
-             "SELECT current_setting('layercorr_depthwise')",
+             "SELECT current_setting('layercorr_kernels')",
              "SET layercorr_spill_mb = 64",
              "SELECT current_setting('layercorr_spill_mb')",
              "SELECT 42"]
@@ -200,12 +200,12 @@ def test_spill_setting_gives_the_same_matrix():
     assert s.results[-1]["rows"] == [[True, 2000]], s.results[-1]
 
 
-def test_depthwise_setting_switches_the_op(photos, model_path):
-    """layercorr_depthwise = 'tract' (the documented alternative) gives the same logits
+def test_kernels_setting_switches_the_ops(photos, model_path):
+    """layercorr_kernels = 'tract' (the documented alternative) gives the same logits
     within float tolerance."""
     q = f"SELECT nn_activations({lit(H.MODEL)}, {lit(photos[0])}, ['logits'])[1].activation::VARCHAR"
-    s = H.run_py_measured([q, "SET layercorr_depthwise = 'tract'",
-                           "SELECT current_setting('layercorr_depthwise')", q], timeout=120)
+    s = H.run_py_measured([q, "SET layercorr_kernels = 'tract'",
+                           "SELECT current_setting('layercorr_kernels')", q], timeout=120)
     s.check_alive(n=4, max_rss_mb=1536)
     for rec in s.results:
         assert rec["ok"], rec

@@ -1,6 +1,6 @@
 //! `layercorr_settings()`: the host settings that bind the extension, as
 //! the extension reads them now — `memory_limit` (bytes), `temp_directory`,
-//! `enable_external_access`, `layercorr_spill_mb`, `layercorr_depthwise`.
+//! `enable_external_access`, `layercorr_spill_mb`, `layercorr_kernels`.
 //!
 //! Aggregates get no client context in DuckDB's C API, so `layer_corr`
 //! uses the settings as last read by any layercorr call; this function is
@@ -45,13 +45,8 @@ impl TableFunction for LayercorrSettings {
                 s.spill_mb.map_or("off".to_string(), |mb| mb.to_string()),
             ),
             (
-                super::capi::settings::DEPTHWISE.to_string(),
-                if s.own_depthwise {
-                    "layercorr"
-                } else {
-                    "tract"
-                }
-                .to_string(),
+                super::capi::settings::KERNELS.to_string(),
+                if s.own_kernels { "layercorr" } else { "tract" }.to_string(),
             ),
         ];
         let columns = vec![

@@ -31,7 +31,7 @@ fn main() -> TractResult<()> {
         .model_for_path(path)?;
     let shape = [1usize, 3, 224, 224];
     model.set_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))?;
-    if let Some(layers) = positional.get(1) {
+    if let Some(layers) = positional.get(1).filter(|l| !l.is_empty()) {
         model.select_outputs_by_name(layers.split(',').collect::<Vec<_>>())?;
     }
     let mut typed = model.into_typed()?.into_decluttered()?;

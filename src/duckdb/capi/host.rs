@@ -15,11 +15,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use libduckdb_sys as ffi;
 
-use super::settings::{parse_depthwise, parse_spill_mb, DEFAULT_SPILL_MB, DEPTHWISE, SPILL_MB};
+use super::settings::{parse_kernels, parse_spill_mb, DEFAULT_SPILL_MB, KERNELS, SPILL_MB};
 use super::{c_string, Value};
 use crate::duckdb::error::{Error, Result};
 use layercorr_engine::files::{is_local, special_file_reason, too_large, FileError, FileSource};
-use layercorr_engine::model::set_own_depthwise;
+use layercorr_engine::model::set_own_kernels;
 
 /// Settings of the host that bind the extension, as read from one client
 /// context.
@@ -34,9 +34,9 @@ pub struct Settings {
     /// `layercorr_spill_mb`: megabytes of rows a `layer_corr` group keeps in
     /// memory before spilling (`None`: never spill).
     pub spill_mb: Option<u64>,
-    /// `layercorr_depthwise`: layercorr's own depthwise kernel (`true`) or
-    /// tract's.
-    pub own_depthwise: bool,
+    /// `layercorr_kernels`: layercorr's own convolution kernels (`true`)
+    /// or tract's.
+    pub own_kernels: bool,
 }
 
 static LATEST: Mutex<Option<Settings>> = Mutex::new(None);
@@ -101,12 +101,12 @@ impl Settings {
             temp_directory: None,
             external_access: true,
             spill_mb: Some(DEFAULT_SPILL_MB),
-            own_depthwise: true,
+            own_kernels: true,
         }
     }
 
     fn remember(&self) {
-        set_own_depthwise(self.own_depthwise);
+        set_own_kernels(self.own_kernels);
         *LATEST.lock().unwrap_or_else(PoisonError::into_inner) = Some(self.clone());
     }
 }
@@ -168,16 +168,16 @@ impl Host {
             Some(t) => parse_spill_mb(&t)?,
             None => defaults.spill_mb,
         };
-        let own_depthwise = match self.setting(DEPTHWISE) {
-            Some(t) => parse_depthwise(&t)?,
-            None => defaults.own_depthwise,
+        let own_kernels = match self.setting(KERNELS) {
+            Some(t) => parse_kernels(&t)?,
+            None => defaults.own_kernels,
         };
         let settings = Settings {
             memory_limit,
             temp_directory,
             external_access,
             spill_mb,
-            own_depthwise,
+            own_kernels,
         };
         settings.remember();
         Ok(settings)
@@ -436,7 +436,7 @@ mod tests {
         assert_eq!(parse_spill_mb("64"), Ok(Some(64)));
         assert_eq!(parse_spill_mb("OFF"), Ok(None));
         assert!(parse_spill_mb("-3").unwrap_err().contains("'-3'"));
-        assert_eq!(parse_depthwise("tract"), Ok(false));
-        assert!(parse_depthwise("fast").unwrap_err().contains("'fast'"));
+        assert_eq!(parse_kernels("tract"), Ok(false));
+        assert!(parse_kernels("fast").unwrap_err().contains("'fast'"));
     }
 }

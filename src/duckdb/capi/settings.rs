@@ -4,8 +4,9 @@
 //! - `layercorr_spill_mb` (default `256`, or `$LAYERCORR_SPILL_MB`):
 //!   megabytes of rows one `layer_corr` group keeps in memory before the
 //!   rest goes to a file in DuckDB's `temp_directory`; `off` never spills.
-//! - `layercorr_depthwise` (default `layercorr`, or `$LAYERCORR_DEPTHWISE`):
-//!   the depthwise convolution kernel, layercorr's own or `tract`'s.
+//! - `layercorr_kernels` (default `layercorr`, or `$LAYERCORR_KERNELS`):
+//!   the convolution kernels of `nn_activations` (depthwise, dense and
+//!   1x1, with the activation after them), layercorr's own or `tract`'s.
 //!
 //! Values are checked where they are read (`host.rs` calls the parsers
 //! here), with an error naming the bad value.
@@ -17,8 +18,8 @@ use crate::duckdb::error::{Error, Result};
 
 /// Name of the spill threshold option.
 pub const SPILL_MB: &str = "layercorr_spill_mb";
-/// Name of the depthwise kernel option.
-pub const DEPTHWISE: &str = "layercorr_depthwise";
+/// Name of the convolution kernels option.
+pub const KERNELS: &str = "layercorr_kernels";
 /// Megabytes of rows a group keeps in memory before spilling.
 pub const DEFAULT_SPILL_MB: u64 = 256;
 
@@ -33,13 +34,13 @@ pub fn parse_spill_mb(text: &str) -> Result<Option<u64>, String> {
     })
 }
 
-/// Parses `layercorr_depthwise`: `layercorr` or `tract`.
-pub fn parse_depthwise(text: &str) -> Result<bool, String> {
+/// Parses `layercorr_kernels`: `layercorr` or `tract`.
+pub fn parse_kernels(text: &str) -> Result<bool, String> {
     match text.trim().to_ascii_lowercase().as_str() {
         "layercorr" => Ok(true),
         "tract" => Ok(false),
         _ => Err(format!(
-            "layercorr_depthwise is '{text}'; expected 'layercorr' or 'tract'"
+            "layercorr_kernels is '{text}'; expected 'layercorr' or 'tract'"
         )),
     }
 }
@@ -50,8 +51,8 @@ fn options() -> Vec<(&'static str, String, &'static str)> {
     let spill = env("LAYERCORR_SPILL_MB")
         .filter(|v| parse_spill_mb(v).is_ok())
         .unwrap_or_else(|| DEFAULT_SPILL_MB.to_string());
-    let depthwise = env("LAYERCORR_DEPTHWISE")
-        .filter(|v| parse_depthwise(v).is_ok())
+    let kernels = env("LAYERCORR_KERNELS")
+        .filter(|v| parse_kernels(v).is_ok())
         .unwrap_or_else(|| "layercorr".to_string());
     vec![
         (
@@ -60,9 +61,9 @@ fn options() -> Vec<(&'static str, String, &'static str)> {
             "megabytes of rows a layer_corr group keeps in memory before spilling to temp_directory ('off': never)",
         ),
         (
-            DEPTHWISE,
-            depthwise,
-            "depthwise convolution kernel of nn_activations: 'layercorr' or 'tract'",
+            KERNELS,
+            kernels,
+            "convolution kernels of nn_activations: 'layercorr' (its own) or 'tract'",
         ),
     ]
 }

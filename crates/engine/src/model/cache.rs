@@ -5,7 +5,7 @@
 //! DuckDB thread. Models are read through the caller's [`FileSource`] on
 //! every use (so the host's sandbox is asked every time) and cached by
 //! path, length and a hash of their bytes; plans by model, layers, batch
-//! and depthwise kernel. Each plan entry has its own lock so that two
+//! and convolution kernels. Each plan entry has its own lock so that two
 //! threads asking for the same plan build it once, while other plans stay
 //! available.
 
@@ -38,17 +38,17 @@ const MAX_PLANS: usize = 32;
 
 static MODELS: Mutex<Vec<(ModelKey, Arc<LoadedModel>)>> = Mutex::new(Vec::new());
 static PLANS: Mutex<Option<HashMap<PlanKey, PlanSlot>>> = Mutex::new(None);
-static OWN_DEPTHWISE: AtomicBool = AtomicBool::new(true);
+static OWN_KERNELS: AtomicBool = AtomicBool::new(true);
 
-/// Chooses the depthwise convolution kernel of plans built from now on:
-/// layercorr's own (`true`, the default) or tract's.
-pub fn set_own_depthwise(own: bool) {
-    OWN_DEPTHWISE.store(own, Ordering::Relaxed);
+/// Chooses the convolution kernels of plans built from now on: layercorr's
+/// own (`true`, the default; see [`super::swap_in_own_kernels`]) or tract's.
+pub fn set_own_kernels(own: bool) {
+    OWN_KERNELS.store(own, Ordering::Relaxed);
 }
 
-/// Whether plans use layercorr's own depthwise convolution kernel.
-pub fn own_depthwise() -> bool {
-    OWN_DEPTHWISE.load(Ordering::Relaxed)
+/// Whether plans use layercorr's own convolution kernels.
+pub fn own_kernels() -> bool {
+    OWN_KERNELS.load(Ordering::Relaxed)
 }
 
 /// The parsed model at `path`, read through `files`, with the key that
@@ -127,7 +127,7 @@ pub fn cached_plan(
     layers: &[String],
     batch: usize,
 ) -> Result<Arc<Plan>, ModelError> {
-    let own = own_depthwise();
+    let own = own_kernels();
     let plan_key = (key.clone(), layers.to_vec(), batch, own);
     let slot = {
         let mut plans = PLANS.lock().unwrap_or_else(PoisonError::into_inner);

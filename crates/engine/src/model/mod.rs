@@ -22,7 +22,7 @@ mod selection;
 mod weights;
 
 pub use cache::{
-    cached_model, cached_model_with, cached_plan, own_depthwise, set_own_depthwise, ModelKey,
+    cached_model, cached_model_with, cached_plan, own_kernels, set_own_kernels, ModelKey,
 };
 pub use error::ModelError;
 pub use loaded::{LayerInfo, LoadedModel, ModelInfo, INPUT_LAYER};

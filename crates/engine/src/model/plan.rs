@@ -17,17 +17,17 @@ use super::depthwise::{replace_depthwise, PlaneDepthwise};
 use super::pointwise::{replace_pointwise, Pointwise};
 use super::{LoadedModel, ModelError, INPUT_LAYER};
 
-/// Whether depthwise convolutions run on [`super::depthwise`] (the default)
-/// or on tract's own kernel (the `layercorr_depthwise` setting).
-fn use_own_depthwise() -> bool {
-    super::cache::own_depthwise()
+/// Whether convolutions run on layercorr's kernels ([`swap_in_own_kernels`],
+/// the default) or on tract's own (the `layercorr_kernels` setting).
+fn use_own_kernels() -> bool {
+    super::cache::own_kernels()
 }
 
 /// Replaces tract's convolutions in a decluttered `model` by layercorr's
 /// where they apply (depthwise, dense and pointwise, see their modules),
 /// with the clamping activations after them taken in; returns how many
 /// convolutions were replaced. [`Plan::build`] calls it unless the
-/// `layercorr_depthwise` setting asks for tract's kernels.
+/// `layercorr_kernels` setting asks for tract's kernels.
 pub fn swap_in_own_kernels(model: &mut TypedModel) -> TractResult<usize> {
     let replaced =
         replace_depthwise(model)? + replace_dense_convs(model)? + replace_pointwise(model)?;
@@ -99,7 +99,7 @@ impl Plan {
                 .into_typed()
                 .and_then(|t| t.into_decluttered())
                 .map_err(prepare)?;
-            if use_own_depthwise() {
+            if use_own_kernels() {
                 swap_in_own_kernels(&mut typed).map_err(prepare)?;
             }
             let optimized = typed.into_optimized().map_err(prepare)?;
