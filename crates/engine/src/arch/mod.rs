@@ -78,6 +78,43 @@ pub fn add_and_clamp(values: &mut [f32], add: f32, bounds: [f32; 2]) {
     portable::add_and_clamp(values, add, bounds);
 }
 
+/// Copies `rows` rows of `width` values from `src` (rows `src_pitch`
+/// apart) to `dst` (rows `dst_pitch` apart).
+///
+/// # Panics
+/// When a row would lie past the end of either slice.
+pub fn copy_rows(
+    src: &[f32],
+    src_pitch: usize,
+    dst: &mut [f32],
+    dst_pitch: usize,
+    (rows, width): (usize, usize),
+) {
+    if rows == 0 || width == 0 {
+        return;
+    }
+    let end = |pitch: usize| {
+        (rows - 1)
+            .checked_mul(pitch)
+            .and_then(|s| s.checked_add(width))
+    };
+    assert!(
+        end(src_pitch).is_some_and(|e| e <= src.len())
+            && end(dst_pitch).is_some_and(|e| e <= dst.len()),
+        "copy_rows: {rows} rows of {width} with pitches {src_pitch}/{dst_pitch} \
+         do not fit {}/{} values",
+        src.len(),
+        dst.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx512_available() {
+        // SAFETY: the feature was just detected and the rows checked above.
+        unsafe { x86::copy_rows_avx512(src, src_pitch, dst, dst_pitch, (rows, width)) };
+        return;
+    }
+    portable::copy_rows(src, src_pitch, dst, dst_pitch, (rows, width));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,6 +268,37 @@ mod tests {
         let mut nan = [f32::NAN, 3.0];
         add_and_clamp(&mut nan, 0.0, [f32::NEG_INFINITY, 1.0]);
         assert!(nan[0].is_nan() && nan[1] == 1.0);
+    }
+
+    #[test]
+    fn copy_rows_copies_exactly_the_rows_on_every_path() {
+        let src = values(40 * 37, 5);
+        for (rows, width, src_pitch, dst_pitch) in [
+            (7, 7, 7, 11),
+            (5, 16, 37, 16),
+            (3, 33, 37, 40),
+            (1, 1, 1, 1),
+            (40, 0, 37, 5),
+        ] {
+            let mut want = vec![-9.0; dst_pitch * rows + 3];
+            for r in 0..rows {
+                for c in 0..width {
+                    want[r * dst_pitch + c] = src[r * src_pitch + c];
+                }
+            }
+            let mut got = vec![-9.0; want.len()];
+            copy_rows(&src, src_pitch, &mut got, dst_pitch, (rows, width));
+            assert_eq!(got, want, "{rows}x{width}");
+            let mut plain = vec![-9.0; want.len()];
+            portable::copy_rows(&src, src_pitch, &mut plain, dst_pitch, (rows, width));
+            assert_eq!(plain, want, "{rows}x{width}");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "copy_rows")]
+    fn a_row_past_the_end_is_refused() {
+        copy_rows(&[0.0; 10], 5, &mut [0.0; 10], 4, (3, 2));
     }
 
     #[test]

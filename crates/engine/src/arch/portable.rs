@@ -32,3 +32,17 @@ pub fn add_and_clamp(values: &mut [f32], add: f32, [lo, hi]: [f32; 2]) {
         *v = if x > hi { hi } else { x };
     }
 }
+
+/// See [`super::copy_rows`]; the caller has checked the bounds.
+pub fn copy_rows(
+    src: &[f32],
+    src_pitch: usize,
+    dst: &mut [f32],
+    dst_pitch: usize,
+    (rows, width): (usize, usize),
+) {
+    for r in 0..rows {
+        dst[r * dst_pitch..r * dst_pitch + width]
+            .copy_from_slice(&src[r * src_pitch..r * src_pitch + width]);
+    }
+}

@@ -164,3 +164,39 @@ pub unsafe fn add_and_clamp_avx512(values: &mut [f32], add: f32, bounds: [f32; 2
 pub unsafe fn add_and_clamp_avx2(values: &mut [f32], add: f32, bounds: [f32; 2]) {
     super::portable::add_and_clamp(values, add, bounds);
 }
+
+/// See [`super::copy_rows`]: whole registers, then one masked load and
+/// store for the rest of each row, where a call to `memcpy` per row would
+/// cost more than the copy for the short rows of small maps.
+///
+/// # Safety
+/// [`avx512_available`] must be true; every row must lie inside `src` and
+/// `dst` (`(rows - 1) * pitch + width <= len` for both).
+#[target_feature(enable = "avx512f")]
+pub unsafe fn copy_rows_avx512(
+    src: &[f32],
+    src_pitch: usize,
+    dst: &mut [f32],
+    dst_pitch: usize,
+    (rows, width): (usize, usize),
+) {
+    use std::arch::x86_64::*;
+    let whole = width / ZMM_LANES * ZMM_LANES;
+    let tail: __mmask16 = (1u32 << (width - whole)).wrapping_sub(1) as __mmask16;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for r in 0..rows {
+        let (s, d) = (s.add(r * src_pitch), d.add(r * dst_pitch));
+        let mut i = 0;
+        while i < whole {
+            _mm512_storeu_ps(d.add(i), _mm512_loadu_ps(s.add(i)));
+            i += ZMM_LANES;
+        }
+        if tail != 0 {
+            _mm512_mask_storeu_ps(
+                d.add(whole),
+                tail,
+                _mm512_maskz_loadu_ps(tail, s.add(whole)),
+            );
+        }
+    }
+}

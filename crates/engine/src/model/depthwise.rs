@@ -25,7 +25,7 @@ use tract_onnx::tract_core::ops::TypedOp;
 use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::activation::{Clamp, TakesClamp};
-use crate::arch::{accumulate_taps, LANES};
+use crate::arch::{accumulate_taps, copy_rows, LANES};
 
 /// Shape and padding of one depthwise convolution, all concrete.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -222,6 +222,12 @@ fn scatter_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
     let (len, size) = (g.phase_len(), g.phase_size());
     let rows = g.in_h.min(g.padded_h().saturating_sub(g.pad_top));
     let cols = g.in_w.min(g.padded_w().saturating_sub(g.pad_left));
+    if g.stride_h == 1 && g.stride_w == 1 {
+        // One phase: input row y goes to padded row y + pad_top.
+        let start = g.pad_top * len + g.pad_left;
+        copy_rows(plane, g.in_w, &mut scratch[start..], len, (rows, cols));
+        return;
+    }
     for y in 0..rows {
         let r = y + g.pad_top;
         let row_base = (r % g.stride_h) * g.stride_w * size + (r / g.stride_h) * len;
@@ -309,12 +315,7 @@ fn convolve_plane(
     // Checks that every tap's run stays inside the scratch.
     let bounds = [clamp.lo(), clamp.hi()];
     accumulate_taps(offsets, weights, bias, bounds, scratch, grid);
-    for (row, grid_row) in out
-        .chunks_exact_mut(g.out_w)
-        .zip(grid.chunks(g.phase_len()))
-    {
-        row.copy_from_slice(&grid_row[..g.out_w]);
-    }
+    copy_rows(grid, g.phase_len(), out, g.out_w, (g.out_h, g.out_w));
 }
 
 /// The geometry of `conv` on an input of `shape` when this op can run it.
