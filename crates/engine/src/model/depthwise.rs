@@ -437,13 +437,16 @@ mod tests {
     }
 
     fn check(g: Geometry) {
+        check_clamped(g, Clamp::NONE);
+        // A clamp that cuts the test data's outputs on both sides.
+        check_clamped(g, Clamp::new(-0.75, 1.5));
+    }
+
+    fn check_clamped(g: Geometry, clamp: Clamp) {
         let data = values(g.batch * g.channels * g.in_h * g.in_w, 1);
         let kernel = values(g.channels * g.k_h * g.k_w, 2);
         let bias = values(g.channels, 3);
-        let op = PlaneDepthwise {
-            geometry: g,
-            clamp: Clamp::NONE,
-        };
+        let op = PlaneDepthwise { geometry: g, clamp };
         let shape: &[usize] = if g.batch_axis {
             &[g.batch, g.channels, g.in_h, g.in_w]
         } else {
@@ -465,7 +468,11 @@ mod tests {
         let want = reference(&g, &data, &kernel, &bias);
         assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
-            assert!((a - b).abs() < 1e-5, "{g:?}: value {i}: {a} vs {b}");
+            let b = b.clamp(clamp.lo(), clamp.hi());
+            assert!(
+                (a - b).abs() < 1e-5,
+                "{g:?} {clamp:?}: value {i}: {a} vs {b}"
+            );
         }
     }
 
