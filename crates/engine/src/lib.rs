@@ -20,3 +20,5 @@ pub mod image;
 pub mod model;
 pub mod pipeline;
 pub mod pooling;
+#[cfg(test)]
+mod test_data;

@@ -107,12 +107,7 @@ pub(super) fn multiply(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn values(n: usize, seed: u32) -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-            .collect()
-    }
+    use crate::test_data::values;
 
     /// The definition in f64, one output value at a time.
     fn reference(

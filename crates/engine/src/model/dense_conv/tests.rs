@@ -1,6 +1,7 @@
 //! [`DenseConv`] against the definition of a convolution.
 
 use super::*;
+use crate::test_data::values;
 
 /// Direct definition in f64, one output value at a time.
 fn reference(g: &DenseGeometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
@@ -32,12 +33,6 @@ fn reference(g: &DenseGeometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> V
         }
     }
     out
-}
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
 }
 
 fn check(g: DenseGeometry, bias_len: usize) {

@@ -5,12 +5,7 @@ use tract_onnx::tract_core::ops::math::{add, max, min};
 use crate::model::swap_in_own_kernels;
 
 use super::*;
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    (0..n)
-        .map(|i| (((i as u32).wrapping_mul(2654435761) ^ seed) % 1000) as f32 / 500.0 - 1.0)
-        .collect()
-}
+use crate::test_data::values;
 
 /// `x -> EinSum(expr) with an O x I constant [-> + bias] -> outputs`.
 fn graph(
