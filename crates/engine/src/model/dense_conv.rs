@@ -14,13 +14,12 @@
 //! convolutions stay tract's.
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{ensure, EvalContext, EvalOp, Op, StaticName};
+use tract_onnx::tract_core::internal::{bail, ensure};
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
-use tract_onnx::tract_core::ops::TypedOp;
-use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::activation::{Clamp, TakesClamp};
+use super::activation::Clamp;
+use super::own_op::{Kernel, OwnOp};
 use super::product::{multiply, Bias};
 
 /// Largest window matrix (per image) this op builds; larger convolutions
@@ -70,8 +69,15 @@ impl DenseGeometry {
     fn positions(&self) -> usize {
         self.out_h * self.out_w
     }
+}
 
-    /// The output tensor's shape.
+/// The replacement op: NCHW f32 convolution with bias, one group.
+pub type DenseConv = OwnOp<DenseGeometry>;
+
+impl Kernel for DenseGeometry {
+    const NAME: &'static str = "LayercorrDenseConv";
+    const INPUTS: (usize, usize) = (3, 3);
+
     fn output_shape(&self) -> TVec<usize> {
         let mut shape = tvec![self.out_channels, self.out_h, self.out_w];
         if self.batch_axis {
@@ -79,85 +85,31 @@ impl DenseGeometry {
         }
         shape
     }
-}
 
-/// The replacement op: NCHW f32 convolution with bias, one group.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct DenseConv {
-    geometry: DenseGeometry,
-    clamp: Clamp,
-}
-
-impl TakesClamp for DenseConv {
-    fn clamp(&self) -> Clamp {
-        self.clamp
-    }
-
-    fn with_clamp(&self, clamp: Clamp) -> Box<dyn TypedOp> {
-        Box::new(DenseConv {
-            geometry: self.geometry,
-            clamp,
-        })
-    }
-}
-
-impl Op for DenseConv {
-    fn name(&self) -> StaticName {
-        "LayercorrDenseConv".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}", self.geometry, self.clamp)])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for DenseConv {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        ensure!(inputs.len() == 3, "convolution expects data, kernel, bias");
-        let data_view = inputs[0].try_as_plain_ram()?;
-        let data = data_view.as_slice::<f32>()?;
-        let kernel_view = inputs[1].try_as_plain_ram()?;
-        let kernel = kernel_view.as_slice::<f32>()?;
-        let bias_view = inputs[2].try_as_plain_ram()?;
-        let bias = bias_view.as_slice::<f32>()?;
+    fn run(&self, inputs: &[&[f32]], clamp: Clamp, out: &mut [f32]) -> TractResult<()> {
+        let g = self;
+        let &[data, kernel, bias] = inputs else {
+            bail!("convolution expects data, kernel, bias");
+        };
         let in_image = g.in_channels * g.in_h * g.in_w;
+        let out_image = g.out_channels * g.positions();
         ensure!(
-            data.len() == g.batch * in_image,
+            data.len() == g.batch * in_image && out.len() == g.batch * out_image,
             "convolution input has {} values, expected {g:?}",
             data.len()
         );
         let mut windows = vec![0.0f32; g.depth() * g.positions()];
-        // SAFETY: `multiply` writes every value of each image's output.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&g.output_shape())? };
+        // `multiply` writes every value of each image's output.
+        for (image, out) in data
+            .chunks_exact(in_image.max(1))
+            .zip(out.chunks_exact_mut(out_image.max(1)))
         {
-            let mut out_view = output.try_as_plain_ram_mut()?;
-            let out = out_view.as_slice_mut::<f32>()?;
-            let out_image = g.out_channels * g.positions();
-            for (image, out) in data
-                .chunks_exact(in_image.max(1))
-                .zip(out.chunks_exact_mut(out_image.max(1)))
-            {
-                fill_windows(g, image, &mut windows);
-                let sizes = (g.out_channels, g.depth(), g.positions());
-                multiply(kernel, &windows, Bias::PerRow(bias), self.clamp, sizes, out)?;
-            }
+            fill_windows(g, image, &mut windows);
+            let sizes = (g.out_channels, g.depth(), g.positions());
+            multiply(kernel, &windows, Bias::PerRow(bias), clamp, sizes, out)?;
         }
-        Ok(tvec!(output.into_tvalue()))
+        Ok(())
     }
-}
-
-impl TypedOp for DenseConv {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 3, "convolution expects data, kernel, bias");
-        Ok(tvec!(f32::fact(self.geometry.output_shape())))
-    }
-
-    as_op!();
 }
 
 /// The window matrix of one image: row `(c, ky, kx)` (the kernel's OIHW
@@ -300,10 +252,7 @@ pub fn replace_dense_convs(model: &mut TypedModel) -> TractResult<usize> {
         {
             continue;
         }
-        model.nodes[id].op = Box::new(DenseConv {
-            geometry,
-            clamp: Clamp::NONE,
-        });
+        model.nodes[id].op = Box::new(DenseConv::new(geometry));
         replaced += 1;
     }
     Ok(replaced)

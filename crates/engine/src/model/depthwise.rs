@@ -18,13 +18,12 @@
 //! concrete shape; all other convolutions stay tract's.
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{ensure, EvalContext, EvalOp, Op, StaticName};
+use tract_onnx::tract_core::internal::{bail, ensure};
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
-use tract_onnx::tract_core::ops::TypedOp;
-use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::activation::{Clamp, TakesClamp};
+use super::activation::Clamp;
+use super::own_op::{Kernel, OwnOp};
 use crate::arch::{accumulate_taps, copy_rows, LANES};
 
 /// Shape and padding of one depthwise convolution, all concrete.
@@ -70,7 +69,19 @@ impl Geometry {
         (self.out_w - 1) * self.stride_w + self.k_w
     }
 
-    /// The output tensor's shape.
+    /// Length of one stride phase of a padded row.
+    fn phase_len(&self) -> usize {
+        self.padded_w().div_ceil(self.stride_w)
+    }
+}
+
+/// The replacement op: NCHW f32 depthwise convolution with bias.
+pub type PlaneDepthwise = OwnOp<Geometry>;
+
+impl Kernel for Geometry {
+    const NAME: &'static str = "LayercorrDepthwise";
+    const INPUTS: (usize, usize) = (3, 3);
+
     fn output_shape(&self) -> TVec<usize> {
         let mut shape = tvec![self.channels, self.out_h, self.out_w];
         if self.batch_axis {
@@ -79,96 +90,37 @@ impl Geometry {
         shape
     }
 
-    /// Length of one stride phase of a padded row.
-    fn phase_len(&self) -> usize {
-        self.padded_w().div_ceil(self.stride_w)
-    }
-}
-
-/// The replacement op: NCHW f32 depthwise convolution with bias.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct PlaneDepthwise {
-    geometry: Geometry,
-    clamp: Clamp,
-}
-
-impl TakesClamp for PlaneDepthwise {
-    fn clamp(&self) -> Clamp {
-        self.clamp
-    }
-
-    fn with_clamp(&self, clamp: Clamp) -> Box<dyn TypedOp> {
-        Box::new(PlaneDepthwise {
-            geometry: self.geometry,
-            clamp,
-        })
-    }
-}
-
-impl Op for PlaneDepthwise {
-    fn name(&self) -> StaticName {
-        "LayercorrDepthwise".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}", self.geometry, self.clamp)])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for PlaneDepthwise {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let g = &self.geometry;
-        ensure!(inputs.len() == 3, "depthwise expects data, kernel, bias");
-        let data_view = inputs[0].try_as_plain_ram()?;
-        let data = data_view.as_slice::<f32>()?;
-        let kernel_view = inputs[1].try_as_plain_ram()?;
-        let kernel = kernel_view.as_slice::<f32>()?;
-        let bias_view = inputs[2].try_as_plain_ram()?;
-        let bias = bias_view.as_slice::<f32>()?;
+    fn run(&self, inputs: &[&[f32]], clamp: Clamp, out: &mut [f32]) -> TractResult<()> {
+        let g = self;
+        let &[data, kernel, bias] = inputs else {
+            bail!("depthwise expects data, kernel, bias");
+        };
         let taps = g.k_h * g.k_w;
+        let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
         ensure!(
-            data.len() == g.batch * g.channels * g.in_h * g.in_w
+            data.len() == g.batch * g.channels * in_plane
                 && kernel.len() == g.channels * taps
-                && (bias.len() == g.channels || bias.len() == 1),
+                && (bias.len() == g.channels || bias.len() == 1)
+                && out.len() == g.batch * g.channels * out_plane,
             "depthwise inputs do not match {g:?}"
         );
-        // SAFETY: every output value is written below (each row starts from the bias).
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&g.output_shape())? };
-        {
-            let mut out_view = output.try_as_plain_ram_mut()?;
-            let out = out_view.as_slice_mut::<f32>()?;
-            let mut work = Workspace::new(g);
-            let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
-            for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
-                let c = p % g.channels;
-                let b = if bias.len() == 1 { bias[0] } else { bias[c] };
-                convolve_plane(
-                    g,
-                    &data[p * in_plane..(p + 1) * in_plane],
-                    &kernel[c * taps..(c + 1) * taps],
-                    b,
-                    self.clamp,
-                    &mut work,
-                    out,
-                );
-            }
+        let mut work = Workspace::new(g);
+        // Every plane of the output is written (each starts from the bias).
+        for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
+            let c = p % g.channels;
+            let b = if bias.len() == 1 { bias[0] } else { bias[c] };
+            convolve_plane(
+                g,
+                &data[p * in_plane..(p + 1) * in_plane],
+                &kernel[c * taps..(c + 1) * taps],
+                b,
+                clamp,
+                &mut work,
+                out,
+            );
         }
-        Ok(tvec!(output.into_tvalue()))
+        Ok(())
     }
-}
-
-impl TypedOp for PlaneDepthwise {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let g = &self.geometry;
-        ensure!(inputs.len() == 3, "depthwise expects data, kernel, bias");
-        Ok(tvec!(f32::fact(g.output_shape())))
-    }
-
-    as_op!();
 }
 
 /// Scratch layout: the padded plane split into `stride_h x stride_w` phases,
@@ -389,10 +341,7 @@ pub fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
         if expected != Some(&geometry.output_shape()[..]) {
             continue;
         }
-        model.nodes[id].op = Box::new(PlaneDepthwise {
-            geometry,
-            clamp: Clamp::NONE,
-        });
+        model.nodes[id].op = Box::new(PlaneDepthwise::new(geometry));
         replaced += 1;
     }
     Ok(replaced)
@@ -402,6 +351,7 @@ pub fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
 mod tests {
     use super::*;
     use crate::test_data::values;
+    use tract_onnx::tract_core::internal::EvalOp;
 
     /// Direct definition, one output value at a time.
     fn reference(g: &Geometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
@@ -441,7 +391,7 @@ mod tests {
         let data = values(g.batch * g.channels * g.in_h * g.in_w, 1);
         let kernel = values(g.channels * g.k_h * g.k_w, 2);
         let bias = values(g.channels, 3);
-        let op = PlaneDepthwise { geometry: g, clamp };
+        let op = PlaneDepthwise { kernel: g, clamp };
         let shape: &[usize] = if g.batch_axis {
             &[g.batch, g.channels, g.in_h, g.in_w]
         } else {
@@ -522,10 +472,7 @@ mod tests {
         let g = geometry(6, 3, 1, (1, 1));
         let data = values(g.batch * g.channels * g.in_h * g.in_w, 4);
         let kernel = values(g.channels * 9, 5);
-        let op = PlaneDepthwise {
-            geometry: g,
-            clamp: Clamp::NONE,
-        };
+        let op = PlaneDepthwise::new(g);
         let out = |bias: Tensor| {
             let inputs = tvec!(
                 Tensor::from_shape(&[g.batch, g.channels, g.in_h, g.in_w], &data)

@@ -15,6 +15,7 @@ mod depthwise;
 mod error;
 mod loaded;
 mod metadata;
+mod own_op;
 mod plan;
 mod pointwise;
 mod product;

@@ -9,14 +9,13 @@
 //! data, and output rows written whole (see `product` for why).
 
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::internal::{ensure, EvalContext, EvalOp, Op, StaticName};
+use tract_onnx::tract_core::internal::{bail, ensure};
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::change_axes::InOut;
 use tract_onnx::tract_core::ops::einsum::EinSum;
-use tract_onnx::tract_core::ops::TypedOp;
-use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
-use super::activation::{Clamp, TakesClamp};
+use super::activation::Clamp;
+use super::own_op::{Kernel, OwnOp};
 use super::product::{multiply, Bias};
 
 /// Sizes of one pointwise product, all concrete.
@@ -38,89 +37,38 @@ pub struct PointwiseShape {
 
 /// The replacement op: inputs are the data, the `O x I` weights and
 /// optionally the bias (one value per output channel, or one in all).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Pointwise {
-    shape: PointwiseShape,
-    clamp: Clamp,
-}
+pub type Pointwise = OwnOp<PointwiseShape>;
 
-impl TakesClamp for Pointwise {
-    fn clamp(&self) -> Clamp {
-        self.clamp
+impl Kernel for PointwiseShape {
+    const NAME: &'static str = "LayercorrPointwise";
+    const INPUTS: (usize, usize) = (2, 3);
+
+    fn output_shape(&self) -> TVec<usize> {
+        self.output.clone()
     }
 
-    fn with_clamp(&self, clamp: Clamp) -> Box<dyn TypedOp> {
-        Box::new(Pointwise {
-            shape: self.shape.clone(),
-            clamp,
-        })
-    }
-}
-
-impl Op for Pointwise {
-    fn name(&self) -> StaticName {
-        "LayercorrPointwise".into()
-    }
-
-    fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}", self.shape, self.clamp)])
-    }
-
-    op_as_typed_op!();
-}
-
-impl EvalOp for Pointwise {
-    op_out_of_plan!();
-
-    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        let s = &self.shape;
-        ensure!(
-            inputs.len() == 2 || inputs.len() == 3,
-            "pointwise expects data, weights and an optional bias"
-        );
-        let data_view = inputs[0].try_as_plain_ram()?;
-        let data = data_view.as_slice::<f32>()?;
-        let weights_view = inputs[1].try_as_plain_ram()?;
-        let weights = weights_view.as_slice::<f32>()?;
-        let bias_view = inputs.get(2).map(|b| b.try_as_plain_ram()).transpose()?;
-        let bias = match &bias_view {
-            Some(view) => Bias::PerRow(view.as_slice::<f32>()?),
-            None => Bias::None,
+    fn run(&self, inputs: &[&[f32]], clamp: Clamp, out: &mut [f32]) -> TractResult<()> {
+        let s = self;
+        let (data, weights, bias) = match *inputs {
+            [data, weights] => (data, weights, Bias::None),
+            [data, weights, bias] => (data, weights, Bias::PerRow(bias)),
+            _ => bail!("pointwise expects data, weights and an optional bias"),
         };
         let (in_image, out_image) = (s.depth * s.cols, s.rows * s.cols);
         ensure!(
-            data.len() == s.batch * in_image,
+            data.len() == s.batch * in_image && out.len() == s.batch * out_image,
             "pointwise input has {} values, expected {s:?}",
             data.len()
         );
-        // SAFETY: `multiply` writes every value of each image's output.
-        let mut output = unsafe { Tensor::uninitialized::<f32>(&s.output)? };
+        // `multiply` writes every value of each image's output.
+        for (image, out) in data
+            .chunks_exact(in_image.max(1))
+            .zip(out.chunks_exact_mut(out_image.max(1)))
         {
-            let mut out_view = output.try_as_plain_ram_mut()?;
-            let out = out_view.as_slice_mut::<f32>()?;
-            ensure!(
-                out.len() == s.batch * out_image,
-                "pointwise output shape {s:?}"
-            );
-            for (image, out) in data
-                .chunks_exact(in_image.max(1))
-                .zip(out.chunks_exact_mut(out_image.max(1)))
-            {
-                let sizes = (s.rows, s.depth, s.cols);
-                multiply(weights, image, bias, self.clamp, sizes, out)?;
-            }
+            multiply(weights, image, bias, clamp, (s.rows, s.depth, s.cols), out)?;
         }
-        Ok(tvec!(output.into_tvalue()))
+        Ok(())
     }
-}
-
-impl TypedOp for Pointwise {
-    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        ensure!(inputs.len() == 2 || inputs.len() == 3, "pointwise arity");
-        Ok(tvec!(f32::fact(self.shape.output.clone())))
-    }
-
-    as_op!();
 }
 
 /// The axis letters of one slot of an `EinSum`, in position order; `None`
@@ -282,14 +230,7 @@ pub fn replace_pointwise(model: &mut TypedModel) -> TractResult<usize> {
             }
             None => (node.name.clone(), OutletId::new(id, 0)),
         };
-        let wire = patch.wire_node(
-            format!("{name}.pointwise"),
-            Pointwise {
-                shape,
-                clamp: Clamp::NONE,
-            },
-            &taps,
-        )?[0];
+        let wire = patch.wire_node(format!("{name}.pointwise"), Pointwise::new(shape), &taps)?[0];
         patch.shunt_outside(model, replaced_outlet, wire)?;
         patch.apply(model)?;
         replaced += 1;

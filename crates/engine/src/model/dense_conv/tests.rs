@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::test_data::values;
+use tract_onnx::tract_core::internal::EvalOp;
 
 /// Direct definition in f64, one output value at a time.
 fn reference(g: &DenseGeometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
@@ -53,10 +54,7 @@ fn check(g: DenseGeometry, bias_len: usize) {
             .unwrap()
             .into_tvalue(),
     );
-    let op = DenseConv {
-        geometry: g,
-        clamp: Clamp::NONE,
-    };
+    let op = DenseConv::new(g);
     let got = op.eval_out_of_plan(inputs).unwrap().unwrap();
     assert_eq!(got[0].shape(), &g.output_shape()[..]);
     let view = got[0].try_as_plain_ram().unwrap();
