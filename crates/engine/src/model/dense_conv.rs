@@ -10,15 +10,14 @@
 //!
 //! [`replace_dense_convs`] swaps [`DenseConv`] in for every `Conv` with one
 //! group, NCHW (or batch-less CHW) f32 data, dilation 1, a concrete shape and
-//! a window matrix of at most [`MAX_WINDOW_MATRIX`] bytes; all other
-//! convolutions stay tract's.
+//! a window matrix of at most [`MAX_WINDOW_MATRIX`] bytes.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::TypedOp;
 
 use super::activation::Clamp;
+use super::conv_shape::{replace_convs, ConvShape};
 use super::own_op::{Kernel, OwnOp};
 use super::product::{multiply, Bias};
 
@@ -26,40 +25,19 @@ use super::product::{multiply, Bias};
 /// stay with tract's lazy im2col, which never materialises it.
 pub const MAX_WINDOW_MATRIX: usize = 64 << 20;
 
-/// Shape and padding of one convolution, all concrete.
+/// An ungrouped convolution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct DenseGeometry {
-    /// Images per batch.
-    pub batch: usize,
-    /// Whether the tensors have the batch axis (NCHW) or not (CHW).
-    pub batch_axis: bool,
-    /// Input channels.
-    pub in_channels: usize,
-    /// Output channels.
-    pub out_channels: usize,
-    /// Input plane height.
-    pub in_h: usize,
-    /// Input plane width.
-    pub in_w: usize,
-    /// Kernel height.
-    pub k_h: usize,
-    /// Kernel width.
-    pub k_w: usize,
-    /// Vertical stride.
-    pub stride_h: usize,
-    /// Horizontal stride.
-    pub stride_w: usize,
-    /// Zero rows added above the input.
-    pub pad_top: usize,
-    /// Zero columns added left of the input.
-    pub pad_left: usize,
-    /// Output plane height.
-    pub out_h: usize,
-    /// Output plane width.
-    pub out_w: usize,
+pub struct Dense(pub ConvShape);
+
+impl std::ops::Deref for Dense {
+    type Target = ConvShape;
+
+    fn deref(&self) -> &ConvShape {
+        &self.0
+    }
 }
 
-impl DenseGeometry {
+impl Dense {
     /// Rows of the window matrix: one per (input channel, tap).
     fn depth(&self) -> usize {
         self.in_channels * self.k_h * self.k_w
@@ -72,18 +50,14 @@ impl DenseGeometry {
 }
 
 /// The replacement op: NCHW f32 convolution with bias, one group.
-pub type DenseConv = OwnOp<DenseGeometry>;
+pub type DenseConv = OwnOp<Dense>;
 
-impl Kernel for DenseGeometry {
+impl Kernel for Dense {
     const NAME: &'static str = "LayercorrDenseConv";
     const INPUTS: (usize, usize) = (3, 3);
 
     fn output_shape(&self) -> TVec<usize> {
-        let mut shape = tvec![self.out_channels, self.out_h, self.out_w];
-        if self.batch_axis {
-            shape.insert(0, self.batch);
-        }
-        shape
+        self.0.output_shape()
     }
 
     fn run(&self, inputs: &[&[f32]], clamp: Clamp, out: &mut [f32]) -> TractResult<()> {
@@ -115,7 +89,7 @@ impl Kernel for DenseGeometry {
 /// The window matrix of one image: row `(c, ky, kx)` (the kernel's OIHW
 /// order), column `(oy, ox)`, holding the input value that tap reads for
 /// that output position, zero in the padding.
-fn fill_windows(g: &DenseGeometry, image: &[f32], windows: &mut [f32]) {
+fn fill_windows(g: &Dense, image: &[f32], windows: &mut [f32]) {
     let positions = g.positions();
     let mut rows = windows.chunks_exact_mut(positions.max(1));
     for c in 0..g.in_channels {
@@ -132,7 +106,7 @@ fn fill_windows(g: &DenseGeometry, image: &[f32], windows: &mut [f32]) {
 }
 
 /// One row of the window matrix: tap `(ky, kx)` over every output position.
-fn fill_window_row(g: &DenseGeometry, plane: &[f32], ky: usize, kx: usize, row: &mut [f32]) {
+fn fill_window_row(g: &Dense, plane: &[f32], ky: usize, kx: usize, row: &mut [f32]) {
     // Output columns whose input column lies inside the plane:
     // ox * stride + kx - pad_left in [0, in_w).
     let first_ox = g.pad_left.saturating_sub(kx).div_ceil(g.stride_w);
@@ -165,97 +139,20 @@ fn fill_window_row(g: &DenseGeometry, plane: &[f32], ky: usize, kx: usize, row: 
     }
 }
 
-/// The geometry of `conv` on an input of `shape` when this op can run it.
-fn eligible(conv: &Conv, shape: &[usize]) -> Option<DenseGeometry> {
-    let spec = &conv.pool_spec;
-    let plain = conv.q_params.is_none()
-        && conv.kernel_fmt == KernelFormat::OIHW
-        && spec.rank() == 2
-        && conv.group == 1
-        && spec.dilations().iter().all(|d| *d == 1);
-    let batch_axis = match (spec.data_format, shape.len()) {
-        (DataFormat::NCHW, 4) => true,
-        (DataFormat::CHW, 3) => false,
-        _ => return None,
-    };
-    let (batch, chw) = if batch_axis {
-        (shape[0], &shape[1..])
-    } else {
-        (1, shape)
-    };
-    if !plain || chw[0] != spec.input_channels {
-        return None;
-    }
-    let strides = spec.strides();
-    let padding = spec.computed_padding(&chw[1..]);
-    let geometry = DenseGeometry {
-        batch,
-        batch_axis,
-        in_channels: spec.input_channels,
-        out_channels: spec.output_channels,
-        in_h: chw[1],
-        in_w: chw[2],
-        k_h: spec.kernel_shape[0],
-        k_w: spec.kernel_shape[1],
-        stride_h: strides[0],
-        stride_w: strides[1],
-        pad_top: padding[0].pad_before,
-        pad_left: padding[1].pad_before,
-        out_h: padding[0].convoluted,
-        out_w: padding[1].convoluted,
-    };
-    let window_bytes = geometry
-        .depth()
-        .checked_mul(geometry.positions())?
-        .checked_mul(size_of::<f32>())?;
-    (geometry.out_h > 0
-        && geometry.out_w > 0
-        && geometry.stride_h > 0
-        && geometry.stride_w > 0
-        && window_bytes <= MAX_WINDOW_MATRIX)
-        .then_some(geometry)
-}
-
-/// Replaces every eligible ungrouped `Conv` of `model` by [`DenseConv`];
-/// returns how many were replaced. Call it on a decluttered model, before
-/// `into_optimized` turns convolutions into tract's own kernels.
+/// Replaces every ungrouped `Conv` of `model` (see
+/// [`super::conv_shape::replace_convs`]) whose window matrix takes at most
+/// [`MAX_WINDOW_MATRIX`] bytes by [`DenseConv`]; returns how many were
+/// replaced.
 pub fn replace_dense_convs(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        if node.inputs.len() != 3 {
-            continue;
-        }
-        let facts = node
-            .inputs
-            .iter()
-            .map(|i| model.outlet_fact(*i))
-            .collect::<TractResult<Vec<_>>>()?;
-        if facts.iter().any(|f| f.datum_type != f32::datum_type()) {
-            continue;
-        }
-        let Some(shape) = facts[0].shape.as_concrete().map(<[usize]>::to_vec) else {
-            continue;
-        };
-        let Some(geometry) = eligible(conv, &shape) else {
-            continue;
-        };
-        let kernel_len = geometry.out_channels * geometry.depth();
-        let bias_len = facts[2].shape.as_concrete().map(|s| s.iter().product());
-        let expected = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete();
-        if expected != Some(&geometry.output_shape()[..])
-            || facts[1].shape.as_concrete().map(|s| s.iter().product()) != Some(kernel_len)
-            || !matches!(bias_len, Some(1)) && bias_len != Some(geometry.out_channels)
-        {
-            continue;
-        }
-        model.nodes[id].op = Box::new(DenseConv::new(geometry));
-        replaced += 1;
-    }
-    Ok(replaced)
+    replace_convs(model, |s| {
+        let dense = Dense(s);
+        let window_bytes = dense
+            .depth()
+            .checked_mul(dense.positions())
+            .and_then(|n| n.checked_mul(size_of::<f32>()));
+        let fits = window_bytes.is_some_and(|b| b <= MAX_WINDOW_MATRIX);
+        (s.groups == 1 && fits).then(|| Box::new(DenseConv::new(dense)) as Box<dyn TypedOp>)
+    })
 }
 
 #[cfg(test)]

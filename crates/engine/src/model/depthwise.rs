@@ -19,46 +19,27 @@
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
-use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::nn::DataFormat;
+use tract_onnx::tract_core::ops::TypedOp;
 
 use super::activation::Clamp;
+use super::conv_shape::{replace_convs, ConvShape};
 use super::own_op::{Kernel, OwnOp};
 use crate::arch::{accumulate_taps, copy_rows, LANES};
 
-/// Shape and padding of one depthwise convolution, all concrete.
+/// A depthwise convolution: as many groups as input channels, one
+/// output channel per group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Geometry {
-    /// Images per batch.
-    pub batch: usize,
-    /// Whether the tensors have the batch axis (NCHW) or not (CHW: tract
-    /// drops it from a batch-1 model).
-    pub batch_axis: bool,
-    /// Channels (= groups).
-    pub channels: usize,
-    /// Input plane height.
-    pub in_h: usize,
-    /// Input plane width.
-    pub in_w: usize,
-    /// Kernel height.
-    pub k_h: usize,
-    /// Kernel width.
-    pub k_w: usize,
-    /// Vertical stride.
-    pub stride_h: usize,
-    /// Horizontal stride.
-    pub stride_w: usize,
-    /// Zero rows added above the input.
-    pub pad_top: usize,
-    /// Zero columns added left of the input.
-    pub pad_left: usize,
-    /// Output plane height.
-    pub out_h: usize,
-    /// Output plane width.
-    pub out_w: usize,
+pub struct Depthwise(pub ConvShape);
+
+impl std::ops::Deref for Depthwise {
+    type Target = ConvShape;
+
+    fn deref(&self) -> &ConvShape {
+        &self.0
+    }
 }
 
-impl Geometry {
+impl Depthwise {
     /// Rows of the padded plane that the windows read.
     fn padded_h(&self) -> usize {
         (self.out_h - 1) * self.stride_h + self.k_h
@@ -76,18 +57,14 @@ impl Geometry {
 }
 
 /// The replacement op: NCHW f32 depthwise convolution with bias.
-pub type PlaneDepthwise = OwnOp<Geometry>;
+pub type PlaneDepthwise = OwnOp<Depthwise>;
 
-impl Kernel for Geometry {
+impl Kernel for Depthwise {
     const NAME: &'static str = "LayercorrDepthwise";
     const INPUTS: (usize, usize) = (3, 3);
 
     fn output_shape(&self) -> TVec<usize> {
-        let mut shape = tvec![self.channels, self.out_h, self.out_w];
-        if self.batch_axis {
-            shape.insert(0, self.batch);
-        }
-        shape
+        self.0.output_shape()
     }
 
     fn run(&self, inputs: &[&[f32]], clamp: Clamp, out: &mut [f32]) -> TractResult<()> {
@@ -98,16 +75,16 @@ impl Kernel for Geometry {
         let taps = g.k_h * g.k_w;
         let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
         ensure!(
-            data.len() == g.batch * g.channels * in_plane
-                && kernel.len() == g.channels * taps
-                && (bias.len() == g.channels || bias.len() == 1)
-                && out.len() == g.batch * g.channels * out_plane,
+            data.len() == g.batch * g.in_channels * in_plane
+                && kernel.len() == g.in_channels * taps
+                && (bias.len() == g.in_channels || bias.len() == 1)
+                && out.len() == g.batch * g.in_channels * out_plane,
             "depthwise inputs do not match {g:?}"
         );
         let mut work = Workspace::new(g);
         // Every plane of the output is written (each starts from the bias).
         for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
-            let c = p % g.channels;
+            let c = p % g.in_channels;
             let b = if bias.len() == 1 { bias[0] } else { bias[c] };
             convolve_plane(
                 g,
@@ -129,7 +106,7 @@ impl Kernel for Geometry {
 /// `(ky % s_h, kx % s_w)` at row `oy + ky / s_h`, column `ox + kx / s_w`: on
 /// the grid of output rows `phase_len` wide, every tap reads one contiguous
 /// run that starts at a fixed offset, whatever the stride.
-impl Geometry {
+impl Depthwise {
     /// Rows of one phase.
     fn phase_rows(&self) -> usize {
         self.padded_h().div_ceil(self.stride_h)
@@ -155,7 +132,7 @@ impl Geometry {
 }
 
 /// Offset in the scratch of each tap's first value, for grid position 0.
-fn tap_offsets(g: &Geometry) -> Vec<usize> {
+fn tap_offsets(g: &Depthwise) -> Vec<usize> {
     let (len, size) = (g.phase_len(), g.phase_size());
     (0..g.k_h)
         .flat_map(|ky| {
@@ -170,7 +147,7 @@ fn tap_offsets(g: &Geometry) -> Vec<usize> {
 /// Copies `plane` (in_h x in_w) into its place in the phases of `scratch`.
 /// The padding positions are the same for every plane and are never
 /// written, so they stay zero from the scratch's allocation.
-fn scatter_into_phases(g: &Geometry, plane: &[f32], scratch: &mut [f32]) {
+fn scatter_into_phases(g: &Depthwise, plane: &[f32], scratch: &mut [f32]) {
     let (len, size) = (g.phase_len(), g.phase_size());
     let rows = g.in_h.min(g.padded_h().saturating_sub(g.pad_top));
     let cols = g.in_w.min(g.padded_w().saturating_sub(g.pad_left));
@@ -238,7 +215,7 @@ struct Workspace {
 }
 
 impl Workspace {
-    fn new(g: &Geometry) -> Workspace {
+    fn new(g: &Depthwise) -> Workspace {
         Workspace {
             offsets: tap_offsets(g),
             scratch: vec![0.0; g.scratch_len()],
@@ -249,7 +226,7 @@ impl Workspace {
 
 /// One channel: `out = clamp(bias + sum over taps of w * window)`.
 fn convolve_plane(
-    g: &Geometry,
+    g: &Depthwise,
     plane: &[f32],
     weights: &[f32],
     bias: f32,
@@ -270,139 +247,44 @@ fn convolve_plane(
     copy_rows(grid, g.phase_len(), out, g.out_w, (g.out_h, g.out_w));
 }
 
-/// The geometry of `conv` on an input of `shape` when this op can run it.
-fn eligible(conv: &Conv, shape: &[usize]) -> Option<Geometry> {
-    let spec = &conv.pool_spec;
-    let channels = spec.input_channels;
-    let plain = conv.q_params.is_none()
-        && conv.kernel_fmt == KernelFormat::OIHW
-        && spec.rank() == 2
-        && conv.group == channels
-        && spec.output_channels == channels
-        && spec.dilations().iter().all(|d| *d == 1);
-    let batch_axis = match (spec.data_format, shape.len()) {
-        (DataFormat::NCHW, 4) => true,
-        (DataFormat::CHW, 3) => false,
-        _ => return None,
-    };
-    let (batch, chw) = if batch_axis {
-        (shape[0], &shape[1..])
-    } else {
-        (1, shape)
-    };
-    if !plain || chw[0] != channels {
-        return None;
-    }
-    let strides = spec.strides();
-    let padding = spec.computed_padding(&chw[1..]);
-    let geometry = Geometry {
-        batch,
-        batch_axis,
-        channels,
-        in_h: chw[1],
-        in_w: chw[2],
-        k_h: spec.kernel_shape[0],
-        k_w: spec.kernel_shape[1],
-        stride_h: strides[0],
-        stride_w: strides[1],
-        pad_top: padding[0].pad_before,
-        pad_left: padding[1].pad_before,
-        out_h: padding[0].convoluted,
-        out_w: padding[1].convoluted,
-    };
-    (geometry.out_h > 0 && geometry.out_w > 0 && geometry.stride_h > 0 && geometry.stride_w > 0)
-        .then_some(geometry)
-}
-
-/// Replaces every eligible depthwise `Conv` of `model` by [`PlaneDepthwise`];
-/// returns how many were replaced. Call it on a decluttered model, before
-/// `into_optimized` turns convolutions into tract's own kernels.
+/// Replaces every depthwise `Conv` of `model` (see
+/// [`super::conv_shape::replace_convs`]) by [`PlaneDepthwise`]; returns how
+/// many were replaced.
 pub fn replace_depthwise(model: &mut TypedModel) -> TractResult<usize> {
-    let mut replaced = 0;
-    for id in model.eval_order()? {
-        let node = &model.nodes[id];
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        if node.inputs.len() != 3 {
-            continue;
-        }
-        let fact = model.outlet_fact(node.inputs[0])?;
-        if fact.datum_type != f32::datum_type() {
-            continue;
-        }
-        let Some(shape) = fact.shape.as_concrete().map(<[usize]>::to_vec) else {
-            continue;
-        };
-        let Some(geometry) = eligible(conv, &shape) else {
-            continue;
-        };
-        let expected = model.outlet_fact(OutletId::new(id, 0))?.shape.as_concrete();
-        if expected != Some(&geometry.output_shape()[..]) {
-            continue;
-        }
-        model.nodes[id].op = Box::new(PlaneDepthwise::new(geometry));
-        replaced += 1;
-    }
-    Ok(replaced)
+    replace_convs(model, |s| {
+        let depthwise = s.groups == s.in_channels && s.out_channels == s.in_channels;
+        depthwise.then(|| Box::new(PlaneDepthwise::new(Depthwise(s))) as Box<dyn TypedOp>)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::test_data::values;
+    use crate::test_data::{reference_conv, values};
     use tract_onnx::tract_core::internal::EvalOp;
 
-    /// Direct definition, one output value at a time.
-    fn reference(g: &Geometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
-        let mut out = vec![0.0f32; g.batch * g.channels * g.out_h * g.out_w];
-        for b in 0..g.batch {
-            for c in 0..g.channels {
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
-                        let mut acc = bias[c] as f64;
-                        for ky in 0..g.k_h {
-                            for kx in 0..g.k_w {
-                                let y = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
-                                let x = (ox * g.stride_w + kx) as isize - g.pad_left as isize;
-                                if y < 0 || x < 0 || y >= g.in_h as isize || x >= g.in_w as isize {
-                                    continue;
-                                }
-                                let v = data[((b * g.channels + c) * g.in_h + y as usize) * g.in_w
-                                    + x as usize];
-                                acc += (kernel[c * g.k_h * g.k_w + ky * g.k_w + kx] * v) as f64;
-                            }
-                        }
-                        out[((b * g.channels + c) * g.out_h + oy) * g.out_w + ox] = acc as f32;
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    fn check(g: Geometry) {
+    fn check(g: Depthwise) {
         check_clamped(g, Clamp::NONE);
         // A clamp that cuts the test data's outputs on both sides.
         check_clamped(g, Clamp::new(-0.75, 1.5));
     }
 
-    fn check_clamped(g: Geometry, clamp: Clamp) {
-        let data = values(g.batch * g.channels * g.in_h * g.in_w, 1);
-        let kernel = values(g.channels * g.k_h * g.k_w, 2);
-        let bias = values(g.channels, 3);
+    fn check_clamped(g: Depthwise, clamp: Clamp) {
+        let data = values(g.batch * g.in_channels * g.in_h * g.in_w, 1);
+        let kernel = values(g.in_channels * g.k_h * g.k_w, 2);
+        let bias = values(g.in_channels, 3);
         let op = PlaneDepthwise { kernel: g, clamp };
         let shape: &[usize] = if g.batch_axis {
-            &[g.batch, g.channels, g.in_h, g.in_w]
+            &[g.batch, g.in_channels, g.in_h, g.in_w]
         } else {
-            &[g.channels, g.in_h, g.in_w]
+            &[g.in_channels, g.in_h, g.in_w]
         };
         let inputs = tvec!(
             Tensor::from_shape(shape, &data).unwrap().into_tvalue(),
-            Tensor::from_shape(&[g.channels, 1, g.k_h, g.k_w], &kernel)
+            Tensor::from_shape(&[g.in_channels, 1, g.k_h, g.k_w], &kernel)
                 .unwrap()
                 .into_tvalue(),
-            Tensor::from_shape(&[g.channels], &bias)
+            Tensor::from_shape(&[g.in_channels], &bias)
                 .unwrap()
                 .into_tvalue(),
         );
@@ -410,7 +292,7 @@ mod tests {
         assert_eq!(got[0].shape(), &g.output_shape()[..]);
         let view = got[0].try_as_plain_ram().unwrap();
         let got = view.as_slice::<f32>().unwrap();
-        let want = reference(&g, &data, &kernel, &bias);
+        let want = reference_conv(&g, &data, &kernel, &bias);
         assert_eq!(got.len(), want.len());
         for (i, (a, b)) in got.iter().zip(&want).enumerate() {
             let b = b.clamp(clamp.lo(), clamp.hi());
@@ -421,12 +303,14 @@ mod tests {
         }
     }
 
-    fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> Geometry {
+    fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> Depthwise {
         let out = (size + pads.0 + pads.1 - k) / stride + 1;
-        Geometry {
+        Depthwise(ConvShape {
             batch: 2,
             batch_axis: true,
-            channels: 3,
+            in_channels: 3,
+            out_channels: 3,
+            groups: 3,
             in_h: size,
             in_w: size + 1,
             k_h: k,
@@ -437,7 +321,7 @@ mod tests {
             pad_left: pads.0,
             out_h: out,
             out_w: (size + 1 + pads.0 + pads.1 - k) / stride + 1,
-        }
+        })
     }
 
     #[test]
@@ -462,23 +346,23 @@ mod tests {
     #[test]
     fn a_batch_one_plane_without_batch_axis_works() {
         let mut g = geometry(10, 3, 2, (0, 1));
-        g.batch = 1;
-        g.batch_axis = false;
+        g.0.batch = 1;
+        g.0.batch_axis = false;
         check(g);
     }
 
     #[test]
     fn a_single_bias_value_is_broadcast() {
         let g = geometry(6, 3, 1, (1, 1));
-        let data = values(g.batch * g.channels * g.in_h * g.in_w, 4);
-        let kernel = values(g.channels * 9, 5);
+        let data = values(g.batch * g.in_channels * g.in_h * g.in_w, 4);
+        let kernel = values(g.in_channels * 9, 5);
         let op = PlaneDepthwise::new(g);
         let out = |bias: Tensor| {
             let inputs = tvec!(
-                Tensor::from_shape(&[g.batch, g.channels, g.in_h, g.in_w], &data)
+                Tensor::from_shape(&[g.batch, g.in_channels, g.in_h, g.in_w], &data)
                     .unwrap()
                     .into_tvalue(),
-                Tensor::from_shape(&[g.channels, 1, 3, 3], &kernel)
+                Tensor::from_shape(&[g.in_channels, 1, 3, 3], &kernel)
                     .unwrap()
                     .into_tvalue(),
                 bias.into_tvalue(),

@@ -10,6 +10,7 @@
 
 mod activation;
 mod cache;
+mod conv_shape;
 mod dense_conv;
 mod depthwise;
 mod error;
@@ -25,6 +26,7 @@ mod weights;
 pub use cache::{
     cached_model, cached_model_with, cached_plan, own_kernels, set_own_kernels, ModelKey,
 };
+pub use conv_shape::ConvShape;
 pub use error::ModelError;
 pub use loaded::{LayerInfo, LoadedModel, ModelInfo, INPUT_LAYER};
 pub use metadata::{Overrides, PreprocessingSource, PREPROCESSING_KEYS};

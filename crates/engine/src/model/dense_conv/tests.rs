@@ -1,42 +1,11 @@
-//! [`DenseConv`] against the definition of a convolution.
+//! [`DenseConv`] against the definition of a convolution
+//! ([`crate::test_data::reference_conv`]).
 
 use super::*;
-use crate::test_data::values;
+use crate::test_data::{reference_conv, values};
 use tract_onnx::tract_core::internal::EvalOp;
 
-/// Direct definition in f64, one output value at a time.
-fn reference(g: &DenseGeometry, data: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0f32; g.batch * g.out_channels * g.out_h * g.out_w];
-    for b in 0..g.batch {
-        for o in 0..g.out_channels {
-            for oy in 0..g.out_h {
-                for ox in 0..g.out_w {
-                    let mut acc = bias[if bias.len() == 1 { 0 } else { o }] as f64;
-                    for c in 0..g.in_channels {
-                        for ky in 0..g.k_h {
-                            for kx in 0..g.k_w {
-                                let y = (oy * g.stride_h + ky) as isize - g.pad_top as isize;
-                                let x = (ox * g.stride_w + kx) as isize - g.pad_left as isize;
-                                if y < 0 || x < 0 || y >= g.in_h as isize || x >= g.in_w as isize {
-                                    continue;
-                                }
-                                let v = data[((b * g.in_channels + c) * g.in_h + y as usize)
-                                    * g.in_w
-                                    + x as usize];
-                                let w = kernel[((o * g.in_channels + c) * g.k_h + ky) * g.k_w + kx];
-                                acc += (w * v) as f64;
-                            }
-                        }
-                    }
-                    out[((b * g.out_channels + o) * g.out_h + oy) * g.out_w + ox] = acc as f32;
-                }
-            }
-        }
-    }
-    out
-}
-
-fn check(g: DenseGeometry, bias_len: usize) {
+fn check(g: Dense, bias_len: usize) {
     let data = values(g.batch * g.in_channels * g.in_h * g.in_w, 1);
     let kernel = values(g.out_channels * g.depth(), 2);
     let bias = values(bias_len, 3);
@@ -59,20 +28,21 @@ fn check(g: DenseGeometry, bias_len: usize) {
     assert_eq!(got[0].shape(), &g.output_shape()[..]);
     let view = got[0].try_as_plain_ram().unwrap();
     let got = view.as_slice::<f32>().unwrap();
-    let want = reference(&g, &data, &kernel, &bias);
+    let want = reference_conv(&g, &data, &kernel, &bias);
     assert_eq!(got.len(), want.len());
     for (i, (a, b)) in got.iter().zip(&want).enumerate() {
         assert!((a - b).abs() < 1e-4, "{g:?}: value {i}: {a} vs {b}");
     }
 }
 
-fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> DenseGeometry {
+fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> Dense {
     let out = |n: usize| (n + pads.0 + pads.1 - k) / stride + 1;
-    DenseGeometry {
+    Dense(ConvShape {
         batch: 2,
         batch_axis: true,
         in_channels: 3,
         out_channels: 5,
+        groups: 1,
         in_h: size,
         in_w: size + 1,
         k_h: k,
@@ -83,7 +53,7 @@ fn geometry(size: usize, k: usize, stride: usize, pads: (usize, usize)) -> Dense
         pad_left: pads.0,
         out_h: out(size),
         out_w: out(size + 1),
-    }
+    })
 }
 
 #[test]
@@ -107,8 +77,8 @@ fn matches_the_definition_for_strides_kernels_and_paddings() {
 #[test]
 fn a_batch_one_image_without_batch_axis_and_a_single_bias_work() {
     let mut g = geometry(10, 3, 2, (0, 1));
-    g.batch = 1;
-    g.batch_axis = false;
+    g.0.batch = 1;
+    g.0.batch_axis = false;
     check(g, 5);
     check(geometry(9, 3, 1, (1, 1)), 1);
 }
