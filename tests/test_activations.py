@@ -193,7 +193,8 @@ def test_every_layer_matches_onnxruntime(mcon, photos):
 def test_inception_layers_match_onnxruntime(mcon, photos, inception_path):
     """A second network, GoogLeNet-structured: its 7x7 stride-2 stem, 3x3 and
     1x1 convolutions with ReLU run on layercorr's dense and pointwise kernels
-    (with the ReLU taken in), its pooling and Concat on tract's. Every
+    (with the ReLU taken in), its LRNs on layercorr's, its pooling and
+    Concat on tract's. Every
     activation of the image must match onnxruntime on the same input."""
     a = activations(mcon, photos[3], ["*"], model=inception_path)
     x = a["input"] if "input" in a else activations(

@@ -37,7 +37,7 @@ fn main() -> TractResult<()> {
     let mut typed = model.into_typed()?.into_decluttered()?;
     if !tract_only {
         let swapped = layercorr_engine::model::swap_in_own_kernels(&mut typed)?;
-        println!("{swapped} convolutions on layercorr's kernels");
+        println!("{swapped} ops on layercorr's kernels");
     }
     let plan = typed.into_optimized()?.into_runnable()?;
     let input = Tensor::from_shape(&shape, &vec![0.5f32; shape.iter().product()])?;

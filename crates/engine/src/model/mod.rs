@@ -15,6 +15,7 @@ mod dense_conv;
 mod depthwise;
 mod error;
 mod loaded;
+mod lrn;
 mod metadata;
 mod own_op;
 mod plan;

@@ -14,6 +14,7 @@ use tract_onnx::prelude::*;
 use super::activation::{fuse_clamps, TakesClamp};
 use super::dense_conv::{replace_dense_convs, DenseConv};
 use super::depthwise::{replace_depthwise, PlaneDepthwise};
+use super::lrn::replace_lrn;
 use super::pointwise::{replace_pointwise, Pointwise};
 use super::{LoadedModel, ModelError, INPUT_LAYER};
 
@@ -24,13 +25,16 @@ fn use_own_kernels() -> bool {
 }
 
 /// Replaces tract's convolutions in a decluttered `model` by layercorr's
-/// where they apply (depthwise, dense and pointwise, see their modules),
+/// where they apply (depthwise, dense and pointwise convolutions, and
+/// LRN; see their modules),
 /// with the clamping activations after them taken in; returns how many
-/// convolutions were replaced. [`Plan::build`] calls it unless the
+/// ops were replaced. [`Plan::build`] calls it unless the
 /// `layercorr_kernels` setting asks for tract's kernels.
 pub fn swap_in_own_kernels(model: &mut TypedModel) -> TractResult<usize> {
-    let replaced =
-        replace_depthwise(model)? + replace_dense_convs(model)? + replace_pointwise(model)?;
+    let replaced = replace_depthwise(model)?
+        + replace_dense_convs(model)?
+        + replace_pointwise(model)?
+        + replace_lrn(model)?;
     fuse_clamps(model, |node| {
         node.op_as::<PlaneDepthwise>()
             .map(|o| o as &dyn TakesClamp)
