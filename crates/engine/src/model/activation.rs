@@ -20,12 +20,6 @@ pub struct Clamp {
     hi: u32,
 }
 
-impl Default for Clamp {
-    fn default() -> Self {
-        Clamp::NONE
-    }
-}
-
 impl Clamp {
     /// No clamping.
     pub const NONE: Clamp = Clamp {
@@ -50,6 +44,11 @@ impl Clamp {
     /// The upper bound.
     pub fn hi(self) -> f32 {
         f32::from_bits(self.hi)
+    }
+
+    /// `[lo, hi]`, as the vector loops of `crate::arch` take them.
+    pub fn bounds(self) -> [f32; 2] {
+        [self.lo(), self.hi()]
     }
 
     /// Whether it changes anything.
@@ -79,7 +78,7 @@ impl Clamp {
     #[cfg(test)]
     fn apply(self, v: f32) -> f32 {
         let mut one = [v];
-        crate::arch::add_and_clamp(&mut one, 0.0, [self.lo(), self.hi()]);
+        crate::arch::add_and_clamp(&mut one, 0.0, self.bounds());
         one[0]
     }
 }

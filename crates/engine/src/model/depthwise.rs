@@ -24,6 +24,7 @@ use tract_onnx::tract_core::ops::TypedOp;
 use super::activation::Clamp;
 use super::conv_shape::{replace_convs, ConvShape};
 use super::own_op::{Kernel, OwnOp};
+use super::product::bias_of_row;
 use crate::arch::{accumulate_taps, copy_rows, LANES};
 
 /// A depthwise convolution: as many groups as input channels, one
@@ -85,7 +86,7 @@ impl Kernel for Depthwise {
         // Every plane of the output is written (each starts from the bias).
         for (p, out) in out.chunks_exact_mut(out_plane).enumerate() {
             let c = p % g.in_channels;
-            let b = if bias.len() == 1 { bias[0] } else { bias[c] };
+            let b = bias_of_row(bias, c);
             convolve_plane(
                 g,
                 &data[p * in_plane..(p + 1) * in_plane],
@@ -242,8 +243,7 @@ fn convolve_plane(
     scatter_into_phases(g, plane, scratch);
     assert_eq!(out.len(), g.out_h * g.out_w);
     // Checks that every tap's run stays inside the scratch.
-    let bounds = [clamp.lo(), clamp.hi()];
-    accumulate_taps(offsets, weights, bias, bounds, scratch, grid);
+    accumulate_taps(offsets, weights, bias, clamp.bounds(), scratch, grid);
     copy_rows(grid, g.phase_len(), out, g.out_w, (g.out_h, g.out_w));
 }
 

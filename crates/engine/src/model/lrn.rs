@@ -98,7 +98,7 @@ impl Kernel for Normalisation {
                     }
                 }
                 if !clamp.is_none() {
-                    crate::arch::add_and_clamp(y, 0.0, [clamp.lo(), clamp.hi()]);
+                    crate::arch::add_and_clamp(y, 0.0, clamp.bounds());
                 }
             }
         }

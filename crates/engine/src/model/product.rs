@@ -26,6 +26,12 @@ pub(super) enum Bias<'a> {
     PerRow(&'a [f32]),
 }
 
+/// The bias of output row (or channel) `row`: `values[0]` for every row
+/// when there is one value, else `values[row]`.
+pub(super) fn bias_of_row(values: &[f32], row: usize) -> f32 {
+    values[if values.len() == 1 { 0 } else { row }]
+}
+
 /// Why a product's operands do not fit together (a bug of the caller's
 /// shape bookkeeping, reported as a tract error).
 #[derive(Debug, thiserror::Error)]
@@ -95,10 +101,9 @@ pub(super) fn multiply(
         if bias.is_none() && clamp.is_none() {
             continue;
         }
-        let bounds = [clamp.lo(), clamp.hi()];
         for (row, out_row) in out.chunks_exact_mut(cols).enumerate() {
-            let add = bias.map_or(0.0, |b| b[if b.len() == 1 { 0 } else { row }]);
-            add_and_clamp(&mut out_row[first..first + width], add, bounds);
+            let add = bias.map_or(0.0, |b| bias_of_row(b, row));
+            add_and_clamp(&mut out_row[first..first + width], add, clamp.bounds());
         }
     }
     Ok(())
