@@ -213,3 +213,17 @@ def test_kernels_setting_switches_the_ops(photos, model_path):
     a, b = (np.array([float(v) for v in s.results[k]["rows"][0][0].strip("[]").split(",")]) for k in (0, 3))
     assert a.shape == b.shape == (1000,)
     assert np.allclose(a, b, rtol=1e-4, atol=1e-4), np.abs(a - b).max()
+
+
+@pytest.mark.parametrize("host", ["python", "cli"])
+def test_a_bad_kernels_value_is_named(host, photos):
+    """An unknown layercorr_kernels value is an error naming it when
+    nn_activations reads the setting; the host lives on, and a good value
+    works again."""
+    q = f"SELECT len(nn_activations({lit(H.MODEL)}, {lit(photos[0])}, ['logits'])[1].activation)"
+    stmts = ["SET layercorr_kernels = 'fast'", q, "SET layercorr_kernels = 'layercorr'", q]
+    s = H.run_host(host, stmts, timeout=120)
+    s.check_alive(n=len(stmts))
+    assert not s.results[1]["ok"], s.results[1]
+    assert "layercorr_kernels is 'fast'" in s.results[1]["message"], s.results[1]
+    assert s.results[3]["ok"] and s.results[3]["rows"] == [[1000]], s.results[3]
