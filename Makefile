@@ -13,7 +13,7 @@ EXT := build/release/layercorr.duckdb_extension
 CARGO_VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 DEMO_STAMP := data/.demo-assets
 
-.PHONY: all build venv demo test test-rust test-python bench bench-torch bench-cluster lint fmt clean assets
+.PHONY: all build nasm venv demo test test-rust test-python bench bench-torch bench-cluster lint fmt clean assets
 
 all: build
 
@@ -32,12 +32,21 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(VENV)/bin/pip install --quiet -r requirements-bench.txt
 	touch $@
 
+# nasm assembles libjpeg-turbo's SIMD JPEG decoder (crates/engine/Cargo.toml):
+# Debian's package, pinned. Where it cannot be installed (no root, no apt) the
+# build goes on with the plain C decoder: the same pixels, twice the time.
+NASM_VERSION := 2.16.01-1
+nasm:
+	@command -v nasm >/dev/null || apt-get install -y -q nasm=$(NASM_VERSION) >/dev/null \
+	  || { apt-get update -q >/dev/null && apt-get install -y -q nasm=$(NASM_VERSION) >/dev/null; } \
+	  || echo "warning: nasm could not be installed: JPEG decoding runs without SIMD"
+
 # The extension: release cdylib + DuckDB footer. cargo decides what to rebuild.
 # Every target of the workspace is built in this one configuration, so that
 # `cargo test` afterwards reuses the same compiled dependencies.
 # The build and the footer hold one lock, so that a second `make build` at
 # the same time cannot read the library while the first one links it.
-build: venv
+build: venv nasm
 	mkdir -p $(CARGO_TARGET_DIR)
 	flock $(CARGO_TARGET_DIR)/.layercorr-build.lock sh -c '\
 	  cargo build --release --workspace --all-targets && \

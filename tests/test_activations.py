@@ -146,7 +146,8 @@ def test_jpeg_decode_matches_libjpeg(mcon, decode_probe, model_path, name):
     """Decoding alone (224 x 224 JPEG, no resize) vs Pillow's libjpeg-turbo."""
     d = _levels(mcon, decode_probe / name, model_path)
     print(f"\n{name} decode vs libjpeg-turbo: mean {d.mean():.3f} levels, max {d.max():.3f}")
-    assert d.mean() < 0.05, f"{name}: mean {d.mean():.3f} grey levels off libjpeg-turbo (max {d.max()})"
+    # libjpeg-turbo's SIMD and plain C paths give the same pixels: no level may differ
+    assert d.max() < 1e-3, f"{name}: up to {d.max():.3f} grey levels off libjpeg-turbo (mean {d.mean():.3f})"
 
 
 def test_input_range_and_layout(mcon, photos):
