@@ -115,6 +115,29 @@ pub fn copy_rows(
     portable::copy_rows(src, src_pitch, dst, dst_pitch, (rows, width));
 }
 
+/// `dst[i] = src[2 * i]` for every `i` of `dst`: one row of a stride-2
+/// convolution's window matrix (see `model::dense_conv`), which a plain
+/// loop moves one value at a time.
+///
+/// # Panics
+/// When `src` has fewer than `2 * dst.len() - 1` values.
+pub fn take_every_other(src: &[f32], dst: &mut [f32]) {
+    let needed = (2 * dst.len()).saturating_sub(1);
+    assert!(
+        src.len() >= needed,
+        "take_every_other: {} values need {needed} to read, have {}",
+        dst.len(),
+        src.len()
+    );
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx512_available() {
+        // SAFETY: the feature was just detected and the reads checked above.
+        unsafe { x86::take_every_other_avx512(src, dst) };
+        return;
+    }
+    portable::take_every_other(src, dst);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +311,35 @@ mod tests {
             portable::copy_rows(&src, src_pitch, &mut plain, dst_pitch, (rows, width));
             assert_eq!(plain, want, "{rows}x{width}");
         }
+    }
+
+    #[test]
+    fn take_every_other_takes_the_even_positions_on_every_path() {
+        let src = values(200, 6);
+        for (len, from) in [
+            (0usize, 0usize),
+            (1, 0),
+            (15, 1),
+            (16, 0),
+            (17, 3),
+            (50, 1),
+            (100, 0),
+        ] {
+            let src = &src[from..from + (2 * len).saturating_sub(1)];
+            let want: Vec<f32> = src.iter().step_by(2).copied().collect();
+            let mut got = vec![-9.0; len];
+            take_every_other(src, &mut got);
+            assert_eq!(got, want, "{len} values");
+            let mut plain = vec![-9.0; len];
+            portable::take_every_other(src, &mut plain);
+            assert_eq!(plain, want, "{len} values");
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "take_every_other")]
+    fn taking_past_the_source_is_refused() {
+        take_every_other(&[0.0; 4], &mut [0.0; 3]);
     }
 
     #[test]

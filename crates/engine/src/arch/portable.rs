@@ -46,3 +46,10 @@ pub fn copy_rows(
             .copy_from_slice(&src[r * src_pitch..r * src_pitch + width]);
     }
 }
+
+/// See [`super::take_every_other`]; the caller has checked the bounds.
+pub fn take_every_other(src: &[f32], dst: &mut [f32]) {
+    for (d, s) in dst.iter_mut().zip(src.iter().step_by(2)) {
+        *d = *s;
+    }
+}

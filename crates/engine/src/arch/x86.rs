@@ -200,3 +200,26 @@ pub unsafe fn copy_rows_avx512(
         }
     }
 }
+
+/// See [`super::take_every_other`]: 16 values from two registers of the
+/// source at a time (one two-source permute), the rest one by one.
+///
+/// # Safety
+/// [`avx512_available`] must be true, and `src.len() >= 2 * dst.len() - 1`.
+#[target_feature(enable = "avx512f")]
+pub unsafe fn take_every_other_avx512(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    // Whole blocks read src[2i .. 2i + 32], inside `src` while 2i + 32 <= len.
+    while i + ZMM_LANES <= dst.len() && 2 * i + 2 * ZMM_LANES <= src.len() {
+        let low = _mm512_loadu_ps(s.add(2 * i));
+        let high = _mm512_loadu_ps(s.add(2 * i + ZMM_LANES));
+        _mm512_storeu_ps(d.add(i), _mm512_permutex2var_ps(low, evens, high));
+        i += ZMM_LANES;
+    }
+    for j in i..dst.len() {
+        *d.add(j) = *s.add(2 * j);
+    }
+}

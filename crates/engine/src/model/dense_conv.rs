@@ -20,6 +20,7 @@ use super::activation::Clamp;
 use super::conv_shape::{replace_convs, ConvShape};
 use super::own_op::{Kernel, OwnOp};
 use super::product::{multiply, Bias};
+use crate::arch::take_every_other;
 
 /// Largest window matrix (per image) this op builds; larger convolutions
 /// stay with tract's lazy im2col, which never materialises it.
@@ -131,6 +132,8 @@ fn fill_window_row(g: &Dense, plane: &[f32], ky: usize, kx: usize, row: &mut [f3
         let dst = &mut out[first_ox..end_ox];
         if g.stride_w == 1 {
             dst.copy_from_slice(&src[x0..x0 + dst.len()]);
+        } else if g.stride_w == 2 {
+            take_every_other(&src[x0..], dst);
         } else {
             for (d, s) in dst.iter_mut().zip(src[x0..].iter().step_by(g.stride_w)) {
                 *d = *s;
