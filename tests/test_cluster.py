@@ -119,7 +119,20 @@ def start_two_nodes(temp: str, num_cpus: int = 1, nodes: int = 2) -> set[str]:
         if time.time() > deadline:
             raise RuntimeError(f"only {len(ray.nodes())} of {nodes} nodes joined: {ray.nodes()}")
         time.sleep(0.5)
-    return {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    # A node counts as joined in the GCS before its raylet's resources reach the scheduler;
+    # run one task pinned to each node, so that the work of a test spreads over all of them
+    # rather than queueing on the head while a new node's view catches up.
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=num_cpus)
+    def where() -> str:
+        return ray.get_runtime_context().get_node_id()
+
+    ran = ray.get([where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(i, soft=False))
+                   .remote() for i in ids], timeout=120)
+    assert set(ran) == ids, (ran, ids)
+    return ids
 
 
 def stop_cluster() -> None:
