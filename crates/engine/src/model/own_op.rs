@@ -1,6 +1,6 @@
-//! What layercorr's convolution ops have in common as tract ops: a kernel
-//! (the shapes, and the loop that fills the output) and the clamp of the
-//! activation taken in after it. [`OwnOp`] implements tract's op traits
+//! What layercorr's own ops (its convolutions and LRN) have in common as
+//! tract ops: a kernel (the shapes, and the loop that fills the output) and
+//! the clamp of the activation taken in after it. [`OwnOp`] implements tract's op traits
 //! once for every [`Kernel`]: reading the f32 inputs, allocating the
 //! output, naming the op in tract's listings and taking a clamp.
 
@@ -14,7 +14,7 @@ use tract_onnx::tract_core::{as_op, op_as_typed_op, op_out_of_plan};
 
 use super::activation::{Clamp, TakesClamp};
 
-/// One of layercorr's convolutions, all shapes concrete.
+/// One of layercorr's own ops (a convolution or LRN), all shapes concrete.
 pub trait Kernel: Debug + Clone + PartialEq + Eq + Hash + Send + Sync + 'static {
     /// The op's name in tract's listings.
     const NAME: &'static str;

@@ -24,12 +24,12 @@ fn use_own_kernels() -> bool {
     super::cache::own_kernels()
 }
 
-/// Replaces tract's convolutions in a decluttered `model` by layercorr's
-/// where they apply (depthwise, dense and pointwise convolutions, and
-/// LRN; see their modules),
-/// with the clamping activations after them taken in; returns how many
-/// ops were replaced. [`Plan::build`] calls it unless the
-/// `layercorr_kernels` setting asks for tract's kernels.
+/// Replaces tract's convolutions and LRN in a decluttered `model` by layercorr's
+/// where they apply (depthwise, dense and pointwise convolutions, and LRN;
+/// see their modules), with the clamping activations after the
+/// convolutions taken in; returns how many ops were replaced.
+/// [`Plan::build`] calls it unless the `layercorr_kernels` setting asks for
+/// tract's kernels.
 pub fn swap_in_own_kernels(model: &mut TypedModel) -> TractResult<usize> {
     let replaced = replace_depthwise(model)?
         + replace_dense_convs(model)?
