@@ -107,10 +107,16 @@ pub fn copy_rows(
         dst.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if x86::avx512_available() {
-        // SAFETY: the feature was just detected and the rows checked above.
-        unsafe { x86::copy_rows_avx512(src, src_pitch, dst, dst_pitch, (rows, width)) };
-        return;
+    {
+        // SAFETY: the features were just detected and the rows checked above.
+        if x86::avx512_available() {
+            unsafe { x86::copy_rows_avx512(src, src_pitch, dst, dst_pitch, (rows, width)) };
+            return;
+        }
+        if x86::avx2_available() {
+            unsafe { x86::copy_rows_avx2(src, src_pitch, dst, dst_pitch, (rows, width)) };
+            return;
+        }
     }
     portable::copy_rows(src, src_pitch, dst, dst_pitch, (rows, width));
 }
@@ -130,10 +136,16 @@ pub fn take_every_other(src: &[f32], dst: &mut [f32]) {
         src.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if x86::avx512_available() {
-        // SAFETY: the feature was just detected and the reads checked above.
-        unsafe { x86::take_every_other_avx512(src, dst) };
-        return;
+    {
+        // SAFETY: the features were just detected and the reads checked above.
+        if x86::avx512_available() {
+            unsafe { x86::take_every_other_avx512(src, dst) };
+            return;
+        }
+        if x86::avx2_available() {
+            unsafe { x86::take_every_other_avx2(src, dst) };
+            return;
+        }
     }
     portable::take_every_other(src, dst);
 }
@@ -296,6 +308,12 @@ mod tests {
             (5, 16, 37, 16),
             (3, 33, 37, 40),
             (1, 1, 1, 1),
+            (4, 2, 3, 5),
+            (4, 3, 9, 3),
+            (2, 4, 4, 6),
+            (6, 5, 8, 5),
+            (3, 8, 8, 9),
+            (3, 9, 11, 9),
             (40, 0, 37, 5),
         ] {
             let mut want = vec![-9.0; dst_pitch * rows + 3];
@@ -310,8 +328,24 @@ mod tests {
             let mut plain = vec![-9.0; want.len()];
             portable::copy_rows(&src, src_pitch, &mut plain, dst_pitch, (rows, width));
             assert_eq!(plain, want, "{rows}x{width}");
+            #[cfg(target_arch = "x86_64")]
+            for (available, version) in [
+                (x86::avx2_available(), x86::copy_rows_avx2 as CopyRows),
+                (x86::avx512_available(), x86::copy_rows_avx512),
+            ] {
+                if available {
+                    let mut fast = vec![-9.0; want.len()];
+                    // SAFETY: the feature was detected; the rows lie inside
+                    // both slices (as the dispatched call checked).
+                    unsafe { version(&src, src_pitch, &mut fast, dst_pitch, (rows, width)) };
+                    assert_eq!(fast, want, "{rows}x{width}");
+                }
+            }
         }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    type CopyRows = unsafe fn(&[f32], usize, &mut [f32], usize, (usize, usize));
 
     #[test]
     fn take_every_other_takes_the_even_positions_on_every_path() {
@@ -333,8 +367,26 @@ mod tests {
             let mut plain = vec![-9.0; len];
             portable::take_every_other(src, &mut plain);
             assert_eq!(plain, want, "{len} values");
+            #[cfg(target_arch = "x86_64")]
+            for (available, version) in [
+                (
+                    x86::avx2_available(),
+                    x86::take_every_other_avx2 as TakeEveryOther,
+                ),
+                (x86::avx512_available(), x86::take_every_other_avx512),
+            ] {
+                if available {
+                    let mut fast = vec![-9.0; len];
+                    // SAFETY: the feature was detected; src holds 2 len - 1 values.
+                    unsafe { version(src, &mut fast) };
+                    assert_eq!(fast, want, "{len} values");
+                }
+            }
         }
     }
+
+    #[cfg(target_arch = "x86_64")]
+    type TakeEveryOther = unsafe fn(&[f32], &mut [f32]);
 
     #[test]
     #[should_panic(expected = "take_every_other")]

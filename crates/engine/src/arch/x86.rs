@@ -223,3 +223,80 @@ pub unsafe fn take_every_other_avx512(src: &[f32], dst: &mut [f32]) {
         *d.add(j) = *s.add(2 * j);
     }
 }
+
+/// See [`super::copy_rows`]: whole 8-value registers, then the last
+/// register of the row again, overlapping (rows shorter than a register go
+/// as two overlapping 4- or 2-value moves). AVX's masked store would do the
+/// tail in one instruction, but it is microcoded and slow on AMD's cores
+/// before Zen 4; a call to `memcpy` per row would cost more than the copy
+/// for the short rows of small maps.
+///
+/// # Safety
+/// [`avx2_available`] must be true; every row must lie inside `src` and
+/// `dst` (`(rows - 1) * pitch + width <= len` for both).
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn copy_rows_avx2(
+    src: &[f32],
+    src_pitch: usize,
+    dst: &mut [f32],
+    dst_pitch: usize,
+    (rows, width): (usize, usize),
+) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    for r in 0..rows {
+        let (s, d) = (s.add(r * src_pitch), d.add(r * dst_pitch));
+        match width {
+            0 => {}
+            1 => *d = *s,
+            2..=3 => {
+                let (head, last) = (s.cast::<u64>(), s.add(width - 2).cast::<u64>());
+                let (a, b) = (head.read_unaligned(), last.read_unaligned());
+                d.cast::<u64>().write_unaligned(a);
+                d.add(width - 2).cast::<u64>().write_unaligned(b);
+            }
+            4..=7 => {
+                let (a, b) = (_mm_loadu_ps(s), _mm_loadu_ps(s.add(width - 4)));
+                _mm_storeu_ps(d, a);
+                _mm_storeu_ps(d.add(width - 4), b);
+            }
+            _ => {
+                let mut i = 0;
+                while i + YMM_LANES <= width {
+                    _mm256_storeu_ps(d.add(i), _mm256_loadu_ps(s.add(i)));
+                    i += YMM_LANES;
+                }
+                if i < width {
+                    let last = width - YMM_LANES;
+                    _mm256_storeu_ps(d.add(last), _mm256_loadu_ps(s.add(last)));
+                }
+            }
+        }
+    }
+}
+
+/// See [`super::take_every_other`]: 8 values from two registers of the
+/// source at a time (the even positions of each 128-bit half, then the
+/// 64-bit pairs put in order), the rest one by one.
+///
+/// # Safety
+/// [`avx2_available`] must be true, and `src.len() >= 2 * dst.len() - 1`.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn take_every_other_avx2(src: &[f32], dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (s, d) = (src.as_ptr(), dst.as_mut_ptr());
+    let mut i = 0;
+    // Whole blocks read src[2i .. 2i + 16], inside `src` while 2i + 16 <= len.
+    while i + YMM_LANES <= dst.len() && 2 * i + 2 * YMM_LANES <= src.len() {
+        let low = _mm256_loadu_ps(s.add(2 * i));
+        let high = _mm256_loadu_ps(s.add(2 * i + YMM_LANES));
+        // [s0 s2 s8 s10 | s4 s6 s12 s14], then pairs (0, 2, 1, 3).
+        let evens = _mm256_shuffle_ps::<0b10_00_10_00>(low, high);
+        let ordered = _mm256_permute4x64_pd::<0b11_01_10_00>(_mm256_castps_pd(evens));
+        _mm256_storeu_ps(d.add(i), _mm256_castpd_ps(ordered));
+        i += YMM_LANES;
+    }
+    for j in i..dst.len() {
+        *d.add(j) = *s.add(2 * j);
+    }
+}
