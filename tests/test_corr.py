@@ -422,6 +422,32 @@ def test_wide_spilled_rows_written_whole_are_read_back(con):
     assert_matrix("wide spilled", mat, np.corrcoef(X), 1e-5)
 
 
+@pytest.mark.parametrize("spill", ["off", "0"])
+@pytest.mark.parametrize("method", ["pearson", "spearman"])
+def test_groups_sharing_chunks_are_multiplied_behind_the_scan(con, spill, method):
+    """Three groups whose rows alternate, so that each DuckDB chunk brings
+    each group about 680 rows of 8192 values (22 MB): such blocks are
+    copied into the group's store during the call and multiplied on a
+    thread of their own while DuckDB scans on, in memory or from the
+    spill file."""
+    set_option(con, "layercorr_spill_mb", spill)
+    n, d = 700, 8192
+    con.execute(f"CREATE TABLE shared AS SELECT g, 'k' || lpad(i::VARCHAR, 4, '0') AS k, "
+                f"list_transform(range({d}), lambda j: ((hash(i * {d} + j + g * 7777) % 1000) / 1000.0 "
+                f"+ (i % 5) * (j % 3) * (g + 1))::FLOAT) AS v "
+                f"FROM range({n}) a(i), range(3) b(g) ORDER BY i, g")
+    rows = con.execute(f"SELECT g, m.keys, m.matrix FROM (SELECT g, layer_corr(k, v, '{method}') AS m "
+                       f"FROM shared GROUP BY g) ORDER BY g").fetchall()
+    assert [r[0] for r in rows] == [0, 1, 2]
+    for g, keys, mat in rows:
+        assert keys == [f"k{i:04d}" for i in range(n)]
+        X = np.stack(con.execute(f"SELECT v FROM shared WHERE g = {g} ORDER BY k").fetchnumpy()["v"])
+        X = X.astype(np.float64)
+        if method == "spearman":
+            X = ss.rankdata(X, axis=1)
+        assert_matrix(f"{method} group {g}", np.array(mat, dtype=np.float64), np.corrcoef(X), 1e-5)
+
+
 def test_spill_folder_problems_are_named(con, rand, tmp_path):
     """Spill files go to DuckDB's temp_directory; a bad folder or a bad
     layercorr_spill_mb value is an error naming it."""

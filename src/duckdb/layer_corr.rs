@@ -12,7 +12,11 @@
 //! hands the rows over ([`layercorr_kernels::stream`]): each chunk's rows
 //! of a group are multiplied, on both cores, with each other and with the
 //! group's earlier rows, straight from DuckDB's vector; finalize only
-//! scales and writes the matrix. Euclidean and gram need every row before
+//! scales and writes the matrix. Where a chunk holds several groups and a
+//! group's block is large (a `GROUP BY layer` over a stored table), the
+//! block is copied into the group's store and multiplied on a thread of
+//! its own while DuckDB scans the next chunk
+//! ([`layercorr_kernels::pipelined`]). Euclidean and gram need every row before
 //! the first product, so they multiply at finalize. Either way a group
 //! keeps its rows (for products with later chunks): in memory up to
 //! `LAYERCORR_SPILL_MB` megabytes (default 256), past that in an unlinked
@@ -28,7 +32,7 @@
 
 use std::sync::atomic::AtomicU64;
 
-use layercorr_kernels::{BlockBuffers, CorrAccumulator, CorrMethod, SpillPolicy};
+use layercorr_kernels::{BlockBuffers, CorrMethod, PipelinedAccumulator, SpillPolicy};
 
 use super::capi::host::Settings;
 use super::capi::{Aggregate, Chunk, FloatLists, LogicalType, Output, States, Strings};
@@ -46,7 +50,7 @@ pub struct LayerCorr;
 #[derive(Default)]
 pub struct CorrState {
     keys: Vec<String>,
-    acc: Option<CorrAccumulator>,
+    acc: Option<PipelinedAccumulator>,
     method: Option<CorrMethod>,
     /// Working memory this group has counted in [`RESERVED`].
     reservation: Reservation,
@@ -101,10 +105,24 @@ fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> Erro
     ))
 }
 
+/// A block at least this large (bytes of values) from a chunk that other
+/// groups share has its products taken behind DuckDB's scan
+/// ([`PipelinedAccumulator`]): the scan of the next chunk and the
+/// products of this one then run at once. A group that has a chunk to
+/// itself is multiplied straight from DuckDB's vector during the call, and
+/// small blocks are not worth a thread.
+const BEHIND_MIN_BYTES: usize = 16 << 20;
+
+/// Whether a block of `rows` rows of `d` values goes behind the scan.
+fn behind(shared_chunk: bool, rows: usize, d: usize) -> bool {
+    shared_chunk && rows.saturating_mul(d).saturating_mul(4) >= BEHIND_MIN_BYTES
+}
+
 /// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
-/// order) to its state.
+/// order) to its state; `shared_chunk`: other groups have rows in it.
 fn add_group_rows(
     state: &mut CorrState,
+    shared_chunk: bool,
     rows: &[usize],
     acts: &FloatLists,
     keys: &Strings,
@@ -140,7 +158,9 @@ fn add_group_rows(
     let Some(d) = values.first().map(|v| v.len()) else {
         return Ok(());
     };
-    let first_row = state.acc.as_ref().map_or(0, |a| a.n());
+    // One key per row pushed: the accumulator's row count, without
+    // waiting for products still running.
+    let first_row = state.keys.len();
     state.reserve(first_row + values.len(), d, method)?;
     state
         .keys
@@ -148,8 +168,8 @@ fn add_group_rows(
     // The accumulator owns the method: spearman rows are ranked there.
     state
         .acc
-        .get_or_insert_with(|| CorrAccumulator::new(d, method))
-        .push_rows(&values, policy, bufs)
+        .get_or_insert_with(|| PipelinedAccumulator::new(d, method))
+        .push_rows(&values, policy, bufs, behind(shared_chunk, values.len(), d))
         .map_err(|e| Error::at_key(e, &state.keys))
 }
 
@@ -190,10 +210,20 @@ impl Aggregate for LayerCorr {
         // so that each group's rows are multiplied as one block, with one
         // set of working buffers for every group of the chunk.
         let mut bufs = BlockBuffers::default();
-        for group in states.groups(&rows) {
+        let groups = states.groups(&rows);
+        let shared_chunk = groups.len() > 1;
+        for group in groups {
             let group_rows: Vec<usize> = group.iter().map(|&i| rows[i]).collect();
             let state = states.get(group_rows[0]);
-            add_group_rows(state, &group_rows, &acts, &keys, &policy, &mut bufs)?;
+            add_group_rows(
+                state,
+                shared_chunk,
+                &group_rows,
+                &acts,
+                &keys,
+                &policy,
+                &mut bufs,
+            )?;
         }
         Ok(())
     }
@@ -208,7 +238,7 @@ impl Aggregate for LayerCorr {
         if let Some(dst) = &target.acc {
             // The source's count moves to the target, which then counts
             // the merged group.
-            let (n, d) = (dst.n() + src.n(), dst.d());
+            let (n, d) = (target.keys.len() + source.keys.len(), dst.d());
             let method = target.method.unwrap_or(CorrMethod::Pearson);
             source.reservation.release();
             target.reserve(n, d, method)?;

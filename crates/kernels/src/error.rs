@@ -208,6 +208,14 @@ pub enum KernelError {
         /// Resamples drawn.
         tried: usize,
     },
+
+    /// The thread that took a group's products behind the host's scan
+    /// stopped without a result (it panicked).
+    #[error("the products of a group stopped on their thread: {reason}")]
+    Background {
+        /// What the thread left behind.
+        reason: String,
+    },
 }
 
 fn constant_reason(method: &str) -> &'static str {

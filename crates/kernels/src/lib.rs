@@ -53,6 +53,7 @@ mod gram;
 pub mod memory;
 pub mod method;
 mod numeric;
+pub mod pipelined;
 pub mod rank;
 pub mod resample;
 pub mod rows;
@@ -69,6 +70,7 @@ pub use memory::{
     result_bytes, working_bytes, working_bytes_with_spill, DEFAULT_SPILL_LIMIT_BYTES,
 };
 pub use method::{CompareMethod, CorrMethod};
+pub use pipelined::PipelinedAccumulator;
 pub use rows::RowMatrix;
 pub use source::RowSource;
 pub use square::SquareMatrix;

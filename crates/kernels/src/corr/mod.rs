@@ -160,6 +160,32 @@ impl CorrAccumulator {
         }
     }
 
+    /// Adds rows as [`CorrAccumulator::push_rows`] does, but only copies
+    /// them into the group's store: their products wait for
+    /// [`CorrAccumulator::settle_waiting`], which needs nothing of the
+    /// caller's and can run on another thread.
+    pub fn store_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+        check_not_empty(batch, self.n())?;
+        match &mut self.inner {
+            Inner::Streaming(s) => s.store_rows(batch, policy),
+            Inner::Rows { store, .. } => {
+                for row in batch {
+                    store.push_row(row, policy)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Takes the products of the rows that [`CorrAccumulator::store_rows`]
+    /// left waiting (euclidean and gram: nothing, they multiply at the end).
+    pub fn settle_waiting(&mut self, bufs: &mut BlockBuffers) -> Result<()> {
+        match &mut self.inner {
+            Inner::Streaming(s) => s.settle_waiting(bufs),
+            Inner::Rows { .. } => Ok(()),
+        }
+    }
+
     /// [`CorrAccumulator::push_rows`] for rows the caller owns: into an
     /// empty accumulator the matrix moves in as the row store, without a
     /// copy (and is never spilled).

@@ -184,40 +184,16 @@ impl StreamingGram {
         if r == 0 {
             return Ok(());
         }
-        check_not_empty(batch, p)?;
-        if let Some((i, row)) = batch.iter().enumerate().find(|(_, row)| row.len() != d) {
-            return Err(KernelError::RowLength {
-                row: p + i,
-                expected: d,
-                got: row.len(),
-            });
-        }
+        self.check_batch(batch)?;
         let direct = self.done == p && r >= direct_threshold(p);
-        if self.method == CorrMethod::Spearman {
-            check_len(d)?;
-            let (_, places) = self.store.extend_rows(r, policy)?;
-            places.write_with(batch, RankScratch::default, |scratch, i, row, out| {
-                rank_into(row, out, scratch).map_err(|(col, value)| KernelError::NonFinite {
-                    row: p + i,
-                    col,
-                    value,
-                })
-            })?;
-            self.push_shifts(std::iter::repeat_n(&[][..], r), r)?;
+        if self.method == CorrMethod::Spearman || !direct {
+            self.store_batch(batch, policy)?;
             if direct || self.n() - self.done >= settle_threshold(self.done) {
                 self.settle(bufs)?;
             }
             return Ok(());
         }
         self.push_shifts(batch.iter().copied(), r)?;
-        if !direct {
-            let (_, places) = self.store.extend_rows(r, policy)?;
-            places.write_all(batch)?;
-            if self.n() - self.done >= settle_threshold(self.done) {
-                self.settle(bufs)?;
-            }
-            return Ok(());
-        }
         self.tri.grow(p + r)?;
         let (earlier, places) = self.store.extend_rows(r, policy)?;
         // Large blocks bypass the page cache through a writer thread (whole,
@@ -267,6 +243,63 @@ impl StreamingGram {
         }
         self.done = p + r;
         Ok(())
+    }
+
+    /// Adds rows (as [`StreamingGram::push_rows`]) to the store only: their
+    /// products wait for [`StreamingGram::settle_waiting`] (or a later
+    /// push, or the end), which may run elsewhere once the caller's rows
+    /// are gone, since it reads them from the store.
+    pub fn store_rows(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.check_batch(batch)?;
+        self.store_batch(batch, policy)
+    }
+
+    /// Multiplies the rows that wait in the store.
+    pub fn settle_waiting(&mut self, bufs: &mut BlockBuffers) -> Result<()> {
+        self.settle(bufs)
+    }
+
+    /// [`KernelError::EmptyRow`] or [`KernelError::RowLength`] for the
+    /// first row of `batch` that is empty or not `d` values long.
+    fn check_batch(&self, batch: &[&[f32]]) -> Result<()> {
+        let p = self.n();
+        check_not_empty(batch, p)?;
+        match batch
+            .iter()
+            .enumerate()
+            .find(|(_, row)| row.len() != self.d)
+        {
+            Some((i, row)) => Err(KernelError::RowLength {
+                row: p + i,
+                expected: self.d,
+                got: row.len(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Copies `batch` into the store (spearman: its ranks) and records the
+    /// rows' shifts; their products wait.
+    fn store_batch(&mut self, batch: &[&[f32]], policy: &SpillPolicy) -> Result<()> {
+        let (p, r, d) = (self.n(), batch.len(), self.d);
+        if self.method == CorrMethod::Spearman {
+            check_len(d)?;
+            let (_, places) = self.store.extend_rows(r, policy)?;
+            places.write_with(batch, RankScratch::default, |scratch, i, row, out| {
+                rank_into(row, out, scratch).map_err(|(col, value)| KernelError::NonFinite {
+                    row: p + i,
+                    col,
+                    value,
+                })
+            })?;
+            return self.push_shifts(std::iter::repeat_n(&[][..], r), r);
+        }
+        self.push_shifts(batch.iter().copied(), r)?;
+        let (_, places) = self.store.extend_rows(r, policy)?;
+        places.write_all(batch)
     }
 
     /// Adds every row of `rows` when nothing was pushed yet, taking the
