@@ -448,6 +448,19 @@ def test_groups_sharing_chunks_are_multiplied_behind_the_scan(con, spill, method
         assert_matrix(f"{method} group {g}", np.array(mat, dtype=np.float64), np.corrcoef(X), 1e-5)
 
 
+def test_a_nan_in_a_block_multiplied_behind_the_scan_names_its_key(con):
+    """A NaN in a block whose products run after the call has returned is
+    found there and reported by the group's next call, naming its key."""
+    n, d = 700, 8192
+    con.execute(f"CREATE TABLE shared_nan AS SELECT g, 'k' || lpad(i::VARCHAR, 4, '0') AS k, "
+                f"list_transform(range({d}), lambda j: CASE WHEN g = 1 AND i = 400 AND j = 17 "
+                f"THEN 'nan'::FLOAT ELSE ((hash(i * {d} + j) % 1000) / 1000.0)::FLOAT END) AS v "
+                f"FROM range({n}) a(i), range(3) b(g) ORDER BY i, g")
+    with pytest.raises(Exception, match="k0400") as err:
+        con.execute("SELECT g, layer_corr(k, v) FROM shared_nan GROUP BY g").fetchall()
+    assert "NaN" in str(err.value) or "non-finite" in str(err.value), str(err.value)
+
+
 def test_spill_folder_problems_are_named(con, rand, tmp_path):
     """Spill files go to DuckDB's temp_directory; a bad folder or a bad
     layercorr_spill_mb value is an error naming it."""
