@@ -105,21 +105,9 @@ fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> Erro
     ))
 }
 
-/// A block at least this large (bytes of values) from a chunk that other
-/// groups share has its products taken behind DuckDB's scan
-/// ([`PipelinedAccumulator`]): the scan of the next chunk and the
-/// products of this one then run at once. A group that has a chunk to
-/// itself is multiplied straight from DuckDB's vector during the call, and
-/// small blocks are not worth a thread.
-const BEHIND_MIN_BYTES: usize = 16 << 20;
-
-/// Whether a block of `rows` rows of `d` values goes behind the scan.
-fn behind(shared_chunk: bool, rows: usize, d: usize) -> bool {
-    shared_chunk && rows.saturating_mul(d).saturating_mul(4) >= BEHIND_MIN_BYTES
-}
-
 /// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
-/// order) to its state; `shared_chunk`: other groups have rows in it.
+/// order) to its state; `shared_chunk`: other groups have rows in it (the
+/// accumulator may then multiply a large block behind DuckDB's scan).
 fn add_group_rows(
     state: &mut CorrState,
     shared_chunk: bool,
@@ -169,7 +157,7 @@ fn add_group_rows(
     state
         .acc
         .get_or_insert_with(|| PipelinedAccumulator::new(d, method))
-        .push_rows(&values, policy, bufs, behind(shared_chunk, values.len(), d))
+        .push_rows(&values, policy, bufs, shared_chunk)
         .map_err(|e| Error::at_key(e, &state.keys))
 }
 

@@ -33,9 +33,16 @@ use crate::stream::BlockBuffers;
 /// runs at a time.
 static ONE_BLOCK_AT_A_TIME: Mutex<()> = Mutex::new(());
 
+/// A block from a chunk that other groups share goes behind the scan when
+/// it holds at least this many bytes of values; smaller blocks are not
+/// worth a thread. A group that has a chunk to itself is always multiplied
+/// during the call, straight from the host's memory: it has no next chunk
+/// of its own to overlap with, and reading its rows back would cost more.
+pub const BEHIND_MIN_BYTES: usize = 16 << 20;
+
 /// What the products' thread hands back: the accumulator and how its
-/// products went.
-type Handed = (CorrAccumulator, Result<()>);
+/// products went; `None` if the accumulator never reached the thread.
+type Handed = Option<(CorrAccumulator, Result<()>)>;
 
 /// A [`CorrAccumulator`] that is either at hand or taking a block's
 /// products on its own thread.
@@ -45,6 +52,8 @@ pub struct PipelinedAccumulator {
     acc: Option<CorrAccumulator>,
     running: Option<JoinHandle<Handed>>,
     d: usize,
+    /// [`BEHIND_MIN_BYTES`], lower in tests.
+    behind_min_bytes: usize,
 }
 
 impl PipelinedAccumulator {
@@ -54,7 +63,16 @@ impl PipelinedAccumulator {
             acc: Some(CorrAccumulator::new(d, method)),
             running: None,
             d,
+            behind_min_bytes: BEHIND_MIN_BYTES,
         }
+    }
+
+    /// The same with another size from which blocks go behind, so that
+    /// tests reach that path with small rows.
+    #[cfg(test)]
+    fn with_behind_min_bytes(mut self, bytes: usize) -> Self {
+        self.behind_min_bytes = bytes;
+        self
     }
 
     /// Values per row.
@@ -65,8 +83,11 @@ impl PipelinedAccumulator {
     /// The accumulator, once its running products (if any) are done.
     fn at_hand(&mut self) -> Result<&mut CorrAccumulator> {
         if let Some(thread) = self.running.take() {
-            let (acc, products) = thread.join().map_err(|panic| KernelError::Background {
+            let handed = thread.join().map_err(|panic| KernelError::Background {
                 reason: panic_message(&panic),
+            })?;
+            let (acc, products) = handed.ok_or_else(|| KernelError::Background {
+                reason: "the accumulator never reached it".into(),
             })?;
             self.acc = Some(acc);
             products?;
@@ -81,16 +102,20 @@ impl PipelinedAccumulator {
         Ok(self.at_hand()?.n())
     }
 
-    /// Adds rows as [`CorrAccumulator::push_rows`]; with `behind`, the
-    /// block's products are taken on a thread of their own after this call
-    /// returns (the rows are copied into the store first), else during it.
+    /// Adds rows as [`CorrAccumulator::push_rows`]. `shared_chunk`: other
+    /// groups have rows in the host's chunk these come from; then a block
+    /// of [`BEHIND_MIN_BYTES`] or more has its products taken on a thread
+    /// of its own after this call returns (the rows are copied into the
+    /// store first), any other during the call.
     pub fn push_rows(
         &mut self,
         batch: &[&[f32]],
         policy: &SpillPolicy,
         bufs: &mut BlockBuffers,
-        behind: bool,
+        shared_chunk: bool,
     ) -> Result<()> {
+        let bytes = batch.len().saturating_mul(self.d).saturating_mul(4);
+        let behind = shared_chunk && bytes >= self.behind_min_bytes;
         let acc = self.at_hand()?;
         if !behind {
             return acc.push_rows(batch, policy, bufs);
@@ -106,14 +131,12 @@ impl PipelinedAccumulator {
         let spawned = std::thread::Builder::new()
             .name("layercorr-products".into())
             .spawn(move || {
-                let Ok(mut acc) = receiver.recv() else {
-                    return (CorrAccumulator::new(0, CorrMethod::Pearson), Ok(()));
-                };
+                let mut acc = receiver.recv().ok()?;
                 let _one = ONE_BLOCK_AT_A_TIME
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 let products = acc.settle_waiting(&mut BlockBuffers::default());
-                (acc, products)
+                Some((acc, products))
             });
         match spawned {
             Ok(thread) => match sender.send(acc) {
@@ -168,17 +191,11 @@ mod tests {
     use super::*;
     use crate::corr::correlation_matrix;
     use crate::rows::RowMatrix;
+    use rand::{Rng, SeedableRng};
 
     fn rows(n: usize, d: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed;
-        (0..n * d)
-            .map(|i| {
-                state = state
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((state >> 33) as f32 / (1u64 << 31) as f32) + (i % d) as f32 * 1e-3
-            })
-            .collect()
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..n * d).map(|_| rng.gen_range(-2.0f32..2.0)).collect()
     }
 
     /// Blocks pushed behind, in place and mixed, in several groups at once,
@@ -194,7 +211,7 @@ mod tests {
         ] {
             let data: Vec<Vec<f32>> = (0..3).map(|g| rows(n, d, g + 1)).collect();
             let mut groups: Vec<PipelinedAccumulator> = (0..3)
-                .map(|_| PipelinedAccumulator::new(d, method))
+                .map(|_| PipelinedAccumulator::new(d, method).with_behind_min_bytes(0))
                 .collect();
             let mut bufs = BlockBuffers::default();
             for (b, range) in [0..5, 5..6, 6..15, 15..23].into_iter().enumerate() {
@@ -228,7 +245,7 @@ mod tests {
         let mut data = rows(6, d, 9);
         data[4 * d + 7] = f32::NAN;
         let policy = SpillPolicy::in_temp_dir(None);
-        let mut acc = PipelinedAccumulator::new(d, CorrMethod::Pearson);
+        let mut acc = PipelinedAccumulator::new(d, CorrMethod::Pearson).with_behind_min_bytes(0);
         let batch: Vec<&[f32]> = data.chunks(d).collect();
         let mut bufs = BlockBuffers::default();
         acc.push_rows(&batch, &policy, &mut bufs, true).unwrap();
