@@ -6,9 +6,12 @@
 //! instruction set; `portable` is the definition, `x86` the AVX-512 and
 //! AVX2+FMA versions, the widest the CPU reports used.
 
+mod panels;
 mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+pub use panels::{pack_panels, pack_tiles, panel_product, panels_len, panels_preferred};
 
 /// f32 values of the widest vector register the kernels are blocked for
 /// (AVX-512); callers size their buffers in whole multiples of it, which

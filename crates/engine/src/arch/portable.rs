@@ -53,3 +53,36 @@ pub fn take_every_other(src: &[f32], dst: &mut [f32]) {
         *d = *s;
     }
 }
+
+/// See [`super::panel_product`]; the caller has checked the lengths and
+/// that `depth` is not zero.
+pub fn panel_product(
+    panels: &[f32],
+    tiles: &[f32],
+    (rows, depth, cols): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    use super::panels::{PANEL_ROWS, TILE_COLS};
+    let whole = cols / TILE_COLS * TILE_COLS;
+    for (p, panel) in panels.chunks_exact(PANEL_ROWS * depth).enumerate() {
+        let rows_here = (rows - p * PANEL_ROWS).min(PANEL_ROWS);
+        for c in 0..cols {
+            // The tile holding column c, its width and c's place in it.
+            let (tile, width, col) = if c < whole {
+                (
+                    &tiles[c / TILE_COLS * TILE_COLS * depth..],
+                    TILE_COLS,
+                    c % TILE_COLS,
+                )
+            } else {
+                (&tiles[whole * depth..], cols - whole, c - whole)
+            };
+            for lane in 0..rows_here {
+                let sum: f32 = (0..depth)
+                    .map(|k| panel[k * PANEL_ROWS + lane] * tile[k * width + col])
+                    .sum();
+                out[(p * PANEL_ROWS + lane) * cols + c] = sum;
+            }
+        }
+    }
+}

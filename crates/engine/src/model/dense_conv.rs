@@ -19,7 +19,7 @@ use tract_onnx::tract_core::ops::TypedOp;
 use super::activation::Clamp;
 use super::conv_shape::{replace_convs, ConvShape};
 use super::own_op::{Kernel, OwnOp};
-use super::product::{multiply, Bias};
+use super::product::{multiply, Bias, WeightLayout};
 use crate::arch::take_every_other;
 
 /// Largest window matrix (per image) this op builds; larger convolutions
@@ -81,7 +81,14 @@ impl Kernel for Dense {
         {
             fill_windows(g, image, &mut windows);
             let sizes = (g.out_channels, g.depth(), g.positions());
-            multiply(kernel, &windows, Bias::PerRow(bias), clamp, sizes, out)?;
+            multiply(
+                (kernel, WeightLayout::RowMajor),
+                &windows,
+                Bias::PerRow(bias),
+                clamp,
+                sizes,
+                out,
+            )?;
         }
         Ok(())
     }

@@ -6,7 +6,10 @@
 //! the `EinSum` alone when nothing adds a bias to it) for [`Pointwise`],
 //! which computes `out[O x S] = W[O x I] · X[I x S] + bias` straight from
 //! the NCHW data with [`super::product::multiply`]: no packing copy of the
-//! data, and output rows written whole (see `product` for why).
+//! data, and output rows written whole (see `product` for why). For narrow
+//! maps (the 7 x 7 ones), where `product` prefers weights packed in panels
+//! on this CPU, the replacement takes a packed copy of the weights made
+//! here, once per plan.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
@@ -16,7 +19,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 
 use super::activation::Clamp;
 use super::own_op::{Kernel, OwnOp};
-use super::product::{multiply, Bias};
+use super::product::{multiply, Bias, WeightLayout};
 
 /// Sizes of one pointwise product, all concrete.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -33,10 +36,12 @@ pub struct PointwiseShape {
     pub output: TVec<usize>,
     /// The position of the O axis in it.
     pub channel_axis: usize,
+    /// How the weights input is laid out.
+    pub weights: WeightLayout,
 }
 
-/// The replacement op: inputs are the data, the `O x I` weights and
-/// optionally the bias (one value per output channel, or one in all).
+/// The replacement op: inputs are the data, the `O x I` weights (in the
+/// shape's layout) and optionally the bias (one value per output channel, or one in all).
 pub type Pointwise = OwnOp<PointwiseShape>;
 
 impl Kernel for PointwiseShape {
@@ -65,6 +70,7 @@ impl Kernel for PointwiseShape {
             .chunks_exact(in_image.max(1))
             .zip(out.chunks_exact_mut(out_image.max(1)))
         {
+            let weights = (weights, s.weights);
             multiply(weights, image, bias, clamp, (s.rows, s.depth, s.cols), out)?;
         }
         Ok(())
@@ -164,6 +170,7 @@ fn pointwise_shape(model: &TypedModel, node: &TypedNode) -> TractResult<Option<P
         cols: x[p + 1..].iter().product(),
         output: out.iter().copied().collect(),
         channel_axis: q,
+        weights: WeightLayout::RowMajor,
     }))
 }
 
@@ -211,18 +218,52 @@ fn bias_add(
     Ok(per_channel.then_some((add.id, other)))
 }
 
+/// A constant in `patch` holding the weights of `node` (a pointwise
+/// `EinSum`, weights its second input) in `shape`'s layout.
+fn arranged_weights(
+    model: &TypedModel,
+    node: &TypedNode,
+    shape: &PointwiseShape,
+    patch: &mut TypedModelPatch,
+) -> TractResult<OutletId> {
+    let fact = model.outlet_fact(node.inputs[1])?;
+    let Some(konst) = fact.konst.as_ref() else {
+        bail!("pointwise weights of {} are not a constant", node.name);
+    };
+    let view = konst.try_as_plain_ram()?;
+    let arranged = shape
+        .weights
+        .arrange(view.as_slice::<f32>()?, shape.rows, shape.depth);
+    let len = arranged.len();
+    let tensor = Tensor::from_shape(&[len], &arranged)?;
+    patch.add_const(format!("{}.weights.{:?}", node.name, shape.weights), tensor)
+}
+
 /// Replaces every eligible pointwise `EinSum` (with its bias `Add`) of
 /// `model` by [`Pointwise`]; returns how many were replaced. Call it on a
 /// decluttered model, before `into_optimized`.
 pub fn replace_pointwise(model: &mut TypedModel) -> TractResult<usize> {
+    replace_pointwise_with(model, WeightLayout::for_cols)
+}
+
+/// [`replace_pointwise`] with the weights of a product of `cols` columns
+/// laid out as `layout_for(cols)` says.
+fn replace_pointwise_with(
+    model: &mut TypedModel,
+    layout_for: impl Fn(usize) -> WeightLayout,
+) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes[id];
-        let Some(shape) = pointwise_shape(model, node)? else {
+        let Some(mut shape) = pointwise_shape(model, node)? else {
             continue;
         };
         let mut patch = TypedModelPatch::new("layercorr pointwise");
         let mut taps = patch.taps(model, &node.inputs)?;
+        shape.weights = layout_for(shape.cols);
+        if shape.weights != WeightLayout::RowMajor {
+            taps[1] = arranged_weights(model, node, &shape, &mut patch)?;
+        }
         let (name, replaced_outlet) = match bias_add(model, node, &shape)? {
             Some((add, bias)) => {
                 taps.push(patch.tap_model(model, bias)?);

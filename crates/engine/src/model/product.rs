@@ -14,7 +14,9 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 
 use super::activation::Clamp;
-use crate::arch::add_and_clamp;
+use crate::arch::{
+    add_and_clamp, pack_panels, pack_tiles, panel_product, panels_len, panels_preferred,
+};
 
 /// The bias added to every output row: one value per row, or one for all.
 #[derive(Debug, Clone, Copy)]
@@ -55,10 +57,54 @@ fn block_cols(rows: usize) -> usize {
     (BLOCK_VALUES / rows.max(1)).max(64).next_multiple_of(16)
 }
 
-/// `out = clamp(weights · input + bias)`, all row-major: `weights` is
-/// `rows x depth`, `input` is `depth x cols`, `out` is `rows x cols`.
+/// How a product's weight matrix is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum WeightLayout {
+    /// Row-major `rows x depth`, multiplied by faer.
+    RowMajor,
+    /// Packed by [`pack_panels`] when the plan was built, multiplied by
+    /// [`panel_product`]: the faster path for narrow maps where
+    /// [`panels_preferred`] says so (see `arch::panels`).
+    Panels,
+}
+
+/// Output columns below which a product counts as narrow: each weight is
+/// used fewer times than this per image, and faer's 24-column tiles leave
+/// a large share of remainder.
+const NARROW_COLS: usize = 128;
+
+impl WeightLayout {
+    /// The layout for a product with `cols` output columns on this CPU.
+    pub fn for_cols(cols: usize) -> WeightLayout {
+        if cols < NARROW_COLS && panels_preferred() {
+            WeightLayout::Panels
+        } else {
+            WeightLayout::RowMajor
+        }
+    }
+
+    /// `weights` (row-major `rows x depth`) in this layout.
+    pub fn arrange(self, weights: &[f32], rows: usize, depth: usize) -> Vec<f32> {
+        match self {
+            WeightLayout::RowMajor => weights.to_vec(),
+            WeightLayout::Panels => pack_panels(weights, rows, depth),
+        }
+    }
+
+    /// Values of a `rows x depth` matrix in this layout.
+    fn len(self, rows: usize, depth: usize) -> usize {
+        match self {
+            WeightLayout::RowMajor => rows * depth,
+            WeightLayout::Panels => panels_len(rows, depth),
+        }
+    }
+}
+
+/// `out = clamp(weights · input + bias)`: `weights` is `rows x depth` in
+/// `layout`, `input` row-major `depth x cols`, `out` row-major `rows x
+/// cols`.
 pub(super) fn multiply(
-    weights: &[f32],
+    (weights, layout): (&[f32], WeightLayout),
     input: &[f32],
     bias: Bias<'_>,
     clamp: Clamp,
@@ -72,7 +118,7 @@ pub(super) fn multiply(
         what,
         got,
     };
-    if weights.len() != rows * depth {
+    if weights.len() != layout.len(rows, depth) {
         return Err(mismatch("the weight matrix", weights.len()));
     }
     if input.len() != depth * cols {
@@ -89,21 +135,36 @@ pub(super) fn multiply(
     if rows == 0 || cols == 0 {
         return Ok(());
     }
-    let a = MatRef::from_row_major_slice(weights, rows, depth);
-    let block = block_cols(rows);
-    for first in (0..cols).step_by(block) {
-        let width = block.min(cols - first);
-        {
-            let b = MatRef::from_row_major_slice(input, depth, cols).subcols(first, width);
-            let c = MatMut::from_row_major_slice_mut(out, rows, cols).subcols_mut(first, width);
-            matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
-        }
+    let finish = |out: &mut [f32], first: usize, width: usize| {
         if bias.is_none() && clamp.is_none() {
-            continue;
+            return;
         }
         for (row, out_row) in out.chunks_exact_mut(cols).enumerate() {
             let add = bias.map_or(0.0, |b| bias_of_row(b, row));
             add_and_clamp(&mut out_row[first..first + width], add, clamp.bounds());
+        }
+    };
+    match layout {
+        WeightLayout::Panels => {
+            // A narrow output is small enough to finish in one pass.
+            let mut tiles = Vec::new();
+            pack_tiles(input, depth, cols, &mut tiles);
+            panel_product(weights, &tiles, (rows, depth, cols), out);
+            finish(out, 0, cols);
+        }
+        WeightLayout::RowMajor => {
+            let a = MatRef::from_row_major_slice(weights, rows, depth);
+            let block = block_cols(rows);
+            for first in (0..cols).step_by(block) {
+                let width = block.min(cols - first);
+                {
+                    let b = MatRef::from_row_major_slice(input, depth, cols).subcols(first, width);
+                    let c =
+                        MatMut::from_row_major_slice_mut(out, rows, cols).subcols_mut(first, width);
+                    matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
+                }
+                finish(out, first, width);
+            }
         }
     }
     Ok(())
@@ -157,16 +218,22 @@ mod tests {
                 (values(m, 3), Clamp::NONE),
                 (values(m, 4), relu6),
             ] {
-                let mut out = vec![f32::NAN; m * n];
                 let b = if bias.is_empty() {
                     Bias::None
                 } else {
                     Bias::PerRow(&bias)
                 };
-                multiply(&w, &x, b, clamp, (m, k, n), &mut out).unwrap();
                 let want = reference(&w, &x, &bias, clamp, (m, k, n));
-                for (i, (a, b)) in out.iter().zip(&want).enumerate() {
-                    assert!((a - b).abs() < 1e-4, "{m}x{k}x{n} value {i}: {a} vs {b}");
+                for layout in [WeightLayout::RowMajor, WeightLayout::Panels] {
+                    let mut out = vec![f32::NAN; m * n];
+                    let arranged = layout.arrange(&w, m, k);
+                    multiply((&arranged, layout), &x, b, clamp, (m, k, n), &mut out).unwrap();
+                    for (i, (a, b)) in out.iter().zip(&want).enumerate() {
+                        assert!(
+                            (a - b).abs() < 1e-4,
+                            "{layout:?} {m}x{k}x{n} value {i}: {a} vs {b}"
+                        );
+                    }
                 }
             }
         }
@@ -176,11 +243,27 @@ mod tests {
     fn mismatched_operands_are_refused() {
         let mut out = vec![0.0; 6];
         let none = Clamp::NONE;
-        let err =
-            multiply(&[0.0; 5], &[0.0; 9], Bias::None, none, (2, 3, 3), &mut out).unwrap_err();
+        let row_major = WeightLayout::RowMajor;
+        let err = multiply(
+            (&[0.0; 5], row_major),
+            &[0.0; 9],
+            Bias::None,
+            none,
+            (2, 3, 3),
+            &mut out,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("weight matrix has 5"), "{err}");
         let bias = Bias::PerRow(&[1.0; 3]);
-        let err = multiply(&[0.0; 6], &[0.0; 9], bias, none, (2, 3, 3), &mut out).unwrap_err();
+        let err = multiply(
+            (&[0.0; 6], row_major),
+            &[0.0; 9],
+            bias,
+            none,
+            (2, 3, 3),
+            &mut out,
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("bias has 3"), "{err}");
     }
 }

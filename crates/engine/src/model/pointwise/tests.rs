@@ -61,19 +61,29 @@ fn ops_named(model: &TypedModel, name: &str) -> usize {
         .count()
 }
 
-/// Replaces in a copy of `model`, checks the count, and compares both runs.
+/// Replaces in copies of `model`, with the weights in each layout, checks
+/// the count, and compares each run with tract's; returns the copy with
+/// the layout this CPU would choose.
 fn check(model: TypedModel, x_shape: &[usize], expect_replaced: usize) -> TypedModel {
-    let mut ours = model.clone();
-    assert_eq!(replace_pointwise(&mut ours).unwrap(), expect_replaced);
-    let want = run(model, x_shape);
-    let got = run(ours.clone(), x_shape);
-    assert_eq!(want.len(), got.len());
-    for (w, g) in want.iter().zip(&got) {
-        assert_eq!(w.len(), g.len());
-        for (i, (a, b)) in w.iter().zip(g).enumerate() {
-            assert!((a - b).abs() < 1e-4, "value {i}: tract {a}, ours {b}");
+    let want = run(model.clone(), x_shape);
+    for layout in [WeightLayout::RowMajor, WeightLayout::Panels] {
+        let mut ours = model.clone();
+        let replaced = replace_pointwise_with(&mut ours, |_| layout).unwrap();
+        assert_eq!(replaced, expect_replaced);
+        let got = run(ours, x_shape);
+        assert_eq!(want.len(), got.len());
+        for (w, g) in want.iter().zip(&got) {
+            assert_eq!(w.len(), g.len());
+            for (i, (a, b)) in w.iter().zip(g).enumerate() {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{layout:?} value {i}: tract {a}, ours {b}"
+                );
+            }
         }
     }
+    let mut ours = model;
+    assert_eq!(replace_pointwise(&mut ours).unwrap(), expect_replaced);
     ours
 }
 

@@ -1,0 +1,144 @@
+//! The AVX2 + FMA version of [`super::panel_product`].
+
+use std::arch::x86_64::*;
+
+use super::{PANEL_ROWS, TILE_COLS};
+
+/// f32 values of one AVX2 register.
+const YMM_LANES: usize = 8;
+/// Tail columns taken together as matrix-vector products.
+const TAIL_GROUP: usize = 4;
+
+/// See [`super::panel_product`]: for each panel, one 6 x 16 block of
+/// outputs per whole tile, its 12 accumulators in registers over the whole
+/// depth (2 loads of the tile and 6 broadcast weights per step, so the
+/// multiply-adds, not the loads, set the pace); then the tail's columns
+/// four at a time with the panel's 6 rows in one register.
+///
+/// # Safety
+/// AVX2 and FMA must be available; `panels`, `tiles` and `out` must have
+/// the lengths `panel_product` asserts, and `depth` must not be zero.
+#[target_feature(enable = "avx2,fma")]
+pub unsafe fn panel_product_avx2(
+    panels: &[f32],
+    tiles: &[f32],
+    (rows, depth, cols): (usize, usize, usize),
+    out: &mut [f32],
+) {
+    let whole = cols / TILE_COLS;
+    let rest = cols % TILE_COLS;
+    let (p, x, o) = (panels.as_ptr(), tiles.as_ptr(), out.as_mut_ptr());
+    for panel in 0..rows.div_ceil(PANEL_ROWS) {
+        let weights = p.add(panel * PANEL_ROWS * depth);
+        let rows_here = (rows - panel * PANEL_ROWS).min(PANEL_ROWS);
+        let out_rows = o.add(panel * PANEL_ROWS * cols);
+        for tile in 0..whole {
+            let block = x.add(tile * TILE_COLS * depth);
+            tile_block(
+                weights,
+                block,
+                depth,
+                out_rows.add(tile * TILE_COLS),
+                cols,
+                rows_here,
+            );
+        }
+        if rest > 0 {
+            let tail = x.add(whole * TILE_COLS * depth);
+            tail_columns(
+                weights,
+                tail,
+                (depth, rest),
+                out_rows.add(whole * TILE_COLS),
+                cols,
+                rows_here,
+            );
+        }
+    }
+}
+
+/// One panel times one whole tile: `out` rows `cols` apart, `rows_here` of
+/// them written.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tile_block(
+    weights: *const f32,
+    tile: *const f32,
+    depth: usize,
+    out: *mut f32,
+    cols: usize,
+    rows_here: usize,
+) {
+    let z = _mm256_setzero_ps();
+    let (mut a0, mut a1, mut a2, mut a3, mut a4, mut a5) = (z, z, z, z, z, z);
+    let (mut b0, mut b1, mut b2, mut b3, mut b4, mut b5) = (z, z, z, z, z, z);
+    let (mut x, mut w) = (tile, weights);
+    for _ in 0..depth {
+        let low = _mm256_loadu_ps(x);
+        let high = _mm256_loadu_ps(x.add(YMM_LANES));
+        let c = _mm256_broadcast_ss(&*w);
+        a0 = _mm256_fmadd_ps(low, c, a0);
+        b0 = _mm256_fmadd_ps(high, c, b0);
+        let c = _mm256_broadcast_ss(&*w.add(1));
+        a1 = _mm256_fmadd_ps(low, c, a1);
+        b1 = _mm256_fmadd_ps(high, c, b1);
+        let c = _mm256_broadcast_ss(&*w.add(2));
+        a2 = _mm256_fmadd_ps(low, c, a2);
+        b2 = _mm256_fmadd_ps(high, c, b2);
+        let c = _mm256_broadcast_ss(&*w.add(3));
+        a3 = _mm256_fmadd_ps(low, c, a3);
+        b3 = _mm256_fmadd_ps(high, c, b3);
+        let c = _mm256_broadcast_ss(&*w.add(4));
+        a4 = _mm256_fmadd_ps(low, c, a4);
+        b4 = _mm256_fmadd_ps(high, c, b4);
+        let c = _mm256_broadcast_ss(&*w.add(5));
+        a5 = _mm256_fmadd_ps(low, c, a5);
+        b5 = _mm256_fmadd_ps(high, c, b5);
+        x = x.add(TILE_COLS);
+        w = w.add(PANEL_ROWS);
+    }
+    let rows = [(a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5)];
+    for (r, (low, high)) in rows.iter().enumerate().take(rows_here) {
+        let row = out.add(r * cols);
+        _mm256_storeu_ps(row, *low);
+        _mm256_storeu_ps(row.add(YMM_LANES), *high);
+    }
+}
+
+/// One panel times the tail's `width` columns (`tail` is `depth x width`),
+/// as matrix-vector products: the panel's 6 weights at a depth are one
+/// masked load, each column's value one broadcast.
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn tail_columns(
+    weights: *const f32,
+    tail: *const f32,
+    (depth, width): (usize, usize),
+    out: *mut f32,
+    cols: usize,
+    rows_here: usize,
+) {
+    // The 6 lanes of a panel's weights at one depth: reading 8 would pass
+    // the end of the last panel.
+    let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    let mut first = 0;
+    while first < width {
+        let n = (width - first).min(TAIL_GROUP);
+        let mut acc = [_mm256_setzero_ps(); TAIL_GROUP];
+        for k in 0..depth {
+            let w = _mm256_maskload_ps(weights.add(k * PANEL_ROWS), six);
+            let x = tail.add(k * width + first);
+            for (c, a) in acc.iter_mut().enumerate().take(n) {
+                *a = _mm256_fmadd_ps(w, _mm256_broadcast_ss(&*x.add(c)), *a);
+            }
+        }
+        for (c, a) in acc.iter().enumerate().take(n) {
+            let mut lanes = [0.0f32; YMM_LANES];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
+            for (r, v) in lanes.iter().enumerate().take(rows_here) {
+                *out.add(r * cols + first + c) = *v;
+            }
+        }
+        first += n;
+    }
+}
