@@ -32,6 +32,7 @@ use super::capi::{
 use super::error::{Error, Result};
 use super::preprocess_arg::overrides_from_value;
 use layercorr_engine::files::{expand_local_glob, glob_base, has_glob, is_local, FileSource};
+use layercorr_engine::model::LayerValues;
 use layercorr_engine::pipeline::{
     prepare, ImageInput, Prefetch, Prepared, IMAGES_PER_STEP, STEPS_IN_FLIGHT,
 };
@@ -104,7 +105,7 @@ fn blob_images(blobs: Vec<Option<Vec<u8>>>) -> Images {
 /// reached.
 pub struct Progress {
     steps: Prefetch,
-    pending: VecDeque<(usize, usize, Option<Vec<f32>>)>,
+    pending: VecDeque<(usize, usize, Option<LayerValues>)>,
     next_null: usize,
 }
 
@@ -308,7 +309,7 @@ impl TableFunction for NnActivationsTable {
             .pending
             .iter()
             .take(max_rows)
-            .map(|(_, _, v)| v.as_ref().map_or(0, Vec::len))
+            .map(|(_, _, v)| v.as_ref().map_or(0, |v| v.len()))
             .sum();
         act_col.reserve_list(act_col.list_len()? + values)?;
         let mut row = 0;

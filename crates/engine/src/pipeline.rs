@@ -232,9 +232,12 @@ fn run_batch(
             for image in &mut acts {
                 let layouts = prepared.shapes.iter().zip(&prepared.channels_last);
                 for (values, (shape, last)) in image.layers.iter_mut().zip(layouts) {
-                    *values = prepared
-                        .pooling
-                        .apply_laid_out(std::mem::take(values), shape, *last);
+                    let pooled = prepared.pooling.apply_laid_out(
+                        std::mem::take(values).into_vec(),
+                        shape,
+                        *last,
+                    );
+                    *values = pooled.into();
                 }
             }
         }

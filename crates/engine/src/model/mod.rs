@@ -14,6 +14,7 @@ mod conv_shape;
 mod dense_conv;
 mod depthwise;
 mod error;
+mod layer_values;
 mod loaded;
 mod lrn;
 mod metadata;
@@ -29,6 +30,7 @@ pub use cache::{
 };
 pub use conv_shape::ConvShape;
 pub use error::ModelError;
+pub use layer_values::LayerValues;
 pub use loaded::{LayerInfo, LoadedModel, ModelInfo, INPUT_LAYER};
 pub use metadata::{Overrides, PreprocessingSource, PREPROCESSING_KEYS};
 pub use plan::{swap_in_own_kernels, ImageActivations, Plan};

@@ -16,7 +16,7 @@ use super::dense_conv::{replace_dense_convs, DenseConv};
 use super::depthwise::{replace_depthwise, PlaneDepthwise};
 use super::lrn::replace_lrn;
 use super::pointwise::{replace_pointwise, Pointwise};
-use super::{LoadedModel, ModelError, INPUT_LAYER};
+use super::{LayerValues, LoadedModel, ModelError, INPUT_LAYER};
 
 /// Whether convolutions run on layercorr's kernels ([`swap_in_own_kernels`],
 /// the default) or on tract's own (the `layercorr_kernels` setting).
@@ -48,7 +48,7 @@ pub fn swap_in_own_kernels(model: &mut TypedModel) -> TractResult<usize> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageActivations {
     /// `layers[i]` belongs to `Plan::layers()[i]`.
-    pub layers: Vec<Vec<f32>>,
+    pub layers: Vec<LayerValues>,
 }
 
 /// A runnable plan for one model, one list of layers and one batch size.
@@ -153,7 +153,8 @@ impl Plan {
                 self.batch
             )));
         }
-        let mut outputs: Vec<Vec<Vec<f32>>> = Vec::new();
+        // outputs[o][i]: output o of image i.
+        let mut outputs: Vec<Vec<LayerValues>> = Vec::new();
         if let Some(runnable) = &self.runnable {
             let per_image = self.model.preprocessing.tensor_len();
             let mut data = Vec::with_capacity(per_image * images.len());
@@ -183,14 +184,24 @@ impl Plan {
             let results = runnable
                 .run(tvec!(input.into()))
                 .map_err(|e| fail(format!("{e:#}")))?;
-            for value in results.iter() {
-                let tensor = value.cast_to::<f32>().map_err(|e| fail(format!("{e:#}")))?;
-                let view = tensor
-                    .try_as_plain_ram()
-                    .map_err(|e| fail(format!("{e:#}")))?;
-                let all = view.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
-                let per = all.len() / images.len();
-                outputs.push(all.chunks_exact(per.max(1)).map(<[f32]>::to_vec).collect());
+            for value in results {
+                let tensor = value.into_tensor();
+                outputs.push(if images.len() == 1 {
+                    // One image: its output tensor as it is, no copy.
+                    vec![LayerValues::from_tensor(tensor).map_err(|e| fail(format!("{e:#}")))?]
+                } else {
+                    let tensor = tensor
+                        .cast_to::<f32>()
+                        .map_err(|e| fail(format!("{e:#}")))?;
+                    let view = tensor
+                        .try_as_plain_ram()
+                        .map_err(|e| fail(format!("{e:#}")))?;
+                    let all = view.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
+                    let per = all.len() / images.len();
+                    all.chunks_exact(per.max(1))
+                        .map(|one| LayerValues::from(one.to_vec()))
+                        .collect()
+                });
             }
         }
         let mut per_image: Vec<ImageActivations> = (0..images.len())
@@ -199,8 +210,7 @@ impl Plan {
             })
             .collect();
         // Each output is moved to the last layer that asks for it and
-        // copied only for earlier ones (a layer named twice): 4 MB per
-        // image for the demo's 12 layers.
+        // shared by earlier ones (a layer named twice).
         let mut uses_left = vec![0usize; outputs.len()];
         for o in self.sources.iter().flatten() {
             uses_left[*o] += 1;
@@ -208,7 +218,7 @@ impl Plan {
         for source in &self.sources {
             for (i, acts) in per_image.iter_mut().enumerate() {
                 let values = match source {
-                    None => images[i].clone(),
+                    None => LayerValues::from(images[i].clone()),
                     Some(o) if uses_left[*o] == 1 => outputs[*o]
                         .get_mut(i)
                         .map(std::mem::take)
@@ -238,6 +248,10 @@ mod tests {
         Plan::build(Arc::new(model), layers, batch).unwrap()
     }
 
+    fn vecs(layers: &[LayerValues]) -> Vec<Vec<f32>> {
+        layers.iter().map(|l| l.to_vec()).collect()
+    }
+
     #[test]
     fn float_inputs_run_in_batches() {
         let dims = [Dim::Param("N"), Dim::Value(3), Dim::Value(2), Dim::Value(2)];
@@ -246,8 +260,18 @@ mod tests {
         let b: Vec<f32> = (0..12).map(|v| v as f32).collect();
         let out = plan.run(&[a.clone(), b.clone()], &["a", "b"]).unwrap();
         let relu: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
-        assert_eq!(out[0].layers, vec![relu, a]);
-        assert_eq!(out[1].layers, vec![b.clone(), b]);
+        assert_eq!(vecs(&out[0].layers), vec![relu, a]);
+        assert_eq!(vecs(&out[1].layers), vec![b.clone(), b]);
+    }
+
+    #[test]
+    fn one_image_gets_its_outputs_whole_even_when_a_layer_is_named_twice() {
+        let dims = [Dim::Param("N"), Dim::Value(3), Dim::Value(2), Dim::Value(2)];
+        let plan = plan(&model(FLOAT, &dims, &[]), &["y", INPUT_LAYER, "y"], 1);
+        let a: Vec<f32> = (0..12).map(|v| v as f32 - 6.0).collect();
+        let out = plan.run(std::slice::from_ref(&a), &["a"]).unwrap();
+        let relu: Vec<f32> = a.iter().map(|v| v.max(0.0)).collect();
+        assert_eq!(vecs(&out[0].layers), vec![relu.clone(), a, relu]);
     }
 
     #[test]
@@ -272,6 +296,6 @@ mod tests {
             .all(|v| v.fract() == 0.0 && (0.0..=255.0).contains(v)));
         assert_eq!(pixels[0], 255.0);
         let out = plan.run(std::slice::from_ref(&pixels), &["g.png"]).unwrap();
-        assert_eq!(out[0].layers, vec![pixels]);
+        assert_eq!(vecs(&out[0].layers), vec![pixels]);
     }
 }
