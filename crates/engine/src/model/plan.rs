@@ -157,20 +157,27 @@ impl Plan {
         let mut outputs: Vec<Vec<LayerValues>> = Vec::new();
         if let Some(runnable) = &self.runnable {
             let per_image = self.model.preprocessing.tensor_len();
-            let mut data = Vec::with_capacity(per_image * images.len());
-            for image in images {
-                if image.len() != per_image {
-                    return Err(fail(format!(
-                        "input has {} values, expected {per_image}",
-                        image.len()
-                    )));
-                }
-                data.extend_from_slice(image);
+            if let Some(image) = images.iter().find(|i| i.len() != per_image) {
+                return Err(fail(format!(
+                    "input has {} values, expected {per_image}",
+                    image.len()
+                )));
             }
             let mut shape = vec![images.len()];
             shape.extend(self.model.preprocessing.shape());
-            let mut input =
-                Tensor::from_shape(&shape, &data).map_err(|e| fail(format!("{e:#}")))?;
+            // The images are copied once, straight into the input tensor.
+            let mut input = Tensor::zero::<f32>(&shape).map_err(|e| fail(format!("{e:#}")))?;
+            {
+                let mut view = input
+                    .try_as_plain_ram_mut()
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                let all = view
+                    .as_slice_mut::<f32>()
+                    .map_err(|e| fail(format!("{e:#}")))?;
+                for (dst, image) in all.chunks_exact_mut(per_image.max(1)).zip(images) {
+                    dst.copy_from_slice(image);
+                }
+            }
             // Preprocessing produces `f32`; a model declaring another input
             // type gets it converted (exact for the raw 0–255 values of a
             // `uint8` input).
