@@ -60,6 +60,7 @@ pub fn panel_product(
     panels: &[f32],
     tiles: &[f32],
     (rows, depth, cols): (usize, usize, usize),
+    (bias, bounds): (&[f32], [f32; 2]),
     out: &mut [f32],
 ) {
     use super::panels::{PANEL_ROWS, TILE_COLS};
@@ -84,5 +85,8 @@ pub fn panel_product(
                 out[(p * PANEL_ROWS + lane) * cols + c] = sum;
             }
         }
+    }
+    for (row, b) in out.chunks_exact_mut(cols).zip(bias) {
+        add_and_clamp(row, *b, bounds);
     }
 }

@@ -6,10 +6,9 @@
 //! the `EinSum` alone when nothing adds a bias to it) for [`Pointwise`],
 //! which computes `out[O x S] = W[O x I] · X[I x S] + bias` straight from
 //! the NCHW data with [`super::product::multiply`]: no packing copy of the
-//! data, and output rows written whole (see `product` for why). For narrow
-//! maps (the 7 x 7 ones), where `product` prefers weights packed in panels
-//! on this CPU, the replacement takes a packed copy of the weights made
-//! here, once per plan.
+//! data, and output rows written whole (see `product` for why). Where
+//! `product` prefers weights packed in panels on this CPU, the replacement
+//! takes a packed copy of the weights made here, once per plan.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::{bail, ensure};
@@ -243,15 +242,11 @@ fn arranged_weights(
 /// `model` by [`Pointwise`]; returns how many were replaced. Call it on a
 /// decluttered model, before `into_optimized`.
 pub fn replace_pointwise(model: &mut TypedModel) -> TractResult<usize> {
-    replace_pointwise_with(model, WeightLayout::for_cols)
+    replace_pointwise_with(model, WeightLayout::preferred())
 }
 
-/// [`replace_pointwise`] with the weights of a product of `cols` columns
-/// laid out as `layout_for(cols)` says.
-fn replace_pointwise_with(
-    model: &mut TypedModel,
-    layout_for: impl Fn(usize) -> WeightLayout,
-) -> TractResult<usize> {
+/// [`replace_pointwise`] with the weights in `layout`.
+fn replace_pointwise_with(model: &mut TypedModel, layout: WeightLayout) -> TractResult<usize> {
     let mut replaced = 0;
     for id in model.eval_order()? {
         let node = &model.nodes[id];
@@ -260,7 +255,7 @@ fn replace_pointwise_with(
         };
         let mut patch = TypedModelPatch::new("layercorr pointwise");
         let mut taps = patch.taps(model, &node.inputs)?;
-        shape.weights = layout_for(shape.cols);
+        shape.weights = layout;
         if shape.weights != WeightLayout::RowMajor {
             taps[1] = arranged_weights(model, node, &shape, &mut patch)?;
         }

@@ -1,6 +1,8 @@
-//! The matrix product behind layercorr's dense convolutions: faer's GEMM
-//! (AVX-512 or AVX2 kernels chosen at run time, a portable one otherwise)
-//! on the calling thread.
+//! The matrix product behind layercorr's dense convolutions, on the calling
+//! thread: faer's GEMM (AVX-512 or AVX2 kernels chosen at run time, a
+//! portable one otherwise) on row-major weights, or, where AVX2 is the
+//! widest vector unit, `arch::panel_product` on weights packed once per
+//! plan (see [`WeightLayout`]).
 //!
 //! A convolution over NCHW data is `out[O x S] = W[O x K] · X[K x S]` with
 //! the positions S as the long axis. tract 0.23 runs these products with
@@ -63,20 +65,16 @@ pub enum WeightLayout {
     /// Row-major `rows x depth`, multiplied by faer.
     RowMajor,
     /// Packed by [`pack_panels`] when the plan was built, multiplied by
-    /// [`panel_product`]: the faster path for narrow maps where
-    /// [`panels_preferred`] says so (see `arch::panels`).
+    /// [`panel_product`] with the bias and clamp applied before the store
+    /// (see `arch::panels`).
     Panels,
 }
 
-/// Output columns below which a product counts as narrow: each weight is
-/// used fewer times than this per image, and faer's 24-column tiles leave
-/// a large share of remainder.
-const NARROW_COLS: usize = 128;
-
 impl WeightLayout {
-    /// The layout for a product with `cols` output columns on this CPU.
-    pub fn for_cols(cols: usize) -> WeightLayout {
-        if cols < NARROW_COLS && panels_preferred() {
+    /// The faster layout for constant weights on this CPU: panels where
+    /// [`panels_preferred`] says so.
+    pub fn preferred() -> WeightLayout {
+        if panels_preferred() {
             WeightLayout::Panels
         } else {
             WeightLayout::RowMajor
@@ -146,11 +144,13 @@ pub(super) fn multiply(
     };
     match layout {
         WeightLayout::Panels => {
-            // A narrow output is small enough to finish in one pass.
             let mut tiles = Vec::new();
             pack_tiles(input, depth, cols, &mut tiles);
-            panel_product(weights, &tiles, (rows, depth, cols), out);
-            finish(out, 0, cols);
+            let per_row: Vec<f32> = (0..rows)
+                .map(|row| bias.map_or(0.0, |b| bias_of_row(b, row)))
+                .collect();
+            let epilogue = (&per_row[..], clamp.bounds());
+            panel_product(weights, &tiles, (rows, depth, cols), epilogue, out);
         }
         WeightLayout::RowMajor => {
             let a = MatRef::from_row_major_slice(weights, rows, depth);

@@ -68,7 +68,7 @@ fn check(model: TypedModel, x_shape: &[usize], expect_replaced: usize) -> TypedM
     let want = run(model.clone(), x_shape);
     for layout in [WeightLayout::RowMajor, WeightLayout::Panels] {
         let mut ours = model.clone();
-        let replaced = replace_pointwise_with(&mut ours, |_| layout).unwrap();
+        let replaced = replace_pointwise_with(&mut ours, layout).unwrap();
         assert_eq!(replaced, expect_replaced);
         let got = run(ours, x_shape);
         assert_eq!(want.len(), got.len());
