@@ -229,12 +229,9 @@ fn arranged_weights(
     let Some(konst) = fact.konst.as_ref() else {
         bail!("pointwise weights of {} are not a constant", node.name);
     };
-    let view = konst.try_as_plain_ram()?;
-    let arranged = shape
+    let tensor = shape
         .weights
-        .arrange(view.as_slice::<f32>()?, shape.rows, shape.depth);
-    let len = arranged.len();
-    let tensor = Tensor::from_shape(&[len], &arranged)?;
+        .arrange_tensor(konst, shape.rows, shape.depth)?;
     patch.add_const(format!("{}.weights.{:?}", node.name, shape.weights), tensor)
 }
 

@@ -14,6 +14,8 @@
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
+use tract_onnx::prelude::{Tensor, TractResult};
+use tract_onnx::tract_core::internal::ensure;
 
 use super::activation::Clamp;
 use crate::arch::{
@@ -87,6 +89,25 @@ impl WeightLayout {
             WeightLayout::RowMajor => weights.to_vec(),
             WeightLayout::Panels => pack_panels(weights, rows, depth),
         }
+    }
+
+    /// The constant `weights` (row-major `rows x depth` values of any
+    /// shape) in this layout, as a one-dimensional tensor.
+    pub fn arrange_tensor(
+        self,
+        weights: &Tensor,
+        rows: usize,
+        depth: usize,
+    ) -> TractResult<Tensor> {
+        let view = weights.try_as_plain_ram()?;
+        let values = view.as_slice::<f32>()?;
+        ensure!(
+            values.len() == rows * depth,
+            "weights of {} values for a {rows}x{depth} product",
+            values.len()
+        );
+        let arranged = self.arrange(values, rows, depth);
+        Tensor::from_shape(&[arranged.len()], &arranged)
     }
 
     /// Values of a `rows x depth` matrix in this layout.
