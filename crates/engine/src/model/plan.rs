@@ -192,18 +192,12 @@ impl Plan {
                 .run(tvec!(input.into()))
                 .map_err(|e| fail(format!("{e:#}")))?;
             for value in results {
-                let tensor = value.into_tensor();
+                let all = LayerValues::from_tensor(value.into_tensor())
+                    .map_err(|e| fail(format!("{e:#}")))?;
                 outputs.push(if images.len() == 1 {
                     // One image: its output tensor as it is, no copy.
-                    vec![LayerValues::from_tensor(tensor).map_err(|e| fail(format!("{e:#}")))?]
+                    vec![all]
                 } else {
-                    let tensor = tensor
-                        .cast_to::<f32>()
-                        .map_err(|e| fail(format!("{e:#}")))?;
-                    let view = tensor
-                        .try_as_plain_ram()
-                        .map_err(|e| fail(format!("{e:#}")))?;
-                    let all = view.as_slice::<f32>().map_err(|e| fail(format!("{e:#}")))?;
                     let per = all.len() / images.len();
                     all.chunks_exact(per.max(1))
                         .map(|one| LayerValues::from(one.to_vec()))

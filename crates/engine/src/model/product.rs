@@ -154,15 +154,6 @@ pub(super) fn multiply(
     if rows == 0 || cols == 0 {
         return Ok(());
     }
-    let finish = |out: &mut [f32], first: usize, width: usize| {
-        if bias.is_none() && clamp.is_none() {
-            return;
-        }
-        for (row, out_row) in out.chunks_exact_mut(cols).enumerate() {
-            let add = bias.map_or(0.0, |b| bias_of_row(b, row));
-            add_and_clamp(&mut out_row[first..first + width], add, clamp.bounds());
-        }
-    };
     match layout {
         WeightLayout::Panels => {
             let mut tiles = Vec::new();
@@ -184,7 +175,14 @@ pub(super) fn multiply(
                         MatMut::from_row_major_slice_mut(out, rows, cols).subcols_mut(first, width);
                     matmul(c, Accum::Replace, a, b, 1.0f32, Par::Seq);
                 }
-                finish(out, first, width);
+                if bias.is_none() && clamp.is_none() {
+                    continue;
+                }
+                // The bias and clamp while the block is still in cache.
+                for (row, out_row) in out.chunks_exact_mut(cols).enumerate() {
+                    let add = bias.map_or(0.0, |b| bias_of_row(b, row));
+                    add_and_clamp(&mut out_row[first..first + width], add, clamp.bounds());
+                }
             }
         }
     }

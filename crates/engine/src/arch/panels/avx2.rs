@@ -2,6 +2,7 @@
 
 use std::arch::x86_64::*;
 
+use super::super::portable::add_and_clamp;
 use super::{PANEL_ROWS, TILE_COLS};
 
 /// f32 values of one AVX2 register.
@@ -169,7 +170,6 @@ unsafe fn tail_columns(
     // The 6 lanes of a panel's weights at one depth: reading 8 would pass
     // the end of the last panel.
     let six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
-    let [lo, hi] = finish.bounds;
     let mut first = 0;
     while first < width {
         let n = (width - first).min(TAIL_GROUP);
@@ -184,11 +184,10 @@ unsafe fn tail_columns(
         for (c, a) in acc.iter().enumerate().take(n) {
             let mut lanes = [0.0f32; YMM_LANES];
             _mm256_storeu_ps(lanes.as_mut_ptr(), *a);
-            for (r, v) in lanes.iter().enumerate().take(finish.rows) {
-                // As `Epilogue::apply`, one value: NaN kept.
-                let v = v + finish.add[r];
-                let v = if v < lo { lo } else { v };
-                *out.add(r * cols + first + c) = if v > hi { hi } else { v };
+            for (r, v) in lanes.iter_mut().enumerate().take(finish.rows) {
+                // The lanes are rows here: each takes its own bias.
+                add_and_clamp(std::slice::from_mut(v), finish.add[r], finish.bounds);
+                *out.add(r * cols + first + c) = *v;
             }
         }
         first += n;
