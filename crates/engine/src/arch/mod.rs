@@ -11,7 +11,7 @@ mod portable;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-pub use panels::{pack_panels, pack_tiles, panel_product, panels_len, panels_preferred};
+pub use panels::{pack_panels, panel_product, panels_len, panels_preferred};
 
 /// f32 values of the widest vector register the kernels are blocked for
 /// (AVX-512); callers size their buffers in whole multiples of it, which

@@ -19,6 +19,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 use super::portable;
 #[cfg(target_arch = "x86_64")]
@@ -28,6 +30,41 @@ use super::x86;
 pub const PANEL_ROWS: usize = 6;
 /// Columns of one input tile.
 pub const TILE_COLS: usize = 16;
+
+/// Bytes of packed input one column block may span: the block is read
+/// once per panel, so it is sized to stay in L2 (512 KiB to 2 MiB a core on
+/// the machines measured) beside the weights.
+const BLOCK_BYTES: usize = 128 << 10;
+
+/// Whole tiles of one column block at this depth: a multiple of `group`
+/// (the tiles a kernel takes at once), at least one group.
+fn tiles_per_block(depth: usize, group: usize) -> usize {
+    let tile_bytes = depth * TILE_COLS * std::mem::size_of::<f32>();
+    (BLOCK_BYTES / tile_bytes.max(1) / group).max(1) * group
+}
+
+/// What is done to a panel's sums before they are stored: `add[r]` added
+/// to row `r`, then the clamp; only the first `rows` rows are stored.
+struct Epilogue {
+    add: [f32; PANEL_ROWS],
+    rows: usize,
+    bounds: [f32; 2],
+}
+
+impl Epilogue {
+    /// The epilogue of panel `panel` of a product with `rows` output rows.
+    fn of_panel(panel: usize, rows: usize, (bias, bounds): (&[f32], [f32; 2])) -> Epilogue {
+        let first = panel * PANEL_ROWS;
+        let rows_here = (rows - first).min(PANEL_ROWS);
+        let mut add = [0.0f32; PANEL_ROWS];
+        add[..rows_here].copy_from_slice(&bias[first..first + rows_here]);
+        Epilogue {
+            add,
+            rows: rows_here,
+            bounds,
+        }
+    }
+}
 
 /// Values of the packed weights of a `rows x depth` matrix.
 pub fn panels_len(rows: usize, depth: usize) -> usize {
@@ -54,13 +91,13 @@ pub fn pack_panels(weights: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 }
 
 /// Packs the row-major `depth x cols` matrix `input` into `tiles` (cleared
-/// first): tile `t` holds, for each `k` in order, the 16 values of row `k`
+/// first), for the AVX2 version: tile `t` holds, for each `k` in order, the 16 values of row `k`
 /// at columns `16t .. 16t + 16`; the `cols % 16` columns after the last
 /// whole tile follow the same way, `cols % 16` values per row.
 ///
 /// # Panics
 /// When `input` does not hold `depth * cols` values.
-pub fn pack_tiles(input: &[f32], depth: usize, cols: usize, tiles: &mut Vec<f32>) {
+fn pack_tiles(input: &[f32], depth: usize, cols: usize, tiles: &mut Vec<f32>) {
     assert_eq!(input.len(), depth * cols, "pack_tiles: {depth}x{cols}");
     tiles.clear();
     tiles.reserve(input.len());
@@ -78,28 +115,29 @@ pub fn pack_tiles(input: &[f32], depth: usize, cols: usize, tiles: &mut Vec<f32>
 }
 
 /// `out = clamp(W · X + bias)` from `panels` ([`pack_panels`] of W) and
-/// `tiles` ([`pack_tiles`] of X), with one bias per output row and
+/// the row-major `depth x cols` input X, with one bias per output row and
 /// `clamp(v) = min(max(v, lo), hi)` (NaN kept), applied before the store;
-/// `out` is row-major `rows x cols`.
+/// `out` is row-major `rows x cols`. The AVX-512 version reads X in place;
+/// the AVX2 version first packs it into tiles ([`pack_tiles`]).
 ///
 /// # Panics
 /// When a slice's length does not match `(rows, depth, cols)`.
 pub fn panel_product(
     panels: &[f32],
-    tiles: &[f32],
+    input: &[f32],
     (rows, depth, cols): (usize, usize, usize),
     (bias, bounds): (&[f32], [f32; 2]),
     out: &mut [f32],
 ) {
     assert!(
         panels.len() == panels_len(rows, depth)
-            && tiles.len() == depth * cols
+            && input.len() == depth * cols
             && out.len() == rows * cols
             && bias.len() == rows,
-        "panel_product: {rows}x{depth}x{cols} with {} packed weights, {} packed inputs, \
+        "panel_product: {rows}x{depth}x{cols} with {} packed weights, {} inputs, \
          {} biases, {} outputs",
         panels.len(),
-        tiles.len(),
+        input.len(),
         bias.len(),
         out.len()
     );
@@ -113,28 +151,43 @@ pub fn panel_product(
         }
         return;
     }
+    let shape = (rows, depth, cols);
     #[cfg(target_arch = "x86_64")]
-    if x86::avx2_available() {
+    if x86::avx512_available() && x86::avx2_available() {
         // SAFETY: the features were just detected and the lengths the
         // loops rely on asserted above.
-        unsafe {
-            avx2::panel_product_avx2(panels, tiles, (rows, depth, cols), (bias, bounds), out)
-        };
+        unsafe { avx512::panel_product_avx512(panels, input, shape, (bias, bounds), out) };
         return;
     }
-    portable::panel_product(panels, tiles, (rows, depth, cols), (bias, bounds), out);
+    #[cfg(target_arch = "x86_64")]
+    if x86::avx2_available() {
+        TILES.with_borrow_mut(|tiles| {
+            pack_tiles(input, depth, cols, tiles);
+            // SAFETY: the features were just detected and the lengths the
+            // loops rely on asserted above (`pack_tiles` keeps the length).
+            unsafe { avx2::panel_product_avx2(panels, tiles, shape, (bias, bounds), out) };
+        });
+        return;
+    }
+    portable::panel_product(panels, input, shape, (bias, bounds), out);
+}
+
+thread_local! {
+    /// The AVX2 version's packed input, kept from one product to the next
+    /// on each thread so that its pages are not faulted in afresh each
+    /// time; it grows to the largest convolution input of the plan.
+    static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether products of constant weights should go through
-/// [`panel_product`] on this CPU rather than faer: where AVX2 is the
-/// widest vector unit, measured faster on every 1x1 convolution of the
-/// demo networks. With AVX-512, faer's AVX-512 kernels stay (this product
-/// has no AVX-512 version to set against them); without AVX2 the portable
-/// loop would be slower than faer.
+/// [`panel_product`] on this CPU rather than faer: with AVX2 or AVX-512,
+/// measured faster than faer on the 1x1 convolutions of the demo networks
+/// (see docs/performance.md); without them the portable loop would be
+/// slower than faer.
 pub fn panels_preferred() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        x86::avx2_available() && !x86::avx512_available()
+        x86::avx2_available()
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -166,10 +219,11 @@ mod tests {
         out
     }
 
-    /// Shapes with every remainder of rows per panel and columns per tile
-    /// (and of the tail's groups of four), depths of 0 and 1, the network's
-    /// 7 x 7 and 14 x 14 maps, and maps of several column blocks.
-    const SHAPES: [(usize, usize, usize); 13] = [
+    /// Shapes with every remainder of rows per panel, columns per tile and
+    /// tiles per group of four (and of the tail's groups of four, tails on
+    /// both sides of the masked tile's least width), depths of 0 and 1, the
+    /// network's 7 x 7 and 14 x 14 maps, and maps of several column blocks.
+    const SHAPES: [(usize, usize, usize); 15] = [
         (4, 0, 20),
         (13, 40, 2000),
         (7, 300, 1100),
@@ -183,6 +237,8 @@ mod tests {
         (30, 192, 49),
         (19, 112, 196),
         (2, 7, 64),
+        (9, 33, 22),
+        (8, 10, 21),
     ];
 
     type Product = fn(&[f32], &[f32], (usize, usize, usize), (&[f32], [f32; 2]), &mut [f32]);
@@ -190,7 +246,9 @@ mod tests {
     /// No clamp, and one that cuts the test values on both sides.
     const BOUNDS: [[f32; 2]; 2] = [[f32::NEG_INFINITY, f32::INFINITY], [-0.5, 1.5]];
 
-    fn check(product: Product, what: &str) {
+    /// Checks `product` on every shape; `packed` says whether it takes the
+    /// input packed into tiles (the AVX2 version) or row-major.
+    fn check(product: Product, what: &str, packed: bool) {
         let mut tiles = Vec::new();
         for (rows, depth, cols) in SHAPES {
             // A depth of 0 is the dispatcher's to handle.
@@ -201,12 +259,13 @@ mod tests {
             let x = values(depth * cols, 2);
             let bias = values(rows, 3);
             pack_tiles(&x, depth, cols, &mut tiles);
+            let input = if packed { &tiles } else { &x };
             let panels = pack_panels(&w, rows, depth);
             for bounds in BOUNDS {
                 let mut out = vec![f32::NAN; rows * cols];
                 product(
                     &panels,
-                    &tiles,
+                    input,
                     (rows, depth, cols),
                     (&bias, bounds),
                     &mut out,
@@ -228,13 +287,11 @@ mod tests {
         let mut x = values(depth * cols, 2);
         x[cols + 4] = f32::NAN;
         x[cols + 20] = f32::NAN;
-        let mut tiles = Vec::new();
-        pack_tiles(&x, depth, cols, &mut tiles);
         let panels = pack_panels(&values(rows * depth, 1), rows, depth);
         let mut out = vec![0.0; rows * cols];
         panel_product(
             &panels,
-            &tiles,
+            &x,
             (rows, depth, cols),
             (&[0.0; 7], [0.0, 6.0]),
             &mut out,
@@ -249,12 +306,12 @@ mod tests {
 
     #[test]
     fn the_portable_version_matches_the_definition() {
-        check(portable::panel_product, "portable");
+        check(portable::panel_product, "portable", false);
     }
 
     #[test]
     fn the_dispatched_version_matches_the_definition() {
-        check(panel_product, "dispatched");
+        check(panel_product, "dispatched", false);
     }
 
     #[cfg(target_arch = "x86_64")]
@@ -266,6 +323,21 @@ mod tests {
             check(
                 |p, t, s, e, o| unsafe { avx2::panel_product_avx2(p, t, s, e, o) },
                 "avx2",
+                true,
+            );
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx512_version_matches_the_definition() {
+        if x86::avx512_available() && x86::avx2_available() {
+            // SAFETY: the features were detected; `check` passes lengths
+            // that match the shape, as `panel_product` asserts.
+            check(
+                |p, t, s, e, o| unsafe { avx512::panel_product_avx512(p, t, s, e, o) },
+                "avx512",
+                false,
             );
         }
     }

@@ -58,29 +58,18 @@ pub fn take_every_other(src: &[f32], dst: &mut [f32]) {
 /// that `depth` is not zero.
 pub fn panel_product(
     panels: &[f32],
-    tiles: &[f32],
+    input: &[f32],
     (rows, depth, cols): (usize, usize, usize),
     (bias, bounds): (&[f32], [f32; 2]),
     out: &mut [f32],
 ) {
-    use super::panels::{PANEL_ROWS, TILE_COLS};
-    let whole = cols / TILE_COLS * TILE_COLS;
+    use super::panels::PANEL_ROWS;
     for (p, panel) in panels.chunks_exact(PANEL_ROWS * depth).enumerate() {
         let rows_here = (rows - p * PANEL_ROWS).min(PANEL_ROWS);
         for c in 0..cols {
-            // The tile holding column c, its width and c's place in it.
-            let (tile, width, col) = if c < whole {
-                (
-                    &tiles[c / TILE_COLS * TILE_COLS * depth..],
-                    TILE_COLS,
-                    c % TILE_COLS,
-                )
-            } else {
-                (&tiles[whole * depth..], cols - whole, c - whole)
-            };
             for lane in 0..rows_here {
                 let sum: f32 = (0..depth)
-                    .map(|k| panel[k * PANEL_ROWS + lane] * tile[k * width + col])
+                    .map(|k| panel[k * PANEL_ROWS + lane] * input[k * cols + c])
                     .sum();
                 out[(p * PANEL_ROWS + lane) * cols + c] = sum;
             }

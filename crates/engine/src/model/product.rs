@@ -1,8 +1,8 @@
 //! The matrix product behind layercorr's dense convolutions, on the calling
 //! thread: faer's GEMM (AVX-512 or AVX2 kernels chosen at run time, a
-//! portable one otherwise) on row-major weights, or, where AVX2 is the
-//! widest vector unit, `arch::panel_product` on weights packed once per
-//! plan (see [`WeightLayout`]).
+//! portable one otherwise) on row-major weights, or, where AVX2 or AVX-512
+//! is available, `arch::panel_product` on weights packed once per plan (see
+//! [`WeightLayout`]).
 //!
 //! A convolution over NCHW data is `out[O x S] = W[O x K] · X[K x S]` with
 //! the positions S as the long axis. tract 0.23 runs these products with
@@ -18,9 +18,7 @@ use tract_onnx::prelude::{Tensor, TractResult};
 use tract_onnx::tract_core::internal::ensure;
 
 use super::activation::Clamp;
-use crate::arch::{
-    add_and_clamp, pack_panels, pack_tiles, panel_product, panels_len, panels_preferred,
-};
+use crate::arch::{add_and_clamp, pack_panels, panel_product, panels_len, panels_preferred};
 
 /// The bias added to every output row: one value per row, or one for all.
 #[derive(Debug, Clone, Copy)]
@@ -156,13 +154,11 @@ pub(super) fn multiply(
     }
     match layout {
         WeightLayout::Panels => {
-            let mut tiles = Vec::new();
-            pack_tiles(input, depth, cols, &mut tiles);
             let per_row: Vec<f32> = (0..rows)
                 .map(|row| bias.map_or(0.0, |b| bias_of_row(b, row)))
                 .collect();
             let epilogue = (&per_row[..], clamp.bounds());
-            panel_product(weights, &tiles, (rows, depth, cols), epilogue, out);
+            panel_product(weights, input, (rows, depth, cols), epilogue, out);
         }
         WeightLayout::RowMajor => {
             let a = MatRef::from_row_major_slice(weights, rows, depth);

@@ -3,17 +3,12 @@
 use std::arch::x86_64::*;
 
 use super::super::portable::add_and_clamp;
-use super::{PANEL_ROWS, TILE_COLS};
+use super::{tiles_per_block, Epilogue, PANEL_ROWS, TILE_COLS};
 
 /// f32 values of one AVX2 register.
 const YMM_LANES: usize = 8;
 /// Tail columns taken together as matrix-vector products.
 const TAIL_GROUP: usize = 4;
-
-/// Bytes of packed input one column block may span: the block is read
-/// once per panel, so it is sized to stay in L2 (512 KiB a core on the
-/// AMD machines measured) beside the weights.
-const BLOCK_BYTES: usize = 128 << 10;
 
 /// See [`super::panel_product`]: the columns go in blocks of whole tiles
 /// that stay in L2; within a block, for each panel, one 6 x 16 block of
@@ -36,27 +31,15 @@ pub unsafe fn panel_product_avx2(
 ) {
     let whole = cols / TILE_COLS;
     let rest = cols % TILE_COLS;
-    let tile_bytes = depth * TILE_COLS * std::mem::size_of::<f32>();
-    let tiles_per_block = (BLOCK_BYTES / tile_bytes).max(1);
+    let tiles_per_block = tiles_per_block(depth, 1);
     let (p, x, o) = (panels.as_ptr(), tiles.as_ptr(), out.as_mut_ptr());
     let panel_count = rows.div_ceil(PANEL_ROWS);
-    let epilogue = |panel: usize| {
-        let first = panel * PANEL_ROWS;
-        let rows_here = (rows - first).min(PANEL_ROWS);
-        let mut add = [0.0f32; PANEL_ROWS];
-        add[..rows_here].copy_from_slice(&bias[first..first + rows_here]);
-        Epilogue {
-            add,
-            rows: rows_here,
-            bounds,
-        }
-    };
     for block in (0..whole).step_by(tiles_per_block) {
         let block_end = (block + tiles_per_block).min(whole);
         for panel in 0..panel_count {
             let weights = p.add(panel * PANEL_ROWS * depth);
             let out_rows = o.add(panel * PANEL_ROWS * cols);
-            let finish = epilogue(panel);
+            let finish = Epilogue::of_panel(panel, rows, (bias, bounds));
             for tile in block..block_end {
                 let packed = x.add(tile * TILE_COLS * depth);
                 tile_block(
@@ -77,22 +60,14 @@ pub unsafe fn panel_product_avx2(
             let out_rows = o.add(panel * PANEL_ROWS * cols + whole * TILE_COLS);
             tail_columns(
                 weights,
-                tail,
+                (tail, rest),
                 (depth, rest),
                 out_rows,
                 cols,
-                &epilogue(panel),
+                &Epilogue::of_panel(panel, rows, (bias, bounds)),
             );
         }
     }
-}
-
-/// What is done to a panel's sums before they are stored: `add[r]` added
-/// to row `r`, then the clamp; only the first `rows` rows are stored.
-struct Epilogue {
-    add: [f32; PANEL_ROWS],
-    rows: usize,
-    bounds: [f32; 2],
 }
 
 impl Epilogue {
@@ -100,7 +75,7 @@ impl Epilogue {
     /// return their second operand when either is NaN.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn apply(&self, row: usize, v: __m256) -> __m256 {
+    unsafe fn apply_ymm(&self, row: usize, v: __m256) -> __m256 {
         let v = _mm256_add_ps(v, _mm256_set1_ps(self.add[row]));
         let v = _mm256_max_ps(_mm256_set1_ps(self.bounds[0]), v);
         _mm256_min_ps(_mm256_set1_ps(self.bounds[1]), v)
@@ -149,19 +124,20 @@ unsafe fn tile_block(
     let rows = [(a0, b0), (a1, b1), (a2, b2), (a3, b3), (a4, b4), (a5, b5)];
     for (r, (low, high)) in rows.iter().enumerate().take(finish.rows) {
         let row = out.add(r * cols);
-        _mm256_storeu_ps(row, finish.apply(r, *low));
-        _mm256_storeu_ps(row.add(YMM_LANES), finish.apply(r, *high));
+        _mm256_storeu_ps(row, finish.apply_ymm(r, *low));
+        _mm256_storeu_ps(row.add(YMM_LANES), finish.apply_ymm(r, *high));
     }
 }
 
-/// One panel times the tail's `width` columns (`tail` is `depth x width`),
-/// as matrix-vector products: the panel's 6 weights at a depth are one
-/// masked load, each column's value one broadcast.
+/// One panel times `width` columns of the input, the first of each of the
+/// `depth` rows at `tail + k * pitch`, as matrix-vector products: the
+/// panel's 6 weights at a depth are one masked load, each column's value
+/// one broadcast.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tail_columns(
+pub(super) unsafe fn tail_columns(
     weights: *const f32,
-    tail: *const f32,
+    (tail, pitch): (*const f32, usize),
     (depth, width): (usize, usize),
     out: *mut f32,
     cols: usize,
@@ -176,7 +152,7 @@ unsafe fn tail_columns(
         let mut acc = [_mm256_setzero_ps(); TAIL_GROUP];
         for k in 0..depth {
             let w = _mm256_maskload_ps(weights.add(k * PANEL_ROWS), six);
-            let x = tail.add(k * width + first);
+            let x = tail.add(k * pitch + first);
             for (c, a) in acc.iter_mut().enumerate().take(n) {
                 *a = _mm256_fmadd_ps(w, _mm256_broadcast_ss(&*x.add(c)), *a);
             }
