@@ -1,21 +1,22 @@
 //! The matrix product of constant weights and a convolution's input,
 //! `out[rows x cols] = clamp(W[rows x depth] · X[depth x cols] + bias)`,
-//! on operands packed for it: the weights once when a plan is built, the
-//! input once per product.
+//! with the weights packed once when a plan is built.
 //!
 //! The weights are one contiguous stream, panels of [`PANEL_ROWS`] rows
-//! interleaved along the depth; the input is cut into tiles of
-//! [`TILE_COLS`] columns, each contiguous along the depth, taken in blocks
-//! that stay in L2; the columns left over after the last whole tile go a
-//! few at a time as matrix-vector products, the panel's rows in one
-//! register; the bias and clamp are applied in registers before each
+//! interleaved along the depth. The input's columns are taken
+//! [`TILE_COLS`] at a time (a tile), in blocks that stay in L2: the AVX2
+//! version packs each tile contiguous along the depth first, the AVX-512
+//! version reads the row-major input where it lies. The columns left over
+//! after the last whole tile go a few at a time as matrix-vector products,
+//! the panel's rows in one register (AVX-512: a masked tile when there are
+//! 6 or more); the bias and clamp are applied in registers before each
 //! store. faer's product of the row-major operands, with the bias and
 //! clamp as a pass of their own after it, ran the 1x1 convolutions of
 //! EfficientNet-Lite0 at 25–33 GMAC/s in a forward pass on AVX2: its
 //! 24-column tiles leave a third tile for the 49th column of a 7 x 7 map,
 //! it reads the weights four rows at a time from the row-major matrix, and
 //! each weight of the late layers is used only 49 times, coming from L3 or
-//! memory.
+//! memory. docs/performance.md has the figures on AVX2 and AVX-512.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
@@ -91,9 +92,10 @@ pub fn pack_panels(weights: &[f32], rows: usize, depth: usize) -> Vec<f32> {
 }
 
 /// Packs the row-major `depth x cols` matrix `input` into `tiles` (cleared
-/// first), for the AVX2 version: tile `t` holds, for each `k` in order, the 16 values of row `k`
-/// at columns `16t .. 16t + 16`; the `cols % 16` columns after the last
-/// whole tile follow the same way, `cols % 16` values per row.
+/// first) for the AVX2 version: tile `t` holds, for each `k` in order, the
+/// 16 values of row `k` at columns `16t .. 16t + 16`; the `cols % 16`
+/// columns after the last whole tile follow the same way, `cols % 16`
+/// values per row.
 ///
 /// # Panics
 /// When `input` does not hold `depth * cols` values.
@@ -161,22 +163,14 @@ pub fn panel_product(
     }
     #[cfg(target_arch = "x86_64")]
     if x86::avx2_available() {
-        TILES.with_borrow_mut(|tiles| {
-            pack_tiles(input, depth, cols, tiles);
-            // SAFETY: the features were just detected and the lengths the
-            // loops rely on asserted above (`pack_tiles` keeps the length).
-            unsafe { avx2::panel_product_avx2(panels, tiles, shape, (bias, bounds), out) };
-        });
+        let mut tiles = Vec::new();
+        pack_tiles(input, depth, cols, &mut tiles);
+        // SAFETY: the features were just detected and the lengths the
+        // loops rely on asserted above (`pack_tiles` keeps the length).
+        unsafe { avx2::panel_product_avx2(panels, &tiles, shape, (bias, bounds), out) };
         return;
     }
     portable::panel_product(panels, input, shape, (bias, bounds), out);
-}
-
-thread_local! {
-    /// The AVX2 version's packed input, kept from one product to the next
-    /// on each thread so that its pages are not faulted in afresh each
-    /// time; it grows to the largest convolution input of the plan.
-    static TILES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Whether products of constant weights should go through
