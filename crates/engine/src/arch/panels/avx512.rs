@@ -29,7 +29,7 @@ const MASKED_TAIL_MIN: usize = 6;
 /// 1.6 times faer's time packed), and read in place no shape was slower.
 ///
 /// # Safety
-/// AVX-512F, AVX2 and FMA must be available; `panels`, `tiles`, `bias` and
+/// AVX-512F, AVX2 and FMA must be available; `panels`, `input`, `bias` and
 /// `out` must have the lengths `panel_product` asserts, and `depth` must
 /// not be zero.
 #[target_feature(enable = "avx512f,avx2,fma")]
