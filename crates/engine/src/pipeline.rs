@@ -269,10 +269,11 @@ pub fn activations_for_images(
     Ok(results.into_iter().flatten().collect())
 }
 
-/// Images computed per background step: one for each of two cores. Small
-/// steps reach DuckDB sooner at the start and leave less for DuckDB's thread
-/// to store alone at the end (with steps of 8, two ahead, the stored table
-/// form kept the cores 3% less busy and peaked 40% higher).
+/// Images computed per background step: two, one a core on two cores (the
+/// steps in flight keep more cores busy where there are more). Small steps
+/// reach DuckDB sooner at the start and leave less for DuckDB's thread to
+/// store alone at the end (with steps of 8, two ahead, the stored table form
+/// kept two cores 3% less busy and peaked 40% higher).
 pub const IMAGES_PER_STEP: usize = 2;
 
 /// Steps computed ahead of the one being consumed: 16 images, so that the
