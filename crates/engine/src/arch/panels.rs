@@ -8,9 +8,9 @@
 //! version packs each tile contiguous along the depth first, the AVX-512
 //! version reads the row-major input where it lies. The columns left over
 //! after the last whole tile go a few at a time as matrix-vector products,
-//! the panel's rows in one register (AVX-512: a masked tile when there are
-//! 6 or more); the bias and clamp are applied in registers before each
-//! store. faer's product of the row-major operands, with the bias and
+//! the panel's rows in one register (AVX-512: up to 4 of them along with
+//! the last tiles' products, a masked tile when there are 6 or more); the
+//! bias and clamp are applied in registers before each store. faer's product of the row-major operands, with the bias and
 //! clamp as a pass of their own after it, ran the 1x1 convolutions of
 //! EfficientNet-Lite0 at 25–33 GMAC/s in a forward pass on AVX2: its
 //! 24-column tiles leave a third tile for the 49th column of a 7 x 7 map,
@@ -215,9 +215,11 @@ mod tests {
 
     /// Shapes with every remainder of rows per panel, columns per tile and
     /// tiles per group of four (and of the tail's groups of four, tails on
-    /// both sides of the masked tile's least width), depths of 0 and 1, the
-    /// network's 7 x 7 and 14 x 14 maps, and maps of several column blocks.
-    const SHAPES: [(usize, usize, usize); 15] = [
+    /// both sides of the masked tile's least width, tails of 1 to 4
+    /// columns along with a last group of 1 to 3 tiles), depths of 0 and
+    /// 1, the network's 7 x 7 and 14 x 14 maps, and maps of several column
+    /// blocks (the last one's last group with a tail along).
+    const SHAPES: [(usize, usize, usize); 16] = [
         (4, 0, 20),
         (13, 40, 2000),
         (7, 300, 1100),
@@ -233,6 +235,7 @@ mod tests {
         (2, 7, 64),
         (9, 33, 22),
         (8, 10, 21),
+        (5, 300, 1122),
     ];
 
     type Product = fn(&[f32], &[f32], (usize, usize, usize), (&[f32], [f32; 2]), &mut [f32]);

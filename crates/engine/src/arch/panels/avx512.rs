@@ -2,7 +2,7 @@
 
 use std::arch::x86_64::*;
 
-use super::avx2::tail_columns;
+use super::avx2::{store_tail_sums, tail_columns, tail_step};
 use super::{tiles_per_block, Epilogue, PANEL_ROWS, TILE_COLS};
 
 /// Tiles one block of outputs spans: 6 rows x 4 tiles is 24 accumulators
@@ -16,12 +16,25 @@ const GROUP_TILES: usize = 4;
 /// version's matrix-vector products (one multiply-add per column and step).
 const MASKED_TAIL_MIN: usize = 6;
 
+/// Tails at most this wide ride along with the last group of tiles when
+/// that group has at most [`SIDE_GROUP_MAX`] tiles: each column is one
+/// more multiply-add per step (the panel's 6 rows in one register), taken
+/// while the group's own multiply-adds set the pace. Done apart, the one
+/// column left over of a 7 x 7 map cost 13–23% of the 48 others' time;
+/// along with the group, 2–8%.
+const SIDE_COLUMNS_MAX: usize = 4;
+/// The widest group the tail rides along with: 3 tiles leave room in the
+/// registers for 4 more sums, 4 tiles do not.
+const SIDE_GROUP_MAX: usize = 3;
+
 /// See [`super::panel_product`], on the row-major input as it is: the
 /// columns go in blocks of whole tiles whose rows stay in L2; within a
 /// block, for each panel, the tiles four at a time (then three, two or
 /// one), 16 columns of an input row per register and the accumulators in
 /// registers over the whole depth, the bias and clamp applied before the
-/// store; then the tail, as a masked tile or as matrix-vector products.
+/// store; the tail along with the last group (up to 4 columns, a group of
+/// up to 3 tiles), or after it as a masked tile or as matrix-vector
+/// products.
 ///
 /// Unlike the AVX2 version it does not pack the input into tiles: on the
 /// AVX-512 machine measured, copying the input cost more than it saved on
@@ -45,6 +58,12 @@ pub unsafe fn panel_product_avx512(
     let tiles_per_block = tiles_per_block(depth, GROUP_TILES);
     let (p, x, o) = (panels.as_ptr(), input.as_ptr(), out.as_mut_ptr());
     let panel_count = rows.div_ceil(PANEL_ROWS);
+    // The tail's width when it rides along with the last group of tiles
+    // (0 when it goes on its own after them).
+    let side = match last_group(whole, tiles_per_block) {
+        1..=SIDE_GROUP_MAX if rest <= SIDE_COLUMNS_MAX => rest,
+        _ => 0,
+    };
     for block in (0..whole).step_by(tiles_per_block) {
         let block_end = (block + tiles_per_block).min(whole);
         for panel in 0..panel_count {
@@ -56,17 +75,18 @@ pub unsafe fn panel_product_avx512(
                 let group = (block_end - tile).min(GROUP_TILES);
                 let (first, out_here) = (x.add(tile * TILE_COLS), out_rows.add(tile * TILE_COLS));
                 let shape = (depth, cols);
+                let side_here = if tile + group == whole { side } else { 0 };
                 match group {
-                    4 => tile_group::<4>(weights, first, shape, out_here, &finish),
-                    3 => tile_group::<3>(weights, first, shape, out_here, &finish),
-                    2 => tile_group::<2>(weights, first, shape, out_here, &finish),
-                    _ => tile_group::<1>(weights, first, shape, out_here, &finish),
+                    4 => tile_group::<4, 0>(weights, first, shape, out_here, &finish),
+                    3 => group_with_side::<3>(weights, first, shape, out_here, &finish, side_here),
+                    2 => group_with_side::<2>(weights, first, shape, out_here, &finish, side_here),
+                    _ => group_with_side::<1>(weights, first, shape, out_here, &finish, side_here),
                 }
                 tile += group;
             }
         }
     }
-    if rest > 0 {
+    if rest > 0 && side == 0 {
         let tail = x.add(whole * TILE_COLS);
         for panel in 0..panel_count {
             let weights = p.add(panel * PANEL_ROWS * depth);
@@ -100,11 +120,43 @@ impl Epilogue {
     }
 }
 
-/// One panel times the `T * 16` columns from `first` on of the row-major
-/// `depth x cols` input: `out` rows `cols` apart.
-#[target_feature(enable = "avx512f")]
+/// Tiles in the last group of a row of `whole` tiles cut into blocks of
+/// `tiles_per_block` and each block into groups of [`GROUP_TILES`] (0
+/// when there are none).
+fn last_group(whole: usize, tiles_per_block: usize) -> usize {
+    match whole {
+        0 => 0,
+        _ => (whole - 1) % tiles_per_block % GROUP_TILES + 1,
+    }
+}
+
+/// [`tile_group`] of `T` tiles with `side` tail columns (at most
+/// [`SIDE_COLUMNS_MAX`]) along.
+#[target_feature(enable = "avx512f,avx2,fma")]
 #[inline]
-unsafe fn tile_group<const T: usize>(
+unsafe fn group_with_side<const T: usize>(
+    weights: *const f32,
+    first: *const f32,
+    shape: (usize, usize),
+    out: *mut f32,
+    finish: &Epilogue,
+    side: usize,
+) {
+    match side {
+        0 => tile_group::<T, 0>(weights, first, shape, out, finish),
+        1 => tile_group::<T, 1>(weights, first, shape, out, finish),
+        2 => tile_group::<T, 2>(weights, first, shape, out, finish),
+        3 => tile_group::<T, 3>(weights, first, shape, out, finish),
+        _ => tile_group::<T, 4>(weights, first, shape, out, finish),
+    }
+}
+
+/// One panel times the `T * 16` columns from `first` on of the row-major
+/// `depth x cols` input, and the `S` columns right after them (the tail)
+/// as matrix-vector sums: `out` rows `cols` apart.
+#[target_feature(enable = "avx512f,avx2,fma")]
+#[inline]
+unsafe fn tile_group<const T: usize, const S: usize>(
     weights: *const f32,
     first: *const f32,
     (depth, cols): (usize, usize),
@@ -112,8 +164,10 @@ unsafe fn tile_group<const T: usize>(
     finish: &Epilogue,
 ) {
     let mut acc = [[_mm512_setzero_ps(); T]; PANEL_ROWS];
+    let mut side = [_mm256_setzero_ps(); S];
+    let tail = first.add(T * TILE_COLS);
     let (mut x, mut w) = (first, weights);
-    for _ in 0..depth {
+    for k in 0..depth {
         let mut values = [_mm512_setzero_ps(); T];
         for (t, v) in values.iter_mut().enumerate() {
             *v = _mm512_loadu_ps(x.add(t * TILE_COLS));
@@ -124,6 +178,9 @@ unsafe fn tile_group<const T: usize>(
                 *a = _mm512_fmadd_ps(*v, c, *a);
             }
         }
+        if S > 0 {
+            tail_step(weights, (tail, cols), k, &mut side);
+        }
         x = x.add(cols);
         w = w.add(PANEL_ROWS);
     }
@@ -133,6 +190,7 @@ unsafe fn tile_group<const T: usize>(
             _mm512_storeu_ps(dst.add(t * TILE_COLS), finish.apply_zmm(r, *a));
         }
     }
+    store_tail_sums(&side, out.add(T * TILE_COLS), cols, finish);
 }
 
 /// One panel times the `width < 16` columns from `tail` on of the
