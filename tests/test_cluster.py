@@ -144,6 +144,23 @@ def stop_cluster() -> None:
         _ray("stop", "--force", check=False)
 
 
+def _results_in_submission_order() -> None:
+    """wait_all returns the results in the order the tasks were submitted, not the order
+    they finished in: the drivers add up float sums over them, which must not depend on
+    which worker was faster."""
+    import ray
+    from layercorr import _ray as R
+
+    @ray.remote(num_cpus=0)
+    def after(i: int, seconds: float) -> dict:
+        time.sleep(seconds)
+        return {"i": i, "ended": time.time()}
+
+    res = R.wait_all(ray, [after.remote(0, 3.0), after.remote(1, 0.0)], None, "order")
+    assert [r["i"] for r in res] == [0, 1], res
+    assert res[1]["ended"] < res[0]["ended"], res  # they did finish the other way round
+
+
 def body(work: str) -> None:
     import layercorr
     from layercorr import cluster
@@ -158,6 +175,7 @@ def body(work: str) -> None:
     acts, mats_dir = os.path.join(work, "acts"), os.path.join(work, "mats")
     try:
         nodes = start_two_nodes(temp)
+        _results_in_submission_order()
 
         t = time.perf_counter()
         ex = cluster.extract(layercorr_model(), manifest, LAYERS, acts, address=ADDRESS,

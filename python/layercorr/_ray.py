@@ -238,7 +238,11 @@ class Progress:
 
 
 def wait_all(ray, refs, progress, what, labels=None):
-    """ray.get every ref (finishing order), advancing a Progress per task.
+    """ray.get every ref as it finishes, advancing a Progress per task.
+
+    The results come back in the order of `refs`, whatever order the tasks
+    finished in: the callers add up floating-point sums over them, which
+    must not depend on which worker was faster.
 
     A task that raised makes the driver raise the task's own exception
     (after cancelling the others and waiting for them to end, so that no
@@ -251,7 +255,8 @@ def wait_all(ray, refs, progress, what, labels=None):
         bar = Progress(what, len(refs), None, sys.stderr)
     else:
         bar = Progress(what, len(refs), progress)
-    results = []
+    position = {ref: i for i, ref in enumerate(refs)}
+    results = [None] * len(refs)
     pending = list(refs)
     while pending:
         done, pending = ray.wait(pending, num_returns=1)
@@ -266,7 +271,7 @@ def wait_all(ray, refs, progress, what, labels=None):
             if isinstance(cause, Exception):
                 raise cause from None
             raise
-        results.append(r)
+        results[position[done[0]]] = r
         bar.advance(r.get("label", "") if isinstance(r, dict) else "")
     return results
 
