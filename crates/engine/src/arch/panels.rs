@@ -10,8 +10,9 @@
 //! after the last whole tile go a few at a time as matrix-vector products,
 //! the panel's rows in one register (AVX-512: up to 4 of them along with
 //! the last tiles' products, a masked tile when there are 6 or more); the
-//! bias and clamp are applied in registers before each store. faer's product of the row-major operands, with the bias and
-//! clamp as a pass of their own after it, ran the 1x1 convolutions of
+//! bias and clamp are applied in registers before each store. faer's
+//! product of the row-major operands, with the bias and clamp as a pass
+//! of their own after it, ran the 1x1 convolutions of
 //! EfficientNet-Lite0 at 25–33 GMAC/s in a forward pass on AVX2: its
 //! 24-column tiles leave a third tile for the 49th column of a 7 x 7 map,
 //! it reads the weights four rows at a time from the row-major matrix, and

@@ -132,7 +132,7 @@ unsafe fn tile_block(
 /// One panel times `width` columns of the input, the first of each of the
 /// `depth` rows at `tail + k * pitch`, as matrix-vector products: the
 /// panel's 6 weights at a depth are one masked load, each column's value
-/// one broadcast; up to four columns at a time (see [`tail_sums`]).
+/// one broadcast; up to four columns at a time (see [`tail_group`]).
 #[target_feature(enable = "avx2,fma")]
 #[inline]
 pub(super) unsafe fn tail_columns(
@@ -147,14 +147,13 @@ pub(super) unsafe fn tail_columns(
     while first < width {
         let n = (width - first).min(TAIL_GROUP);
         let columns = (tail.add(first), pitch);
-        let mut sums = [_mm256_setzero_ps(); TAIL_GROUP];
+        let here = out.add(first);
         match n {
-            1 => sums[..1].copy_from_slice(&tail_sums::<1, 4>(weights, columns, depth)),
-            2 => sums[..2].copy_from_slice(&tail_sums::<2, 4>(weights, columns, depth)),
-            3 => sums[..3].copy_from_slice(&tail_sums::<3, 2>(weights, columns, depth)),
-            _ => sums = tail_sums::<4, 2>(weights, columns, depth),
+            1 => tail_group::<1, 4>(weights, columns, depth, (here, cols), finish),
+            2 => tail_group::<2, 4>(weights, columns, depth, (here, cols), finish),
+            3 => tail_group::<3, 2>(weights, columns, depth, (here, cols), finish),
+            _ => tail_group::<4, 2>(weights, columns, depth, (here, cols), finish),
         }
-        store_tail_sums(&sums[..n], out.add(first), cols, finish);
         first += n;
     }
 }
@@ -180,20 +179,22 @@ pub(super) unsafe fn store_tail_sums(
     }
 }
 
-/// The panel's 6 rows (lanes 0..6) times each of the `N` columns from
-/// `tail` on, rows `pitch` apart. The depth is spread over `CHAINS`
+/// The panel's 6 rows times each of the `N` columns from `columns = (tail,
+/// pitch)` on, rows `pitch` apart, stored (bias and clamp applied) to
+/// `out`, rows `cols` apart. The depth is spread over `CHAINS`
 /// partial sums per column (depth `k` into sum `k % CHAINS`), added at the
 /// end: with one sum per column each step would wait for the previous
 /// multiply-add (4 cycles), which made the one column left over of a 7 x 7
 /// map cost a quarter to a third of the 48 others' time.
 #[target_feature(enable = "avx2,fma")]
 #[inline]
-unsafe fn tail_sums<const N: usize, const CHAINS: usize>(
+unsafe fn tail_group<const N: usize, const CHAINS: usize>(
     weights: *const f32,
-    (tail, pitch): (*const f32, usize),
+    columns: (*const f32, usize),
     depth: usize,
-) -> [__m256; N] {
-    let columns = (tail, pitch);
+    (out, cols): (*mut f32, usize),
+    finish: &Epilogue,
+) {
     let mut chains = [[_mm256_setzero_ps(); N]; CHAINS];
     let whole = depth / CHAINS * CHAINS;
     for k in (0..whole).step_by(CHAINS) {
@@ -210,7 +211,7 @@ unsafe fn tail_sums<const N: usize, const CHAINS: usize>(
             *t = _mm256_add_ps(*t, *s);
         }
     }
-    total
+    store_tail_sums(&total, out, cols, finish);
 }
 
 /// Adds depth `k`'s term to `sums`: the panel's 6 weights at `k` times
