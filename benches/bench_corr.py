@@ -300,6 +300,9 @@ def worker_similarity(l: int, n: int, repeats: int) -> dict:
 
 
 SGEMM_SIZE = 2048
+# Columns of the block numpy's SYRK is timed on: the kernel's chunk width at
+# N = 2000.
+SYRK_COLUMNS = 4096
 
 
 def sgemm_rates(repeats: int = 3) -> dict:
@@ -328,26 +331,32 @@ def sgemm_rates(repeats: int = 3) -> dict:
 
 def worker_kernel_vs_sgemm(n: int, d: int, repeats: int, kernel_binary: str) -> dict:
     """Rounds of the kernel (one corr_timing run at N x D) followed by numpy's
-    SGEMM 2048^3 (median of 3 products), so that both rates are read in the
-    same minute: the machine's speed drifts by up to 1.5x over minutes, and
-    an SGEMM timed minutes away from the kernel moved their ratio between
-    60% and 92% in one day. The figure is the median of the per-round
-    ratios (the kernel counted as N^2 * D flops, as above)."""
+    SGEMM 2048^3 and numpy's `x @ x.T` of an N x 4096 float32 block (which
+    OpenBLAS takes as a SYRK, the same symmetric product as the kernel's,
+    counted as N^2 * 4096 flops), each the median of 3 products, so that the
+    rates are read in the same minute: the machine's speed drifts by up to
+    1.5x over minutes, and an SGEMM timed minutes away from the kernel moved
+    their ratio between 60% and 92% in one day. The figures are the medians
+    of the per-round ratios (the kernel counted as N^2 * D flops, as above)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32)
     b = rng.standard_normal((SGEMM_SIZE, SGEMM_SIZE), dtype=np.float32)
-    flops = 2 * SGEMM_SIZE**3
-    a @ b  # warm-up: BLAS threads started, pages touched
-    kernel_rates, sgemm = [], []
+    x = rng.standard_normal((n, SYRK_COLUMNS), dtype=np.float32)
+    a @ b, x @ x.T  # warm-up: BLAS threads started, pages touched
+    kernel_rates, sgemm, syrk = [], [], []
     for _ in range(repeats):
         wall, _ = kernel_once(kernel_binary, n, d)
         kernel_rates.append(round(n * n * d / wall / 1e9, 1))
         times, _ = timed_runs(lambda: a @ b, 3, False)
-        sgemm.append(round(flops / B.median(times) / 1e9, 1))
+        sgemm.append(round(2 * SGEMM_SIZE**3 / B.median(times) / 1e9, 1))
+        times, _ = timed_runs(lambda: x @ x.T, 3, False)
+        syrk.append(round(n * n * SYRK_COLUMNS / B.median(times) / 1e9, 1))
     return {"n": n, "d": d, "kernel_gflops_all": kernel_rates, "sgemm_gflops_all": sgemm,
-            "paired_ratio_median": B.median([k / s for k, s in zip(kernel_rates, sgemm)])}
+            "syrk_gflops_all": syrk,
+            "paired_ratio_median": B.median([k / s for k, s in zip(kernel_rates, sgemm)]),
+            "paired_syrk_ratio_median": B.median([k / s for k, s in zip(kernel_rates, syrk)])}
 
 
 def worker_info() -> dict:
@@ -512,7 +521,10 @@ def report(results: list[dict], sim: dict, info: dict, impls: list[str]) -> None
               f"{', '.join(f'{v:.0f}' for v in vs['kernel_gflops_all'])} GFLOP/s counting the "
               f"N^2*D flops of the symmetric product, SGEMM "
               f"{', '.join(f'{v:.0f}' for v in vs['sgemm_gflops_all'])} GFLOP/s: "
-              f"{100 * vs['paired_ratio_median']:.0f}% of the SGEMM (median of the rounds' ratios)")
+              f"{100 * vs['paired_ratio_median']:.0f}% of the SGEMM (median of the rounds' ratios); "
+              f"numpy x @ x.T (OpenBLAS's SYRK) of N x {SYRK_COLUMNS} "
+              f"{', '.join(f'{v:.0f}' for v in vs['syrk_gflops_all'])} GFLOP/s: kernel at "
+              f"{100 * vs['paired_syrk_ratio_median']:.0f}% of it")
     rates = info.get("sgemm_gflops", {})
     if rates:
         print("SGEMM at the start, both cores: "

@@ -111,7 +111,9 @@ def corr_rows(corr: dict) -> list[list[str]]:
                      f"{B.median(vs['kernel_gflops_all']):.0f} GFLOP/s",
                      f"numpy SGEMM 2048^3 {B.median(vs['sgemm_gflops_all']):.0f} GFLOP/s, "
                      "same rounds",
-                     f"{100 * vs['paired_ratio_median']:.0f}%"])
+                     f"{100 * vs['paired_ratio_median']:.0f}% (numpy's own x @ x.T "
+                     f"{B.median(vs['syrk_gflops_all']):.0f} GFLOP/s: "
+                     f"{100 * vs['paired_syrk_ratio_median']:.0f}%)"])
     else:
         rates = corr.get("machine", {}).get("sgemm_gflops", {})
         k = big.get("kernel", {}).get("seconds_median")
