@@ -227,3 +227,82 @@ def test_a_bad_kernels_value_is_named(host, photos):
     assert not s.results[1]["ok"], s.results[1]
     assert "layercorr_kernels is 'fast'" in s.results[1]["message"], s.results[1]
     assert s.results[3]["ok"] and s.results[3]["rows"] == [[1000]], s.results[3]
+
+
+# --------------------------------------------------------------------------
+# layer_similarity and layer_similarity_ci: the L x L results and the
+# resampled values of every pair are counted against memory_limit before
+# they are allocated; the matrices held, as they arrive.
+# --------------------------------------------------------------------------
+
+# A 3-key matrix whose corner entry varies with `i`, so that layers differ.
+MATRIX_3 = ("{'keys': ['a','b','c'], 'matrix': [[1, 0.5, (i % 97) / 100], [0.5, 1, 0.3], "
+            "[(i % 97) / 100, 0.3, 1]]::FLOAT[][]}")
+
+
+def similarity_over(layers: int, call: str) -> str:
+    """`call` (on columns `layer` and `m`) over `layers` 3-key matrices."""
+    return (f"SELECT len(s.layers) FROM (SELECT {call} AS s FROM "
+            f"(SELECT 'l' || i AS layer, {MATRIX_3} AS m FROM range({layers}) t(i)))")
+
+
+def check_similarity_limit(rec, needle: str):
+    assert not rec["ok"], f"gave a result under memory_limit = 1GB: {rec}"
+    assert rec["is_duckdb_error"], rec
+    msg = own_text(rec["message"])
+    assert "memory_limit" in msg and needle in msg, msg[:400]
+    assert re.search(r"\d+ bytes", msg), f"the error does not give the bytes needed: {msg[:400]}"
+
+
+def test_layer_similarity_counts_its_results_against_memory_limit():
+    """12,000 layers make a 12,000 x 12,000 similarity matrix (1.15 GB in
+    f64, before DuckDB's copy): refused up front, where it used to be
+    computed past the limit (and 60,000 layers past the machine's memory).
+    200 layers x 100,000 resamples keep 15.9 GB of resampled values:
+    refused. Small groups still work under the same limit."""
+    stmts = [similarity_over(12000, "layer_similarity(layer, m)"),
+             similarity_over(200, "layer_similarity_ci(layer, m, 'pearson', 100000)"),
+             similarity_over(50, "layer_similarity(layer, m)"),
+             similarity_over(30, "layer_similarity_ci(layer, m, 'pearson', 200)")]
+    s = H.run_py_measured(stmts, config={"memory_limit": "1GB"}, timeout=300)
+    s.check_alive(n=len(stmts), max_rss_mb=1024)
+    check_similarity_limit(s.results[0], "12000 matrices")
+    check_similarity_limit(s.results[1], "100000 resamples")
+    assert s.results[2]["ok"] and s.results[2]["rows"] == [[50]], s.results[2]
+    assert s.results[3]["ok"] and s.results[3]["rows"] == [[30]], s.results[3]
+
+
+# --------------------------------------------------------------------------
+# line_plot: long labels and many points take time in proportion to them,
+# and plots with more lines or points than a picture can hold are named
+# errors before anything is laid out.
+# --------------------------------------------------------------------------
+
+def test_line_plot_long_labels_and_many_points():
+    stmts = [
+        # A 100,000-character series name and x label: cut to fit the legend
+        # and the axis (each cut used to measure the whole label again, one
+        # character at a time: minutes).
+        "SELECT octet_length(line_plot(repeat('s', 100000), x, y)) > 0 FROM "
+        "(VALUES (repeat('x', 100000), 1.0), ('b', 2.0)) t(x, y)",
+        # 100,000 x positions of one series (their index used to be found by
+        # a linear search per point: a minute).
+        "SELECT octet_length(line_plot('s', 'x' || i, i::DOUBLE)) > 0 FROM range(100000) r(i)",
+        # More lines than a plot can tell apart.
+        "SELECT line_plot('s' || (i % 1000), 'x', i::DOUBLE) FROM range(1000) r(i)",
+        # Series x positions past what one plot lays out (30 series of
+        # 200,000 positions).
+        "SELECT line_plot('s' || (i % 30), 'x' || (i // 30), i::DOUBLE) FROM range(6000000) r(i)",
+    ]
+    s = H.run_py_measured(stmts, timeout=120)
+    s.check_alive(n=len(stmts), max_rss_mb=3072)
+    assert s.results[0]["ok"] and s.results[0]["rows"] == [[True]], s.results[0]
+    assert s.results[1]["ok"] and s.results[1]["rows"] == [[True]], s.results[1]
+    many = s.results[2]
+    assert not many["ok"] and many["is_duckdb_error"], many
+    assert "1000 series" in many["message"] and "512" in many["message"], many["message"][:300]
+    cells = s.results[3]
+    assert not cells["ok"] and cells["is_duckdb_error"], cells
+    assert "30 series x 200000 x positions" in cells["message"], cells["message"][:300]
+    # The function's name once, not twice.
+    assert "line_plot: line_plot" not in many["message"] + cells["message"]

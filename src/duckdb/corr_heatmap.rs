@@ -48,7 +48,7 @@ impl ScalarFunction for CorrHeatmap {
             let title = optional_text(input, 2, row)?.unwrap_or_default();
             let opts = HeatmapOptions {
                 title,
-                value_range: value_range(&m.values),
+                value_range: value_range(m.values.iter().copied()),
                 tick_labels: Some(m.keys.iter().map(|k| display_key(k)).collect()),
                 ..HeatmapOptions::default()
             };

@@ -9,6 +9,9 @@
 //! FROM matrices JOIN layers USING (layer);
 //! ```
 
+use std::borrow::Cow;
+use std::sync::atomic::AtomicU64;
+
 use layercorr_render::{heatmap_grid, key_order, GridOptions, Panel};
 
 use super::capi::{Aggregate, Chunk, LogicalType, Output, States};
@@ -17,16 +20,24 @@ use super::corr_struct::{
 };
 use super::error::{Error, Result};
 use super::picture::{optional_list, optional_text, reorder, value_range};
+use super::reservation::Reservation;
+
+/// Bytes held by the groups of `corr_heatmap_grid` in progress, counted
+/// against `memory_limit`.
+static RESERVED: AtomicU64 = AtomicU64::new(0);
 
 /// The `corr_heatmap_grid` aggregate.
 pub struct CorrHeatmapGrid;
 
-/// Panels collected so far, with the order and title from the first row.
+/// Panels collected so far, with the order and title from the first row,
+/// and the bytes they hold, counted against `memory_limit`.
 #[derive(Default)]
 pub struct GridState {
     panels: Vec<(String, KeyedMatrix)>,
     order: Option<Vec<String>>,
     title: Option<String>,
+    held: u64,
+    reservation: Reservation,
 }
 
 impl Aggregate for CorrHeatmapGrid {
@@ -56,6 +67,12 @@ impl Aggregate for CorrHeatmapGrid {
             if state.title.is_none() {
                 state.title = optional_text(input, 3, row)?;
             }
+            let held = state.held.saturating_add(m.bytes());
+            let count = state.panels.len() + 1;
+            state.reservation.reserve(&RESERVED, held, || {
+                format!("the group's {count} panels of {} keys", m.n())
+            })?;
+            state.held = held;
             state.panels.push((name, m));
         }
         Ok(())
@@ -63,6 +80,8 @@ impl Aggregate for CorrHeatmapGrid {
 
     fn combine(source: &mut GridState, target: &mut GridState) -> Result<()> {
         target.panels.append(&mut source.panels);
+        target.held = target.held.saturating_add(std::mem::take(&mut source.held));
+        target.reservation.absorb(&mut source.reservation);
         if target.order.is_none() {
             target.order = source.order.take();
         }
@@ -81,6 +100,15 @@ impl Aggregate for CorrHeatmapGrid {
         // one check of the order against them covers all panels: a key
         // given twice or missing is an error naming it.
         key_order(Self::NAME, &first.keys, &order)?;
+        // Panels not in the order are drawn from a reordered copy: at most
+        // as much again.
+        let (count, n) = (state.panels.len(), first.n());
+        let need = state.held.saturating_mul(2);
+        state.reservation.reserve(&RESERVED, need, || {
+            format!("drawing {count} panels of {n} keys")
+        })?;
+        // Panels already in the order are drawn as they are; the others
+        // from a reordered copy.
         let mut ordered = Vec::with_capacity(state.panels.len());
         for (name, m) in &state.panels {
             check_same_keys(
@@ -89,12 +117,13 @@ impl Aggregate for CorrHeatmapGrid {
                 &m.keys,
                 &format!("panel '{name}'"),
             )?;
-            ordered.push((name.clone(), reorder(m, &order)?));
+            let m = if m.keys == order {
+                Cow::Borrowed(m)
+            } else {
+                Cow::Owned(reorder(m, &order)?)
+            };
+            ordered.push((name.clone(), m));
         }
-        let all: Vec<f32> = ordered
-            .iter()
-            .flat_map(|(_, m)| m.values.iter().copied())
-            .collect();
         let panels: Vec<Panel<'_>> = ordered
             .iter()
             .map(|(name, m)| Panel {
@@ -105,12 +134,14 @@ impl Aggregate for CorrHeatmapGrid {
             .collect();
         let opts = GridOptions {
             title: state.title.clone().unwrap_or_default(),
-            value_range: value_range(&all),
+            value_range: value_range(ordered.iter().flat_map(|(_, m)| m.values.iter().copied())),
             ..GridOptions::default()
         };
         let png = heatmap_grid(&panels, &opts)?;
         output.set_blob(row, &png)?;
         state.panels.clear();
+        state.held = 0;
+        state.reservation.release();
         Ok(())
     }
 }

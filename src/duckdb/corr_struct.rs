@@ -226,6 +226,16 @@ impl KeyedMatrix {
     pub fn n(&self) -> usize {
         self.keys.len()
     }
+
+    /// Bytes the matrix holds: its values and its keys.
+    pub fn bytes(&self) -> u64 {
+        let keys: usize = self
+            .keys
+            .iter()
+            .map(|k| k.len() + std::mem::size_of::<String>())
+            .sum();
+        (self.values.len() * std::mem::size_of::<f32>() + keys) as u64
+    }
 }
 
 /// A column of `corr_matrix_type()` (or the legacy form without

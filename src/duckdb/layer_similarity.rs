@@ -22,6 +22,9 @@
 //! SELECT layer_similarity(layer, m ORDER BY position) FROM matrices JOIN layers USING (layer);
 //! ```
 
+use std::collections::HashSet;
+use std::sync::atomic::AtomicU64;
+
 use layercorr_kernels::{compare::similarity_matrix_of, CompareMethod, CorrMethod};
 
 use super::capi::{Aggregate, Chunk, LogicalType, Output, States, Strings};
@@ -31,6 +34,11 @@ use super::corr_struct::{
 };
 use super::error::{Error, Result};
 use super::method_arg::{merge_method, method_at};
+use super::reservation::Reservation;
+
+/// Bytes held by the groups of `layer_similarity` and `layer_similarity_ci`
+/// in progress, counted against `memory_limit`.
+static RESERVED: AtomicU64 = AtomicU64::new(0);
 
 /// The `layer_similarity` aggregate.
 pub struct LayerSimilarity;
@@ -39,13 +47,17 @@ pub struct LayerSimilarity;
 /// their side `n`.
 pub(super) type GroupMatrices<'a> = (Vec<&'a [f32]>, &'a [Option<CorrMethod>], usize);
 
-/// The group's layers and their matrices, in arrival order.
+/// The group's layers and their matrices, in arrival order, and the bytes
+/// they hold, counted against `memory_limit`.
 #[derive(Default)]
 pub struct SimilarityState {
     layers: Vec<String>,
+    seen: HashSet<String>,
     matrices: Vec<KeyedMatrix>,
     kinds: Vec<Option<CorrMethod>>,
     pub(super) method: Option<CompareMethod>,
+    held: u64,
+    reservation: Reservation,
 }
 
 /// The `(layer, matrix [, method, ...])` columns of one chunk.
@@ -97,9 +109,16 @@ impl SimilarityState {
         };
         let kind = columns.matrices.method(row, &what)?;
         merge_method(&mut state.method, method)?;
-        if state.layers.contains(&layer) {
+        if state.seen.contains(&layer) {
             return Err(twice(&layer));
         }
+        let held = state.held.saturating_add(matrix.bytes());
+        let count = state.matrices.len() + 1;
+        state.reservation.reserve(&RESERVED, held, || {
+            format!("the group's {count} matrices of {} keys", matrix.n())
+        })?;
+        state.held = held;
+        state.seen.insert(layer.clone());
         state.layers.push(layer);
         state.matrices.push(matrix);
         state.kinds.push(kind);
@@ -111,12 +130,15 @@ impl SimilarityState {
         if let Some(m) = source.method {
             merge_method(&mut target.method, m)?;
         }
-        if let Some(layer) = source.layers.iter().find(|l| target.layers.contains(l)) {
+        if let Some(layer) = source.layers.iter().find(|l| target.seen.contains(*l)) {
             return Err(twice(layer));
         }
+        target.seen.extend(source.seen.drain());
         target.layers.append(&mut source.layers);
         target.matrices.append(&mut source.matrices);
         target.kinds.append(&mut source.kinds);
+        target.held = target.held.saturating_add(std::mem::take(&mut source.held));
+        target.reservation.absorb(&mut source.reservation);
         Ok(())
     }
 
@@ -138,14 +160,47 @@ impl SimilarityState {
         Ok((views, &self.kinds, first.n()))
     }
 
+    /// Counts the comparison's working memory beside the matrices against
+    /// `memory_limit`, before it starts: `outputs` L x L results and, when
+    /// resampling, `resamples` values of every pair of layers. An upper
+    /// estimate: a second copy's worth of every matrix in `f64` (spearman's
+    /// tie classes, cka_rbf's kernels, mutual_knn's neighbour orders), four
+    /// L x L sums beside the results (and DuckDB's copy of them), and the
+    /// resampled values.
+    pub(super) fn reserve_working(&mut self, outputs: u64, resamples: u64) -> Result<()> {
+        let (l, n) = (
+            self.matrices.len() as u64,
+            self.matrices.first().map_or(0, |m| m.n() as u64),
+        );
+        let per_matrix = l.saturating_mul(n.saturating_mul(n)).saturating_mul(8);
+        let squares = l.saturating_mul(l).saturating_mul(8 * (4 + 2 * outputs));
+        let pairs = l.saturating_mul(l.saturating_sub(1)) / 2;
+        let draws = resamples.saturating_mul(pairs).saturating_mul(8);
+        let need = self
+            .held
+            .saturating_add(per_matrix)
+            .saturating_add(squares)
+            .saturating_add(draws);
+        self.reservation.reserve(&RESERVED, need, || {
+            let resampled = if resamples > 0 {
+                format!(", {resamples} resamples")
+            } else {
+                String::new()
+            };
+            format!("comparing {l} matrices of {n} keys{resampled}")
+        })
+    }
+
     /// The layer names, in order.
     pub(super) fn layers(&self) -> &[String] {
         &self.layers
     }
 
-    /// Frees the matrices.
+    /// Frees the matrices and gives their count back.
     pub(super) fn clear(&mut self) {
         self.matrices.clear();
+        self.held = 0;
+        self.reservation.release();
     }
 }
 
@@ -176,11 +231,13 @@ impl Aggregate for LayerSimilarity {
 
     fn finalize(state: &mut SimilarityState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.method.unwrap_or(CompareMethod::Pearson);
+        state.checked()?;
+        state.reserve_working(1, 0)?;
         let (views, kinds, n) = state.checked()?;
         let result = similarity_matrix_of(&views, kinds, n, method)
             .map_err(|e| Error::at_matrix(e, &state.layers))?;
         write_similarity(output, row, &state.layers, &[result.as_slice()])?;
-        state.matrices.clear();
+        state.clear();
         Ok(())
     }
 }

@@ -12,6 +12,8 @@
 //! SELECT write_png('out/ci.png', line_plot('to input', layer, ci.estimate, ci.ci_low, ci.ci_high ORDER BY position)) FROM boot;
 //! ```
 
+use std::collections::HashMap;
+
 use layercorr_render::{line_plot, LinePlotOptions, Series};
 
 use super::capi::{Aggregate, Chunk, LogicalType, Output, States, Values};
@@ -20,6 +22,13 @@ use super::picture::optional_text;
 
 /// The `line_plot` aggregate.
 pub struct LinePlot;
+
+/// Lines one plot may have: more cannot be told apart, and their legend
+/// outgrows the largest picture long before this.
+const MAX_SERIES: usize = 512;
+/// Series x positions one plot may lay out: every series gets a value (or
+/// NaN) and band ends at each position, three `f64` a cell (96 MiB here).
+const MAX_CELLS: usize = 1 << 22;
 
 /// One row: series, x, y (NaN for NULL) and the band's ends (NaN for NULL).
 struct Point {
@@ -136,26 +145,50 @@ impl Aggregate for LinePlot {
         if state.points.is_empty() {
             return Err(Error::invalid("the group has no points"));
         }
+        // Series and x positions in first-seen order, and each point's
+        // place among them.
         let mut xs: Vec<&str> = Vec::new();
         let mut names: Vec<&str> = Vec::new();
+        let mut x_index: HashMap<&str, usize> = HashMap::new();
+        let mut name_index: HashMap<&str, usize> = HashMap::new();
+        let mut places = Vec::with_capacity(state.points.len());
         for p in &state.points {
-            if !xs.contains(&p.x.as_str()) {
+            let x = *x_index.entry(&p.x).or_insert_with(|| {
                 xs.push(&p.x);
-            }
-            if !names.contains(&p.series.as_str()) {
+                xs.len() - 1
+            });
+            let s = *name_index.entry(&p.series).or_insert_with(|| {
                 names.push(&p.series);
-            }
+                names.len() - 1
+            });
+            places.push((s, x));
+        }
+        if names.len() > MAX_SERIES {
+            return Err(Error::invalid(format!(
+                "{} series in one plot (at most {MAX_SERIES}; GROUP BY to draw several plots)",
+                names.len()
+            )));
+        }
+        let cells = names.len().saturating_mul(xs.len());
+        if cells > MAX_CELLS {
+            return Err(Error::invalid(format!(
+                "{} series x {} x positions = {cells} points to lay out (at most {MAX_CELLS})",
+                names.len(),
+                xs.len()
+            )));
+        }
+        // Each series' y and band ends at every x position (NaN where it has
+        // no point); a later point at the same x replaces an earlier one.
+        let blank = vec![f64::NAN; xs.len()];
+        let mut columns = vec![(blank.clone(), blank.clone(), blank); names.len()];
+        for (p, &(s, x)) in state.points.iter().zip(&places) {
+            let (y, low, high) = &mut columns[s];
+            (y[x], low[x], high[x]) = (p.y, p.band.0, p.band.1);
         }
         let series: Vec<Series> = names
             .iter()
-            .map(|name| {
-                let mut y = vec![f64::NAN; xs.len()];
-                let (mut low, mut high) = (y.clone(), y.clone());
-                for p in state.points.iter().filter(|p| p.series == *name) {
-                    if let Some(i) = xs.iter().position(|c| *c == p.x) {
-                        (y[i], low[i], high[i]) = (p.y, p.band.0, p.band.1);
-                    }
-                }
+            .zip(columns)
+            .map(|(name, (y, low, high))| {
                 let s = Series::new(*name, y);
                 if state.banded {
                     s.with_band(low, high)

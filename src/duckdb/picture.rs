@@ -43,10 +43,10 @@ pub fn reorder(m: &KeyedMatrix, order: &[String]) -> Result<KeyedMatrix> {
 
 /// The colour range: `(-1, 1)` when every value is a correlation,
 /// otherwise the data's own range (distances, Gram values).
-pub fn value_range<T: Copy + Into<f64>>(values: &[T]) -> (f64, f64) {
+pub fn value_range<T: Into<f64>>(values: impl IntoIterator<Item = T>) -> (f64, f64) {
     let (lo, hi) = values
-        .iter()
-        .map(|v| (*v).into())
+        .into_iter()
+        .map(Into::into)
         .filter(|v: &f64| v.is_finite())
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(v), hi.max(v))

@@ -38,7 +38,7 @@ impl ScalarFunction for SimilarityHeatmap {
             };
             let opts = LabeledMatrixOptions {
                 title: optional_text(input, 1, row)?.unwrap_or_default(),
-                value_range: value_range(&values),
+                value_range: value_range(values.iter().copied()),
                 show_values: layers.len() <= 30,
                 ..LabeledMatrixOptions::default()
             };

@@ -64,7 +64,13 @@ pub fn guard<T, E: From<Error>>(
     }
 }
 
-/// The message DuckDB shows for an error of SQL function `name`.
+/// The message DuckDB shows for an error of SQL function `name`: the
+/// error prefixed with the function's name, unless it already starts with
+/// it (the picture crate's errors name their function themselves).
 fn message(name: &str, error: &Error) -> CString {
-    c_string(&format!("{name}: {error}"))
+    let text = error.to_string();
+    match text.strip_prefix(name) {
+        Some(rest) if rest.starts_with(": ") => c_string(&text),
+        _ => c_string(&format!("{name}: {text}")),
+    }
 }
