@@ -36,7 +36,6 @@ pub struct GridState {
     panels: Vec<(String, KeyedMatrix)>,
     order: Option<Vec<String>>,
     title: Option<String>,
-    held: u64,
     reservation: Reservation,
 }
 
@@ -67,12 +66,10 @@ impl Aggregate for CorrHeatmapGrid {
             if state.title.is_none() {
                 state.title = optional_text(input, 3, row)?;
             }
-            let held = state.held.saturating_add(m.bytes());
             let count = state.panels.len() + 1;
-            state.reservation.reserve(&RESERVED, held, || {
+            state.reservation.grow(&RESERVED, m.bytes(), || {
                 format!("the group's {count} panels of {} keys", m.n())
             })?;
-            state.held = held;
             state.panels.push((name, m));
         }
         Ok(())
@@ -80,7 +77,6 @@ impl Aggregate for CorrHeatmapGrid {
 
     fn combine(source: &mut GridState, target: &mut GridState) -> Result<()> {
         target.panels.append(&mut source.panels);
-        target.held = target.held.saturating_add(std::mem::take(&mut source.held));
         target.reservation.absorb(&mut source.reservation);
         if target.order.is_none() {
             target.order = source.order.take();
@@ -103,7 +99,7 @@ impl Aggregate for CorrHeatmapGrid {
         // Panels not in the order are drawn from a reordered copy: at most
         // as much again.
         let (count, n) = (state.panels.len(), first.n());
-        let need = state.held.saturating_mul(2);
+        let need = state.reservation.bytes().saturating_mul(2);
         state.reservation.reserve(&RESERVED, need, || {
             format!("drawing {count} panels of {n} keys")
         })?;
@@ -140,7 +136,6 @@ impl Aggregate for CorrHeatmapGrid {
         let png = heatmap_grid(&panels, &opts)?;
         output.set_blob(row, &png)?;
         state.panels.clear();
-        state.held = 0;
         state.reservation.release();
         Ok(())
     }

@@ -56,7 +56,6 @@ pub struct SimilarityState {
     matrices: Vec<KeyedMatrix>,
     kinds: Vec<Option<CorrMethod>>,
     pub(super) method: Option<CompareMethod>,
-    held: u64,
     reservation: Reservation,
 }
 
@@ -112,12 +111,10 @@ impl SimilarityState {
         if state.seen.contains(&layer) {
             return Err(twice(&layer));
         }
-        let held = state.held.saturating_add(matrix.bytes());
         let count = state.matrices.len() + 1;
-        state.reservation.reserve(&RESERVED, held, || {
+        state.reservation.grow(&RESERVED, matrix.bytes(), || {
             format!("the group's {count} matrices of {} keys", matrix.n())
         })?;
-        state.held = held;
         state.seen.insert(layer.clone());
         state.layers.push(layer);
         state.matrices.push(matrix);
@@ -137,7 +134,6 @@ impl SimilarityState {
         target.layers.append(&mut source.layers);
         target.matrices.append(&mut source.matrices);
         target.kinds.append(&mut source.kinds);
-        target.held = target.held.saturating_add(std::mem::take(&mut source.held));
         target.reservation.absorb(&mut source.reservation);
         Ok(())
     }
@@ -177,7 +173,8 @@ impl SimilarityState {
         let pairs = l.saturating_mul(l.saturating_sub(1)) / 2;
         let draws = resamples.saturating_mul(pairs).saturating_mul(8);
         let need = self
-            .held
+            .reservation
+            .bytes()
             .saturating_add(per_matrix)
             .saturating_add(squares)
             .saturating_add(draws);
@@ -199,7 +196,6 @@ impl SimilarityState {
     /// Frees the matrices and gives their count back.
     pub(super) fn clear(&mut self) {
         self.matrices.clear();
-        self.held = 0;
         self.reservation.release();
     }
 }

@@ -48,6 +48,21 @@ impl Reservation {
         Ok(())
     }
 
+    /// Raises this group's count by `extra` bytes, as [`Reservation::reserve`].
+    pub fn grow(
+        &mut self,
+        counter: &'static AtomicU64,
+        extra: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<()> {
+        self.reserve(counter, self.bytes.saturating_add(extra), what)
+    }
+
+    /// Bytes this group has counted.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
     /// Moves `other`'s count into this one (a combine).
     pub fn absorb(&mut self, other: &mut Reservation) {
         if self.counter.is_none() {
