@@ -132,6 +132,27 @@ def test_nn_model_bad_file_is_a_named_error(con, tmp_path):
         con.execute(f"FROM nn_model({lit(bad)})").fetchall()
 
 
+@pytest.mark.parametrize("size", [1, 16, 31])
+def test_an_input_too_small_for_the_model_is_a_named_error(con, model_path, photos, size):
+    """EfficientNet-Lite0 halves its maps five times: fed fewer than 32
+    pixels a side, some layer's map becomes 0 x 0, and every pooled value and
+    logit after it would be NaN (the layer itself an empty list). Both the
+    listing and the forward pass refuse such an input, naming the layer; 32
+    pixels still run, every logit finite."""
+    import duckdb
+    over = f"preprocess := {{'layercorr.input_size': '{size}'}}"
+    for sql in (f"FROM nn_layers({lit(model_path)}, {over})",
+                f"SELECT len(activation) FROM nn_activations({lit(model_path)}, {lit(photos[0])}, "
+                f"layers := ['stem', 'logits'], {over})"):
+        with pytest.raises(duckdb.Error, match=rf"fed 3 x {size} x {size} images makes layer '[^']+' "
+                                               r"empty \(shape \d+ x 0 x 0\): the input is too small"):
+            con.execute(sql).fetchall()
+    logits = con.execute(
+        f"SELECT activation FROM nn_activations({lit(model_path)}, {lit(photos[0])}, "
+        f"layers := ['logits'], preprocess := {{'layercorr.input_size': '32'}})").fetchall()[0][0]
+    assert len(logits) == 1000 and np.isfinite(np.asarray(logits)).all()
+
+
 # --- preprocessing keys against Pillow doing the same steps --------------------
 
 import numpy as np  # noqa: E402

@@ -49,6 +49,15 @@ pub enum ModelError {
         width: i64,
         limit: u32,
     },
+    /// The input is so small that a layer's output has no values (a map
+    /// halved to 0 x 0): every value after it would be NaN or empty.
+    #[error("model '{path}' fed {input} images makes layer '{layer}' empty (shape {shape}): the input is too small for this model; use a larger layercorr.input_size (nn_model('{path}') shows the declared input)")]
+    InputTooSmall {
+        path: PathBuf,
+        input: String,
+        layer: String,
+        shape: String,
+    },
     /// The declared input element type is not one images can become.
     #[error("model '{path}' declares a {datum_type} input; layercorr feeds float32, float16, float64 or uint8 images")]
     InputType { path: PathBuf, datum_type: String },

@@ -391,6 +391,28 @@ impl LoadedModel {
         Ok(model)
     }
 
+    /// Refuses an input so small that some layer's output has no values: a
+    /// feature map halved past 1 x 1 makes every later pooled or classified
+    /// value NaN (and that layer an empty list) without any error.
+    fn check_no_empty_layer(&self, layers: &[LayerInfo]) -> Result<(), ModelError> {
+        let Some(empty) = layers.iter().find(|l| l.size == 0) else {
+            return Ok(());
+        };
+        let dims = |shape: &[i64]| {
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(" x ")
+        };
+        Err(ModelError::InputTooSmall {
+            path: self.path.clone(),
+            input: dims(&layers[0].shape),
+            layer: empty.name.clone(),
+            shape: dims(&empty.shape),
+        })
+    }
+
     fn list_layers(&self) -> Result<Vec<LayerInfo>, ModelError> {
         let prepare = |e: TractError| ModelError::Prepare {
             path: self.path.clone(),
@@ -484,6 +506,7 @@ impl LoadedModel {
                 });
             }
         }
+        self.check_no_empty_layer(&layers)?;
         Ok(layers)
     }
 }
