@@ -96,15 +96,13 @@ impl Aggregate for CorrHeatmapGrid {
         // one check of the order against them covers all panels: a key
         // given twice or missing is an error naming it.
         key_order(Self::NAME, &first.keys, &order)?;
-        // Panels not in the order are drawn from a reordered copy: at most
-        // as much again.
+        // Panels already in the order are drawn as they are; the others
+        // from a reordered copy: at most as much again.
         let (count, n) = (state.panels.len(), first.n());
         let need = state.reservation.bytes().saturating_mul(2);
         state.reservation.reserve(&RESERVED, need, || {
             format!("drawing {count} panels of {n} keys")
         })?;
-        // Panels already in the order are drawn as they are; the others
-        // from a reordered copy.
         let mut ordered = Vec::with_capacity(state.panels.len());
         for (name, m) in &state.panels {
             check_same_keys(

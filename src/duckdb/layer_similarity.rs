@@ -227,7 +227,6 @@ impl Aggregate for LayerSimilarity {
 
     fn finalize(state: &mut SimilarityState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.method.unwrap_or(CompareMethod::Pearson);
-        state.checked()?;
         state.reserve_working(1, 0)?;
         let (views, kinds, n) = state.checked()?;
         let result = similarity_matrix_of(&views, kinds, n, method)

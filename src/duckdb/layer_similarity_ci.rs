@@ -102,7 +102,6 @@ impl Aggregate for LayerSimilarityCi {
     fn finalize(state: &mut CiState, output: &mut Output, row: usize) -> Result<()> {
         let method = state.inner.method.unwrap_or(CompareMethod::Pearson);
         let opts = state.opts.unwrap_or_default();
-        state.inner.checked()?;
         state.inner.reserve_working(3, opts.resamples as u64)?;
         let (views, kinds, n) = state.inner.checked()?;
         let result = bootstrap(&views, kinds, n, method, opts)

@@ -244,19 +244,13 @@ pub fn truncate(text: &str, max_width: u32, scale: u32, mode: Ellipsis) -> Strin
 }
 
 /// The characters kept from the start and the end of `n` after `removed`
-/// removals from the middle: the start keeps `ceil(n / 2)` at first, and
-/// each removal takes from the start while it is at least as long as the
-/// end, else from the end.
+/// (at least 1) removals from the middle: the start keeps `ceil(n / 2)` at
+/// first and the first removal takes from it; from then on removals
+/// alternate end, start, ..., so the end keeps as many as the start or one
+/// more.
 fn middle_split(n: usize, removed: usize) -> (usize, usize) {
-    let (head0, tail0) = (n.div_ceil(2), n / 2);
-    if removed == 0 {
-        return (head0, tail0);
-    }
-    // The first removal takes from the start (head0 >= tail0); from then
-    // on they alternate end, start, ... keeping the end one ahead or even.
     let kept = n - removed;
-    let head = (kept / 2).min(head0);
-    (head, kept - head)
+    (kept / 2, kept - kept / 2)
 }
 
 #[cfg(test)]
