@@ -6,10 +6,10 @@
 -- Run after `make demo`:  duckdb -unsigned data/demo.duckdb < sql/02_layer_similarity.sql
 LOAD 'build/release/layercorr.duckdb_extension';
 
+SET VARIABLE photo_paths = (SELECT list(path ORDER BY path) FROM images);
 CREATE OR REPLACE TABLE main_activations AS
-SELECT path, unnest(nn_activations('data/models/efficientnet_lite0.onnx', path,
-         ['input', 'stem', 'blocks.[0-9]', 'blocks.1[0-9]', 'head', 'pool', 'logits']), recursive := true)
-FROM images;
+FROM nn_activations('data/models/efficientnet_lite0.onnx', getvariable('photo_paths'),
+     layers := ['input', 'stem', 'blocks.[0-9]', 'blocks.1[0-9]', 'head', 'pool', 'logits']);
 
 CREATE OR REPLACE TABLE main_matrices AS
 SELECT layer, layer_corr(path, activation) AS r, layer_corr(path, activation, 'gram') AS k

@@ -8,10 +8,10 @@
 -- Run after `make demo`:  duckdb -unsigned data/demo.duckdb < sql/03_subunits.sql
 LOAD 'build/release/layercorr.duckdb_extension';
 
+SET VARIABLE photo_paths = (SELECT list(path ORDER BY path) FROM images);
 CREATE OR REPLACE TABLE subunit_activations AS
-SELECT path, unnest(nn_activations('data/models/efficientnet_lite0.onnx', path,
-         ['blocks.2.*', 'blocks.2', 'blocks.6.*', 'blocks.6', 'blocks.13.*', 'blocks.13']), recursive := true)
-FROM images;
+FROM nn_activations('data/models/efficientnet_lite0.onnx', getvariable('photo_paths'),
+     layers := ['blocks.2.*', 'blocks.2', 'blocks.6.*', 'blocks.6', 'blocks.13.*', 'blocks.13']);
 
 CREATE OR REPLACE TABLE subunit_matrices AS
 SELECT regexp_extract(layer, '^blocks\.(\d+)', 1)::INTEGER AS block, layer, layer_corr(path, activation) AS m
@@ -37,8 +37,8 @@ CREATE OR REPLACE TABLE inception_matrices AS
 SELECT CASE layer WHEN 'r11' THEN '3a/1x1' WHEN 'r15' THEN '3a/3x3' WHEN 'r19' THEN '3a/5x5'
                   WHEN 'r22' THEN '3a/pool_proj' WHEN 'r23' THEN '3a/output' END AS branch,
        layer, layer_corr(path, activation, 'cosine') AS m
-FROM (SELECT path, unnest(nn_activations('data/models/light_inception_v1.onnx', path,
-             ['r11', 'r15', 'r19', 'r22', 'r23']), recursive := true) FROM images LIMIT 5 * 20)
+FROM nn_activations('data/models/light_inception_v1.onnx', getvariable('photo_paths')[:20],
+                    layers := ['r11', 'r15', 'r19', 'r22', 'r23'])
 GROUP BY layer;
 
 SELECT i.branch, l.op, l.shape, round(rsa(i.m, o.m, 'cka'), 3) AS cka_to_module_output

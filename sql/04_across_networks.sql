@@ -20,6 +20,7 @@ UNION ALL SELECT 'lite1', * FROM nn_layers('data/models/efficientnet_lite1.onnx'
 UNION ALL SELECT 'lite2', * FROM nn_layers('data/models/efficientnet_lite2.onnx');
 
 -- Block outputs plus stem, head and logits, per model (about 25 layers each).
+-- The scalar form, since the model differs from row to row.
 CREATE OR REPLACE TABLE model_activations AS
 SELECT model, path, unnest(nn_activations(file, path,
          ['stem', 'blocks.[0-9]', 'blocks.[0-9][0-9]', 'head', 'logits']), recursive := true)

@@ -20,11 +20,14 @@ FROM glob('data/photos/classification/*.jpg')
 ORDER BY file;
 
 -- One row per (photo, layer): 13 layers spread from the pixels to the logits.
+-- The table form runs the photos on every core and stores finished ones
+-- while the next compute. Table functions take constants, so the images
+-- table hands its paths over through a variable; `path` joins back to it.
+SET VARIABLE photo_paths = (SELECT list(path ORDER BY path) FROM images);
 CREATE OR REPLACE TABLE activations AS
-SELECT path, unnest(nn_activations('data/models/efficientnet_lite0.onnx', path,
-         ['input', 'stem', 'blocks.0', 'blocks.2', 'blocks.4', 'blocks.6', 'blocks.8',
-          'blocks.10', 'blocks.12', 'blocks.15', 'head', 'pool', 'logits']), recursive := true)
-FROM images;
+FROM nn_activations('data/models/efficientnet_lite0.onnx', getvariable('photo_paths'),
+     layers := ['input', 'stem', 'blocks.0', 'blocks.2', 'blocks.4', 'blocks.6', 'blocks.8',
+                'blocks.10', 'blocks.12', 'blocks.15', 'head', 'pool', 'logits']);
 
 -- ImageNet labels, and each photo's top-1 class from its logits.
 CREATE OR REPLACE TABLE labels AS
