@@ -273,6 +273,55 @@ def test_layer_similarity_counts_its_results_against_memory_limit():
 
 
 # --------------------------------------------------------------------------
+# layer_corr over many large groups: `layercorr_spill_mb` is per group, so
+# the groups of one query together spill past half of memory_limit.
+# --------------------------------------------------------------------------
+
+MANY_GROUPS, GROUP_ROWS, GROUP_VALUES = 6, 2048, 16384
+MANY_GROUPS_SETUP = f"""
+import numpy as np, pyarrow as pa
+con.execute("ATTACH '{{db}}' AS f")
+con.execute("USE f")
+con.execute("CREATE TABLE t (g INTEGER, key VARCHAR, activation FLOAT[])")
+rng = np.random.default_rng(7)
+for g in range({MANY_GROUPS}):
+    x = rng.standard_normal(({GROUP_ROWS}, {GROUP_VALUES}), dtype=np.float32)
+    offsets = np.arange(0, ({GROUP_ROWS} + 1) * {GROUP_VALUES}, {GROUP_VALUES}, dtype=np.int32)
+    rows = pa.table({{"g": np.full({GROUP_ROWS}, g, dtype=np.int32),
+                      "key": [f"k{{i:05d}}" for i in range({GROUP_ROWS})],
+                      "activation": pa.ListArray.from_arrays(offsets, pa.array(x.ravel()))}})
+    con.execute("INSERT INTO t SELECT * FROM rows")
+"""
+
+
+def test_layer_corr_many_groups_spill_past_half_the_memory_limit(tmp_path):
+    """Six groups of 2048 rows x 16384 values (128 MB of rows each, 768 MB
+    in all) count 390 MB each with their rows in memory, 2.3 GB together.
+    Under memory_limit = 1600MB the groups past half the limit move their
+    rows to the spill file and the query gives the matrices it gives under
+    8GB, bit for bit; the previous build refused the fourth group. With
+    spilling off the same query is still refused, naming memory_limit."""
+    query = "SELECT g, layer_corr(key, activation) AS m FROM t GROUP BY g"
+    stmts = ["SET memory_limit = '8GB'", "FROM layercorr_settings()",
+             f"CREATE TABLE reference AS {query}",
+             "SET memory_limit = '1600MB'", "FROM layercorr_settings()",
+             f"CREATE TABLE limited AS {query}",
+             "SELECT count(*), bool_and(a.m.keys = b.m.keys AND a.m.matrix = b.m.matrix) "
+             "FROM reference a JOIN limited b USING (g)",
+             "SET layercorr_spill_mb = 'off'", "FROM layercorr_settings()",
+             f"SELECT sum(len(m.keys)) FROM ({query})"]
+    setup = MANY_GROUPS_SETUP.replace("{db}", str(tmp_path / "groups.duckdb"))
+    s = H.run_py_measured(stmts, setup=setup, config={"temp_directory": str(tmp_path / "spill")},
+                          timeout=600)
+    s.check_alive(n=len(stmts))
+    assert s.results[2]["ok"], s.results[2]
+    assert s.results[5]["ok"], f"six groups under memory_limit = 1600MB: {s.results[5]}"
+    assert s.results[6]["rows"] == [[MANY_GROUPS, True]], s.results[6]
+    off = s.results[9]
+    assert not off["ok"] and "memory_limit" in own_text(off["message"]), off
+
+
+# --------------------------------------------------------------------------
 # line_plot: long labels and many points take time in proportion to them,
 # and plots with more lines or points than a picture can hold are named
 # errors before anything is laid out.

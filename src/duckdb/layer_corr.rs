@@ -30,6 +30,7 @@
 //! SELECT layer, layer_corr(path, activation) AS m FROM activations GROUP BY layer;
 //! ```
 
+use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 
 use layercorr_kernels::{BlockBuffers, CorrMethod, PipelinedAccumulator, SpillPolicy};
@@ -54,23 +55,85 @@ pub struct CorrState {
     method: Option<CorrMethod>,
     /// Working memory this group has counted in [`RESERVED`].
     reservation: Reservation,
+    /// This group keeps none of its rows in memory: with them there, all
+    /// groups together would have passed `memory_limit`.
+    spills_all: bool,
 }
 
 /// Working memory counted by every live `layer_corr` group of the process.
 static RESERVED: AtomicU64 = AtomicU64::new(0);
 
 impl CorrState {
-    /// Counts the working memory of this group at `n` rows of `d` values,
-    /// or refuses when all groups together would pass `memory_limit`.
+    /// Counts the working memory of this group at `n` rows of `d` values.
+    ///
+    /// `layercorr_spill_mb` is per group, so many large groups in one
+    /// query would keep many times that in memory. A group therefore keeps
+    /// its rows in memory only while all groups together stay within half
+    /// of `memory_limit`; past that it moves every row to its spill file
+    /// (when that lowers its count), leaving the other half to the groups
+    /// that spill. Refuses when the group fits neither way.
     fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<()> {
-        let spill_limit = spill_limit_bytes(&Settings::latest());
-        // The kernels' working memory and the result DuckDB receives.
-        let need = layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
-            .saturating_add(layercorr_kernels::memory::result_bytes(n));
-        self.reservation.reserve(&RESERVED, need, || {
-            format!("{}: a group of N = {n} rows of {d} values", method.name())
-        })
+        let configured = spill_limit_bytes(&Settings::latest());
+        let what = |spilled: bool| {
+            move || {
+                let rows = if spilled {
+                    ", its rows in a spill file,"
+                } else {
+                    ""
+                };
+                format!(
+                    "{}: a group of N = {n} rows of {d} values{rows}",
+                    method.name()
+                )
+            }
+        };
+        let spilled = need(n, d, method, Some(0));
+        if self.spills_all {
+            return self.reservation.reserve(&RESERVED, spilled, what(true));
+        }
+        let kept = need(n, d, method, configured);
+        let half_limit = Settings::latest().memory_limit / 2;
+        if configured.is_none()
+            || spilled >= kept
+            || self.reservation.fits(&RESERVED, kept, half_limit)
+        {
+            return self.reservation.reserve(&RESERVED, kept, what(false));
+        }
+        match self.reservation.reserve(&RESERVED, spilled, what(true)) {
+            Ok(()) => {
+                // The rows it kept go to the file at the next push.
+                self.reservation.lower_to(spilled);
+                self.spills_all = true;
+                Ok(())
+            }
+            // Memory the spilling groups hold may still leave room for
+            // this one's rows.
+            Err(e) => self
+                .reservation
+                .reserve(&RESERVED, kept, what(false))
+                .map_err(|_| e),
+        }
     }
+}
+
+/// The spill policy of a group: `policy`, or every row to the file when
+/// the group `spills_all`.
+fn group_policy(spills_all: bool, policy: &SpillPolicy) -> Cow<'_, SpillPolicy> {
+    if spills_all {
+        Cow::Owned(SpillPolicy {
+            limit_bytes: Some(0),
+            dir: policy.dir.clone(),
+        })
+    } else {
+        Cow::Borrowed(policy)
+    }
+}
+
+/// The kernels' working memory for `n` rows of `d` values with rows kept in
+/// memory up to `spill_limit` bytes, and the result DuckDB receives.
+fn need(n: usize, d: usize, method: CorrMethod, spill_limit: Option<usize>) -> u64 {
+    layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
+        .saturating_add(layercorr_kernels::memory::result_bytes(n))
 }
 
 /// `layercorr_spill_mb` in bytes (`None`: never spill).
@@ -154,10 +217,11 @@ fn add_group_rows(
         .keys
         .extend(rows.iter().map(|&r| key_at(r).into_owned()));
     // The accumulator owns the method: spearman rows are ranked there.
+    let policy = group_policy(state.spills_all, policy);
     state
         .acc
         .get_or_insert_with(|| PipelinedAccumulator::new(d, method))
-        .push_rows(&values, policy, bufs, shared_chunk)
+        .push_rows(&values, &policy, bufs, shared_chunk)
         .map_err(|e| Error::at_key(e, &state.keys))
 }
 
@@ -242,7 +306,9 @@ impl Aggregate for LayerCorr {
                     let key = source.keys.first().cloned().unwrap_or_default();
                     return Err(length_error(&target.keys, &key, dst.d(), src.d()));
                 }
-                let keeps_order = dst.merge(src, &spill_policy()?)?;
+                let policy = spill_policy()?;
+                let policy = group_policy(target.spills_all, &policy);
+                let keeps_order = dst.merge(src, &policy)?;
                 if keeps_order {
                     target.keys.append(&mut source.keys);
                 } else {

@@ -48,6 +48,21 @@ impl Reservation {
         Ok(())
     }
 
+    /// Whether raising this group's count to `need` bytes would keep all
+    /// groups of `counter` within `limit` bytes.
+    pub fn fits(&self, counter: &AtomicU64, need: u64, limit: u64) -> bool {
+        let others = counter.load(Ordering::Relaxed).saturating_sub(self.bytes);
+        need.max(self.bytes).saturating_add(others) <= limit
+    }
+
+    /// Lowers this group's count to `need` bytes if it is above.
+    pub fn lower_to(&mut self, need: u64) {
+        if let (Some(c), true) = (self.counter, need < self.bytes) {
+            c.fetch_sub(self.bytes - need, Ordering::Relaxed);
+            self.bytes = need;
+        }
+    }
+
     /// Raises this group's count by `extra` bytes, as [`Reservation::reserve`].
     pub fn grow(
         &mut self,
