@@ -33,7 +33,9 @@
 use std::borrow::Cow;
 use std::sync::atomic::AtomicU64;
 
-use layercorr_kernels::{BlockBuffers, CorrMethod, PipelinedAccumulator, SpillPolicy};
+use layercorr_kernels::{
+    working_parts, BlockBuffers, CorrMethod, PipelinedAccumulator, SpillPolicy,
+};
 
 use super::capi::host::Settings;
 use super::capi::{Aggregate, Chunk, FloatLists, LogicalType, Output, States, Strings};
@@ -72,7 +74,39 @@ impl CorrState {
     /// of `memory_limit`; past that it moves every row to its spill file
     /// (when that lowers its count), leaving the other half to the groups
     /// that spill. Refuses when the group fits neither way.
-    fn reserve(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<()> {
+    ///
+    /// The buffers of the products are counted in `call`, the host call's
+    /// own count, once for all the groups it pushes (they share one set),
+    /// at the largest group's size.
+    fn reserve(
+        &mut self,
+        n: usize,
+        d: usize,
+        method: CorrMethod,
+        call: &mut Reservation,
+    ) -> Result<()> {
+        self.reserve_held(n, d, method)?;
+        let spill_limit = if self.spills_all {
+            Some(0)
+        } else {
+            spill_limit_bytes(&Settings::latest())
+        };
+        // Twice: this call's buffers, and those of one block of an earlier
+        // call whose products may still run behind DuckDB's scan (one such
+        // block at a time in the process, `PipelinedAccumulator`).
+        let buffers = working_parts(n, d, method, spill_limit)
+            .per_call
+            .saturating_mul(2);
+        call.reserve(&RESERVED, buffers.max(call.bytes()), || {
+            format!(
+                "{}: the products of a group of N = {n} rows of {d} values",
+                method.name()
+            )
+        })
+    }
+
+    /// [`CorrState::reserve`]'s count of what the group holds.
+    fn reserve_held(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<()> {
         let configured = spill_limit_bytes(&Settings::latest());
         let what = |spilled: bool| {
             move || {
@@ -129,10 +163,12 @@ fn group_policy(spills_all: bool, policy: &SpillPolicy) -> Cow<'_, SpillPolicy> 
     }
 }
 
-/// The kernels' working memory for `n` rows of `d` values with rows kept in
-/// memory up to `spill_limit` bytes, and the result DuckDB receives.
+/// What the kernels hold for a group of `n` rows of `d` values from one
+/// call of the host to the next, rows kept in memory up to `spill_limit`
+/// bytes, and the result DuckDB receives.
 fn need(n: usize, d: usize, method: CorrMethod, spill_limit: Option<usize>) -> u64 {
-    layercorr_kernels::memory::working_bytes_with_spill(n, d, method, spill_limit)
+    working_parts(n, d, method, spill_limit)
+        .held()
         .saturating_add(layercorr_kernels::memory::result_bytes(n))
 }
 
@@ -168,6 +204,15 @@ fn length_error(keys: &[String], key: &str, expected: usize, got: usize) -> Erro
     ))
 }
 
+/// What the groups of one host call share: the spill policy, one set of
+/// buffers for their products, and those buffers' count in [`RESERVED`]
+/// (given back when the call returns, after the buffers are dropped).
+struct CallShared {
+    policy: SpillPolicy,
+    bufs: BlockBuffers,
+    count: Reservation,
+}
+
 /// Adds one group's rows of this chunk (`rows`: chunk row numbers, in
 /// order) to its state; `shared_chunk`: other groups have rows in it (the
 /// accumulator may then multiply a large block behind DuckDB's scan).
@@ -177,8 +222,7 @@ fn add_group_rows(
     rows: &[usize],
     acts: &FloatLists,
     keys: &Strings,
-    policy: &SpillPolicy,
-    bufs: &mut BlockBuffers,
+    call: &mut CallShared,
 ) -> Result<()> {
     let key_at = |row: usize| keys.text(row).unwrap_or_default();
     let method = state.method.unwrap_or(CorrMethod::Pearson);
@@ -212,16 +256,16 @@ fn add_group_rows(
     // One key per row pushed: the accumulator's row count, without
     // waiting for products still running.
     let first_row = state.keys.len();
-    state.reserve(first_row + values.len(), d, method)?;
+    state.reserve(first_row + values.len(), d, method, &mut call.count)?;
     state
         .keys
         .extend(rows.iter().map(|&r| key_at(r).into_owned()));
     // The accumulator owns the method: spearman rows are ranked there.
-    let policy = group_policy(state.spills_all, policy);
+    let policy = group_policy(state.spills_all, &call.policy);
     state
         .acc
         .get_or_insert_with(|| PipelinedAccumulator::new(d, method))
-        .push_rows(&values, &policy, bufs, shared_chunk)
+        .push_rows(&values, &policy, &mut call.bufs, shared_chunk)
         .map_err(|e| Error::at_key(e, &state.keys))
 }
 
@@ -245,7 +289,6 @@ impl Aggregate for LayerCorr {
         let acts = input.column(1)?.float_lists()?;
         let methods = input.optional(2).map(|c| c.strings()).transpose()?;
         let mut last_method = None;
-        let policy = spill_policy()?;
         let mut rows = Vec::with_capacity(input.rows());
         for row in 0..input.rows() {
             let method = method_at(methods.as_ref(), row, CorrMethod::Pearson, &mut last_method)?;
@@ -261,21 +304,17 @@ impl Aggregate for LayerCorr {
         // The chunk's rows by group, groups in order of first appearance,
         // so that each group's rows are multiplied as one block, with one
         // set of working buffers for every group of the chunk.
-        let mut bufs = BlockBuffers::default();
+        let mut call = CallShared {
+            policy: spill_policy()?,
+            bufs: BlockBuffers::default(),
+            count: Reservation::default(),
+        };
         let groups = states.groups(&rows);
         let shared_chunk = groups.len() > 1;
         for group in groups {
             let group_rows: Vec<usize> = group.iter().map(|&i| rows[i]).collect();
             let state = states.get(group_rows[0]);
-            add_group_rows(
-                state,
-                shared_chunk,
-                &group_rows,
-                &acts,
-                &keys,
-                &policy,
-                &mut bufs,
-            )?;
+            add_group_rows(state, shared_chunk, &group_rows, &acts, &keys, &mut call)?;
         }
         Ok(())
     }
@@ -287,13 +326,15 @@ impl Aggregate for LayerCorr {
         let Some(src) = source.acc.take() else {
             return Ok(());
         };
+        // The merge's products, as a call's (see `CorrState::reserve`).
+        let mut call = Reservation::default();
         if let Some(dst) = &target.acc {
             // The source's count moves to the target, which then counts
             // the merged group.
             let (n, d) = (target.keys.len() + source.keys.len(), dst.d());
             let method = target.method.unwrap_or(CorrMethod::Pearson);
             source.reservation.release();
-            target.reserve(n, d, method)?;
+            target.reserve(n, d, method, &mut call)?;
         }
         match &mut target.acc {
             None => {

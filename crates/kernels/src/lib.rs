@@ -67,7 +67,8 @@ pub use alloc::{try_with_capacity, try_zeroed_vec};
 pub use corr::{correlation_matrix, CorrAccumulator};
 pub use error::{KernelError, Result};
 pub use memory::{
-    result_bytes, working_bytes, working_bytes_with_spill, DEFAULT_SPILL_LIMIT_BYTES,
+    result_bytes, working_bytes, working_bytes_with_spill, working_parts, WorkingParts,
+    DEFAULT_SPILL_LIMIT_BYTES,
 };
 pub use method::{CompareMethod, CorrMethod};
 pub use pipelined::PipelinedAccumulator;

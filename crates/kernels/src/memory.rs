@@ -68,6 +68,49 @@ pub fn working_bytes_with_spill(
     method: CorrMethod,
     spill_limit: Option<usize>,
 ) -> u64 {
+    working_parts(n, d, method, spill_limit).peak()
+}
+
+/// [`working_bytes_with_spill`] in the parts a host sees at different
+/// times: what a group holds from one call of the host to the next, and
+/// the buffers of its products, which live only during a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkingParts {
+    /// Held while rows arrive: the triangle, the row store (and, once it
+    /// spills, the file's write buffer) and the bookkeeping.
+    pub held_while_pushing: u64,
+    /// The buffers of one push's products (the column-chunk buffers, the
+    /// block's products, spearman's ranking scratch, the aligned buffer of
+    /// direct writes): kept only during a call, and reused by every group
+    /// of that call, so a host call needs them once, at its largest group.
+    pub per_call: u64,
+    /// Held at the finish (for euclidean and gram, everything: they take
+    /// their products there).
+    pub finish: u64,
+}
+
+impl WorkingParts {
+    /// What the group holds between calls or at its finish.
+    pub fn held(self) -> u64 {
+        self.held_while_pushing.max(self.finish)
+    }
+
+    /// The group's peak with its own call's buffers,
+    /// [`working_bytes_with_spill`].
+    pub fn peak(self) -> u64 {
+        self.held_while_pushing
+            .saturating_add(self.per_call)
+            .max(self.finish)
+    }
+}
+
+/// The parts of [`working_bytes_with_spill`].
+pub fn working_parts(
+    n: usize,
+    d: usize,
+    method: CorrMethod,
+    spill_limit: Option<usize>,
+) -> WorkingParts {
     let (n64, d64) = (n as u64, d as u64);
     let threads = rayon::current_num_threads().max(1) as u64;
     let rows = n64.saturating_mul(d64).saturating_mul(4);
@@ -77,17 +120,17 @@ pub fn working_bytes_with_spill(
         _ => (rows, false),
     };
     let mut store = kept.saturating_mul(2).saturating_add(row);
+    let mut staging = 0;
     if spills {
         // Write buffer (a Vec that may hold twice its flush size), and the
         // O_DIRECT staging buffer of at least one padded row.
         let stride = row.div_ceil(DIRECT_ALIGN as u64) * DIRECT_ALIGN as u64;
-        let staging = (DIRECT_STAGING_BYTES as u64)
+        staging = (DIRECT_STAGING_BYTES as u64)
             .max(stride)
             .saturating_add(DIRECT_ALIGN as u64);
         store = store
             .saturating_add(2 * WRITE_BUFFER_BYTES as u64)
-            .saturating_add(row)
-            .saturating_add(staging);
+            .saturating_add(row);
     }
     let triangle = n64.saturating_mul(n64.saturating_add(1)).saturating_mul(4);
     let square = result_bytes(n);
@@ -111,22 +154,58 @@ pub fn working_bytes_with_spill(
         // chunk buffers and the two product buffers may come from
         // different blocks.
         let products = square.saturating_add(square / 4);
-        let push = sum(&[triangle, store, chunk, chunk, products, per_row, ranking]);
         // Finish: the store is released before the result is allocated.
         let reorder = n64
             .saturating_mul(4)
             .saturating_mul(threads.saturating_add(1));
-        let finish = sum(&[triangle, square, per_row, reorder, n64]);
-        push.max(finish)
+        WorkingParts {
+            held_while_pushing: sum(&[triangle, store, per_row]),
+            per_call: sum(&[chunk, chunk, products, ranking, staging]),
+            finish: sum(&[triangle, square, per_row, reorder, n64]),
+        }
     } else {
         let refine = row.saturating_mul(2).saturating_mul(threads);
-        sum(&[store, chunk, triangle, square, per_row, refine])
+        let at_finish = sum(&[store, staging, chunk, triangle, square, per_row, refine]);
+        WorkingParts {
+            held_while_pushing: at_finish,
+            per_call: 0,
+            finish: at_finish,
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_parts_add_up_to_the_peak_and_keep_the_call_buffers_apart() {
+        let cases = [
+            (100, 451_584, Some(256 << 20)),
+            (100, 451_584, Some(0)),
+            (2000, 200_704, None),
+            (20_000, 8, Some(256 << 20)),
+        ];
+        for method in CorrMethod::ALL {
+            for (n, d, spill) in cases {
+                let parts = working_parts(n, d, method, spill);
+                assert_eq!(parts.peak(), working_bytes_with_spill(n, d, method, spill));
+                assert!(parts.held() <= parts.peak());
+                if streams(method) {
+                    let chunk = (32u64 << 20).min(n as u64 * d as u64 * 4);
+                    assert!(parts.per_call >= 2 * chunk, "{method:?} {n} {d}: {parts:?}");
+                } else {
+                    assert_eq!(parts.per_call, 0);
+                }
+            }
+        }
+        // A group whose rows all go to the file holds a row or two and the
+        // write buffer, not its 180 MB of rows.
+        let spilled = working_parts(100, 451_584, CorrMethod::Pearson, Some(0));
+        assert!(spilled.held() < 16 << 20, "{spilled:?}");
+        let kept = working_parts(100, 451_584, CorrMethod::Pearson, None);
+        assert!(kept.held() > 2 * 180_000_000, "{kept:?}");
+    }
 
     #[test]
     fn sizes_saturate_instead_of_overflowing() {
