@@ -77,13 +77,18 @@ impl CorrState {
     ///
     /// The buffers of the products are counted in `call`, the host call's
     /// own count, once for all the groups it pushes (they share one set),
-    /// at the largest group's size.
+    /// at the largest group's size; twice when the call's chunk holds
+    /// several groups (`shared_chunk`), since a block of such a chunk may
+    /// then be multiplied behind DuckDB's scan with buffers of its own
+    /// after the call returns (one such block at a time in the process,
+    /// `PipelinedAccumulator`).
     fn reserve(
         &mut self,
         n: usize,
         d: usize,
         method: CorrMethod,
         call: &mut Reservation,
+        shared_chunk: bool,
     ) -> Result<()> {
         self.reserve_held(n, d, method)?;
         let spill_limit = if self.spills_all {
@@ -91,12 +96,10 @@ impl CorrState {
         } else {
             spill_limit_bytes(&Settings::latest())
         };
-        // Twice: this call's buffers, and those of one block of an earlier
-        // call whose products may still run behind DuckDB's scan (one such
-        // block at a time in the process, `PipelinedAccumulator`).
+        let copies = if shared_chunk { 2 } else { 1 };
         let buffers = working_parts(n, d, method, spill_limit)
             .per_call
-            .saturating_mul(2);
+            .saturating_mul(copies);
         call.reserve(&RESERVED, buffers.max(call.bytes()), || {
             format!(
                 "{}: the products of a group of N = {n} rows of {d} values",
@@ -256,7 +259,13 @@ fn add_group_rows(
     // One key per row pushed: the accumulator's row count, without
     // waiting for products still running.
     let first_row = state.keys.len();
-    state.reserve(first_row + values.len(), d, method, &mut call.count)?;
+    state.reserve(
+        first_row + values.len(),
+        d,
+        method,
+        &mut call.count,
+        shared_chunk,
+    )?;
     state
         .keys
         .extend(rows.iter().map(|&r| key_at(r).into_owned()));
@@ -334,7 +343,7 @@ impl Aggregate for LayerCorr {
             let (n, d) = (target.keys.len() + source.keys.len(), dst.d());
             let method = target.method.unwrap_or(CorrMethod::Pearson);
             source.reservation.release();
-            target.reserve(n, d, method, &mut call)?;
+            target.reserve(n, d, method, &mut call, false)?;
         }
         match &mut target.acc {
             None => {
