@@ -87,15 +87,12 @@ impl CorrState {
         n: usize,
         d: usize,
         method: CorrMethod,
+        policy: &SpillPolicy,
         call: &mut Reservation,
         shared_chunk: bool,
     ) -> Result<()> {
-        self.reserve_held(n, d, method)?;
-        let spill_limit = if self.spills_all {
-            Some(0)
-        } else {
-            spill_limit_bytes(&Settings::latest())
-        };
+        self.reserve_held(n, d, method, policy.limit_bytes)?;
+        let spill_limit = group_policy(self.spills_all, policy).limit_bytes;
         let copies = if shared_chunk { 2 } else { 1 };
         let buffers = working_parts(n, d, method, spill_limit)
             .per_call
@@ -108,9 +105,15 @@ impl CorrState {
         })
     }
 
-    /// [`CorrState::reserve`]'s count of what the group holds.
-    fn reserve_held(&mut self, n: usize, d: usize, method: CorrMethod) -> Result<()> {
-        let configured = spill_limit_bytes(&Settings::latest());
+    /// [`CorrState::reserve`]'s count of what the group holds, rows kept
+    /// in memory up to `configured` bytes (`layercorr_spill_mb`).
+    fn reserve_held(
+        &mut self,
+        n: usize,
+        d: usize,
+        method: CorrMethod,
+        configured: Option<usize>,
+    ) -> Result<()> {
         let what = |spilled: bool| {
             move || {
                 let rows = if spilled {
@@ -263,6 +266,7 @@ fn add_group_rows(
         first_row + values.len(),
         d,
         method,
+        &call.policy,
         &mut call.count,
         shared_chunk,
     )?;
@@ -335,6 +339,7 @@ impl Aggregate for LayerCorr {
         let Some(src) = source.acc.take() else {
             return Ok(());
         };
+        let policy = spill_policy()?;
         // The merge's products, as a call's (see `CorrState::reserve`).
         let mut call = Reservation::default();
         if let Some(dst) = &target.acc {
@@ -343,7 +348,7 @@ impl Aggregate for LayerCorr {
             let (n, d) = (target.keys.len() + source.keys.len(), dst.d());
             let method = target.method.unwrap_or(CorrMethod::Pearson);
             source.reservation.release();
-            target.reserve(n, d, method, &mut call, false)?;
+            target.reserve(n, d, method, &policy, &mut call, false)?;
         }
         match &mut target.acc {
             None => {
@@ -356,7 +361,6 @@ impl Aggregate for LayerCorr {
                     let key = source.keys.first().cloned().unwrap_or_default();
                     return Err(length_error(&target.keys, &key, dst.d(), src.d()));
                 }
-                let policy = spill_policy()?;
                 let policy = group_policy(target.spills_all, &policy);
                 let keeps_order = dst.merge(src, &policy)?;
                 if keeps_order {

@@ -31,7 +31,7 @@ impl Reservation {
             return Ok(());
         }
         let limit = Settings::latest().memory_limit;
-        let others = counter.load(Ordering::Relaxed).saturating_sub(self.bytes);
+        let others = self.others(counter);
         if need.saturating_add(others) > limit {
             let with_others = if others > 0 {
                 format!(" (other groups in progress hold {others} bytes)")
@@ -51,8 +51,12 @@ impl Reservation {
     /// Whether raising this group's count to `need` bytes would keep all
     /// groups of `counter` within `limit` bytes.
     pub fn fits(&self, counter: &AtomicU64, need: u64, limit: u64) -> bool {
-        let others = counter.load(Ordering::Relaxed).saturating_sub(self.bytes);
-        need.max(self.bytes).saturating_add(others) <= limit
+        need.max(self.bytes).saturating_add(self.others(counter)) <= limit
+    }
+
+    /// What the other groups of `counter` have counted.
+    fn others(&self, counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed).saturating_sub(self.bytes)
     }
 
     /// Lowers this group's count to `need` bytes if it is above.
